@@ -1,0 +1,374 @@
+package endpoint
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A Kind says how an argument's text is read and checked, and how `tether
+// describe` shows it.
+type Kind int
+
+const (
+	// String is any text, taken as written.
+	String Kind = iota
+	// Int is a whole number, written as Python's int() reads it (optional
+	// sign, surrounding spaces and '_' between digits allowed), so that a
+	// number Twisted accepts means the same here. Arg.Min and Arg.Max bound it.
+	Int
+	// Port is a TCP or UDP port number, 0-65535.
+	Port
+	// Bool is a flag written as a number: 0 is false, any other whole number
+	// true (Twisted's bool(int(value))).
+	Bool
+	// Mode is a file mode in octal, at most 07777 (Twisted's int(value, 8)).
+	Mode
+	// Seconds is a duration written as a whole number of seconds, as
+	// Twisted's timeout arguments are; it must be positive.
+	Seconds
+	// Host is a host name or IP address; an IPv6 address may be written in
+	// brackets, [::1], which are removed.
+	Host
+	// Millis is a duration in whole milliseconds, zero or more.
+	Millis
+)
+
+var kindNames = [...]string{
+	String:  "string",
+	Int:     "integer",
+	Port:    "port",
+	Bool:    "flag",
+	Mode:    "octal mode",
+	Seconds: "seconds",
+	Host:    "host",
+	Millis:  "milliseconds",
+}
+
+// String names the kind as `tether types` shows it.
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// An Arg declares one argument of an endpoint type. A type declares its
+// arguments once; from that declaration come the parser's checks and error
+// messages, `tether describe`, `tether types` and the string reference.
+type Arg struct {
+	// Name is the keyword by which the argument is given (port=80).
+	Name string
+	// Aliases are other keywords accepted for the same argument, as
+	// Twisted's unix client takes lockfile= for checkPID=.
+	Aliases []string
+	// Positional says the argument may also be given without its name, in
+	// the order in which positional arguments are declared.
+	Positional bool
+	// Kind says how the value is read and checked.
+	Kind Kind
+	// Default is the value, written as in a string, that an absent
+	// argument takes. Empty with Required false means the argument is
+	// optional and absent (describe shows null), unless EmptyDefault.
+	Default string
+	// EmptyDefault says that the empty string is the default (as for the
+	// tcp server's interface), not an absent value.
+	EmptyDefault bool
+	// Required says the string must give the argument.
+	Required bool
+	// Min and Max bound an Int argument when Max > Min.
+	Min, Max int64
+	// Help is one line saying what the argument means.
+	Help string
+}
+
+// Spec declares an endpoint type: its name, what it is, and its arguments.
+type Spec struct {
+	// Name is the type, the first segment of the string, in lower case.
+	Name string
+	// Help is one line saying what the type is.
+	Help string
+	// Args are the arguments, positional ones in their positional order.
+	Args []Arg
+	// Notes is optional longer text for the reference: how the type
+	// differs from Twisted's, examples.
+	Notes string
+}
+
+// argIndex returns the index of the argument called name (or one of its
+// aliases), or -1.
+func (s *Spec) argIndex(name string) int {
+	for i, a := range s.Args {
+		if a.Name == name {
+			return i
+		}
+		for _, al := range a.Aliases {
+			if al == name {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+func (s *Spec) argNames() string {
+	names := make([]string, len(s.Args))
+	for i, a := range s.Args {
+		names[i] = a.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// Value is one argument's value after binding: the text, where it came
+// from, and the typed reading of it.
+type Value struct {
+	Arg *Arg
+	// Text is the value as written, or the default.
+	Text string
+	// Given says the string gave the argument; false means the default.
+	Given bool
+	// Absent says the argument is optional, not given, and has no default.
+	Absent bool
+	// Num holds the reading of Int, Port, Bool (0 or 1) and Mode values.
+	Num int64
+	// Dur holds the reading of Seconds and Millis values.
+	Dur time.Duration
+	// Str holds the reading of String and Host values (a Host without its
+	// brackets).
+	Str string
+}
+
+// Args holds the bound arguments of one endpoint string, in declaration
+// order. Types read their configuration from it.
+type Args struct {
+	// Role is "server" or "client".
+	Role string
+	// Input is the whole endpoint string, for error messages.
+	Input string
+	// Spec is the type's declaration.
+	Spec *Spec
+	// Values are in the order of Spec.Args.
+	Values []Value
+}
+
+func (a *Args) get(name string) *Value {
+	for i := range a.Values {
+		if a.Values[i].Arg.Name == name {
+			return &a.Values[i]
+		}
+	}
+	panic("endpoint: type " + a.Spec.Name + " has no argument " + name)
+}
+
+// String returns a String or Host argument's value.
+func (a *Args) String(name string) string { return a.get(name).Str }
+
+// Int returns an Int, Port or Mode argument's value.
+func (a *Args) Int(name string) int { return int(a.get(name).Num) }
+
+// Bool returns a Bool argument's value.
+func (a *Args) Bool(name string) bool { return a.get(name).Num != 0 }
+
+// Duration returns a Seconds or Millis argument's value.
+func (a *Args) Duration(name string) time.Duration { return a.get(name).Dur }
+
+// Mode returns a Mode argument's value.
+func (a *Args) Mode(name string) os.FileMode { return os.FileMode(a.get(name).Num) }
+
+// Given reports whether the string gave the argument (rather than it taking
+// its default).
+func (a *Args) Given(name string) bool { return a.get(name).Given }
+
+// Absent reports whether an optional argument without default was left out.
+func (a *Args) Absent(name string) bool { return a.get(name).Absent }
+
+// Errorf returns an *Error about the argument name, for checks a type makes
+// beyond what its Kind does (two arguments that exclude each other, a file
+// that does not exist). want completes "NAME "VALUE" is not ...".
+func (a *Args) Errorf(name, want string) error {
+	v := a.get(name)
+	return &Error{Op: "parse", Input: a.Input, Type: a.Spec.Name, Arg: name, Value: v.Text,
+		Want: want, Err: ErrBadArgument}
+}
+
+// bind matches a Description against a Spec: positional arguments by
+// order, keywords by name, defaults filled in, every value read by its Kind.
+func bind(input string, spec *Spec, d *Description) (*Args, error) {
+	fail := func(arg, value, want string, err error) (*Args, error) {
+		return nil, &Error{Op: "parse", Input: input, Type: spec.Name, Arg: arg, Value: value, Want: want, Err: err}
+	}
+	texts := make([]*string, len(spec.Args))
+	pos := 0
+	for _, p := range d.Positional {
+		for pos < len(spec.Args) && !spec.Args[pos].Positional {
+			pos++
+		}
+		if pos == len(spec.Args) {
+			var names []string
+			for _, a := range spec.Args {
+				if a.Positional {
+					names = append(names, a.Name)
+				}
+			}
+			what := "takes no positional arguments"
+			if len(names) > 0 {
+				what = fmt.Sprintf("takes at most %d positional arguments (%s)", len(names), strings.Join(names, ", "))
+			}
+			return fail("", "", "", errorf(ErrBadArgument, nil,
+				fmt.Sprintf("too many positional arguments: %q is extra; %s %s", p, spec.Name, what)))
+		}
+		p := p
+		texts[pos] = &p
+		pos++
+	}
+	for _, kw := range d.Keywords {
+		i := spec.argIndex(kw.Key)
+		if i < 0 {
+			return fail("", "", "", errorf(ErrBadArgument, nil,
+				fmt.Sprintf("unknown argument %q (%s takes %s)", kw.Key, spec.Name, spec.argNames())))
+		}
+		if texts[i] != nil {
+			return fail(spec.Args[i].Name, "", "", errorf(ErrBadArgument, nil,
+				fmt.Sprintf("given twice (positionally or by another name, as %q)", kw.Key)))
+		}
+		v := kw.Value
+		texts[i] = &v
+	}
+	args := &Args{Input: input, Spec: spec, Values: make([]Value, len(spec.Args))}
+	for i := range spec.Args {
+		a := &spec.Args[i]
+		v := &args.Values[i]
+		v.Arg = a
+		switch {
+		case texts[i] != nil:
+			v.Text, v.Given = *texts[i], true
+		case a.Required:
+			return fail(a.Name, "", "", errorf(ErrBadArgument, nil, "missing (required)"))
+		case a.Default == "" && !a.EmptyDefault:
+			v.Absent = true
+			continue
+		default:
+			v.Text = a.Default
+		}
+		if want := readValue(a, v); want != "" {
+			return fail(a.Name, v.Text, want, ErrBadArgument)
+		}
+	}
+	return args, nil
+}
+
+// readValue reads v.Text by its Kind into v, and returns what was wanted
+// when the text is not acceptable.
+func readValue(a *Arg, v *Value) (want string) {
+	switch a.Kind {
+	case String:
+		v.Str = v.Text
+	case Host:
+		h := v.Text
+		if len(h) >= 2 && h[0] == '[' && h[len(h)-1] == ']' {
+			h = h[1 : len(h)-1]
+		}
+		if strings.ContainsAny(h, "[]/ ") {
+			return "a host name or IP address"
+		}
+		if strings.Contains(h, ":") {
+			if _, err := netip.ParseAddr(h); err != nil {
+				return "a host name or IP address (an IPv6 address, if it has ':')"
+			}
+		}
+		v.Str = h
+	case Int:
+		n, ok := pyInt(v.Text, 10)
+		lo, hi := a.Min, a.Max
+		if hi <= lo {
+			lo, hi = math.MinInt32, math.MaxInt32
+		}
+		if !ok || n < lo || n > hi {
+			if hi == math.MaxInt32 {
+				return fmt.Sprintf("a whole number of at least %d", lo)
+			}
+			return fmt.Sprintf("a whole number %d-%d", lo, hi)
+		}
+		v.Num = n
+	case Port:
+		n, ok := pyInt(v.Text, 10)
+		if !ok || n < 0 || n > 65535 {
+			return "a number 0-65535"
+		}
+		v.Num = n
+	case Bool:
+		n, ok := pyInt(v.Text, 10)
+		if !ok {
+			return "a flag (0 for off, 1 for on)"
+		}
+		if n != 0 {
+			n = 1
+		}
+		v.Num = n
+	case Mode:
+		n, ok := pyInt(v.Text, 8)
+		if !ok || n < 0 || n > 07777 {
+			return "an octal file mode 0-7777 (such as 660)"
+		}
+		v.Num = n
+	case Seconds:
+		n, ok := pyInt(v.Text, 10)
+		if !ok || n <= 0 || n > math.MaxInt32 {
+			return "a whole number of seconds, at least 1"
+		}
+		v.Dur = time.Duration(n) * time.Second
+	case Millis:
+		n, ok := pyInt(v.Text, 10)
+		if !ok || n < 0 || n > math.MaxInt32 {
+			return "a whole number of milliseconds, 0 or more"
+		}
+		v.Dur = time.Duration(n) * time.Millisecond
+	}
+	return ""
+}
+
+// pyInt reads s as Python's int(s, base) does for the ASCII strings that
+// matter: surrounding whitespace, an optional sign, digits with single
+// underscores between them, and for base 8 an optional 0o prefix. Twisted
+// reads numbers with int(), so "tcp: 80 " is port 80 there and here too.
+// Numbers too large for int64 are refused.
+func pyInt(s string, base int) (int64, bool) {
+	s = strings.Trim(s, " \t\n\r\v\f")
+	neg := false
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		neg = s[0] == '-'
+		s = s[1:]
+	}
+	if base == 8 && len(s) > 2 && s[0] == '0' && (s[1] == 'o' || s[1] == 'O') {
+		s = s[2:]
+		if s[0] == '_' { // int("0o_7", 8) is allowed
+			s = s[1:]
+		}
+	}
+	if s == "" || s[0] == '_' || s[len(s)-1] == '_' || strings.Contains(s, "__") {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' {
+			continue
+		}
+		d := int64(c) - '0'
+		if c < '0' || c > '9' || d >= int64(base) {
+			return 0, false
+		}
+		if n > (math.MaxInt64-d)/int64(base) {
+			return 0, false
+		}
+		n = n*int64(base) + d
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}

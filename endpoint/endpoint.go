@@ -1,0 +1,260 @@
+// Package endpoint turns strings such as "tcp:8080:interface=127.0.0.1",
+// "unix:/run/app.sock:mode=660" or "tcp:example.com:443" into listening
+// ports and connections, so that a program can take where to listen or
+// what to connect to as one string from its user and work with every
+// transport without knowing which one it got. It is Go's rendering of
+// Twisted's endpoints: the strings Twisted accepts mean the same here.
+//
+// Making an endpoint is separate from using it. ParseServer and ParseClient
+// check a string and return a Server or a Client; nothing is opened until
+// Server.Listen or Client.Dial is called, and both take a context, whose
+// cancellation is Twisted's Deferred.cancel:
+//
+//	srv, err := endpoint.ParseServer("tcp:8080:interface=127.0.0.1")
+//	if err != nil { ... }             // a bad string, with the argument named
+//	ln, err := srv.Listen(ctx)        // a net.Listener; errors.Is(err, syscall.EADDRINUSE)
+//	defer ln.Close()                  // returns when the port is really closed
+//
+//	cli, err := endpoint.ParseClient("tcp:example.com:80:timeout=10")
+//	conn, err := cli.Dial(ctx)        // a net.Conn; errors.Is(err, context.Canceled)
+//
+// Every error is an *Error that names the string and wraps the cause.
+//
+// The built-in types are tcp, tcp6 and unix (servers) and tcp and unix
+// (clients); RegisterServer and RegisterClient add more, from any package,
+// in the way database/sql drivers are added. Each type declares its
+// arguments once, as a Spec; ServerTypes and ClientTypes list them.
+//
+// The grammar is Twisted's: segments separated by ':', a backslash escapes
+// the next character, key=value segments are keyword arguments, the first
+// segment is the type (case does not matter). Two extensions, both for
+// strings Twisted rejects: a value beginning with '[' runs to its ']', so
+// "tcp:80:interface=[::1]" needs no escaping, and wrapper types take the
+// rest of the string as their inner endpoint. See Parse and Quote.
+package endpoint
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+)
+
+// A Server is where to listen: a parsed server endpoint string.
+type Server interface {
+	// Listen opens the port. The context bounds the opening only; the
+	// listener lives until it is closed. Closing the listener returns only
+	// once the port is closed and anything the endpoint made (a UNIX
+	// socket file, its lock file) is removed.
+	Listen(ctx context.Context) (net.Listener, error)
+}
+
+// A Client is what to connect to: a parsed client endpoint string.
+type Client interface {
+	// Dial connects. Cancelling the context, or its deadline passing,
+	// abandons the attempt and leaves no socket behind; the error then
+	// satisfies errors.Is(err, context.Canceled) or
+	// errors.Is(err, context.DeadlineExceeded). The context does not
+	// affect the connection once Dial has returned it.
+	Dial(ctx context.Context) (net.Conn, error)
+}
+
+// ParseServer checks a server endpoint string and returns the Server it
+// describes. Every problem with the string (an unknown type, a missing or
+// bad argument) is reported here, as an *Error naming the argument.
+func ParseServer(s string) (Server, error) {
+	t, args, err := bindServer(s)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := t.New(args)
+	if err != nil {
+		return nil, asError(err, "parse", s, t.Name)
+	}
+	if srv == nil {
+		return nil, &Error{Op: "parse", Input: s, Type: t.Name, Err: errors.New("type returned a nil Server")}
+	}
+	return &server{input: s, typ: t.Name, s: srv}, nil
+}
+
+// ParseClient checks a client endpoint string and returns the Client it
+// describes, reporting every problem with the string as ParseServer does.
+func ParseClient(s string) (Client, error) {
+	t, args, err := bindClient(s)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := t.New(args)
+	if err != nil {
+		return nil, asError(err, "parse", s, t.Name)
+	}
+	if cli == nil {
+		return nil, &Error{Op: "parse", Input: s, Type: t.Name, Err: errors.New("type returned a nil Client")}
+	}
+	return &client{input: s, typ: t.Name, c: cli}, nil
+}
+
+// Listen parses the server endpoint string s and listens on it.
+func Listen(ctx context.Context, s string) (net.Listener, error) {
+	srv, err := ParseServer(s)
+	if err != nil {
+		return nil, err
+	}
+	return srv.Listen(ctx)
+}
+
+// Dial parses the client endpoint string s and connects to it.
+func Dial(ctx context.Context, s string) (net.Conn, error) {
+	cli, err := ParseClient(s)
+	if err != nil {
+		return nil, err
+	}
+	return cli.Dial(ctx)
+}
+
+// ServerArgs parses a server endpoint string and returns its arguments with
+// every default filled in, without making the endpoint (so no file is
+// read). Its JSON form is what `tether describe` prints.
+func ServerArgs(s string) (*Args, error) {
+	_, args, err := bindServer(s)
+	return args, err
+}
+
+// ClientArgs is ServerArgs for client endpoint strings.
+func ClientArgs(s string) (*Args, error) {
+	_, args, err := bindClient(s)
+	return args, err
+}
+
+func bindServer(s string) (*ServerType, *Args, error) {
+	d, err := Parse(s)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, known := lookupServer(d.Type)
+	if t == nil {
+		return nil, nil, unknownType(s, "server", d.Type, known)
+	}
+	args, err := bind(s, &t.Spec, d)
+	if err != nil {
+		return nil, nil, err
+	}
+	args.Role = "server"
+	return t, args, nil
+}
+
+func bindClient(s string) (*ClientType, *Args, error) {
+	d, err := Parse(s)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, known := lookupClient(d.Type)
+	if t == nil {
+		return nil, nil, unknownType(s, "client", d.Type, known)
+	}
+	args, err := bind(s, &t.Spec, d)
+	if err != nil {
+		return nil, nil, err
+	}
+	args.Role = "client"
+	return t, args, nil
+}
+
+// asError makes err an *Error about input, unless it already is one.
+func asError(err error, op, input, typ string) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return &Error{Op: op, Input: input, Type: typ, Err: err}
+}
+
+// server wraps a type's Server so that every Listen error is an *Error
+// naming the string, whatever the type returned.
+type server struct {
+	input, typ string
+	s          Server
+}
+
+func (s *server) Listen(ctx context.Context) (net.Listener, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, &Error{Op: "listen", Input: s.input, Type: s.typ, Err: err}
+	}
+	ln, err := s.s.Listen(ctx)
+	if err != nil {
+		return nil, asError(err, "listen", s.input, s.typ)
+	}
+	return ln, nil
+}
+
+// String returns the endpoint string the Server was parsed from.
+func (s *server) String() string { return s.input }
+
+type client struct {
+	input, typ string
+	c          Client
+}
+
+func (c *client) Dial(ctx context.Context) (net.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, &Error{Op: "dial", Input: c.input, Type: c.typ, Err: err}
+	}
+	conn, err := c.c.Dial(ctx)
+	if err != nil {
+		return nil, asError(err, "dial", c.input, c.typ)
+	}
+	return conn, nil
+}
+
+// String returns the endpoint string the Client was parsed from.
+func (c *client) String() string { return c.input }
+
+// MarshalJSON writes {"role":..., "type":..., "args":{...}} with the
+// arguments in declaration order: numbers as numbers, flags as booleans,
+// modes as octal strings ("0666"), absent optional values as null.
+func (a *Args) MarshalJSON() ([]byte, error) {
+	var b strings.Builder
+	field := func(k string, v any) {
+		kb, _ := json.Marshal(k)
+		vb, _ := json.Marshal(v)
+		b.Write(kb)
+		b.WriteByte(':')
+		b.Write(vb)
+	}
+	b.WriteByte('{')
+	field("role", a.Role)
+	b.WriteByte(',')
+	field("type", a.Spec.Name)
+	b.WriteString(`,"args":{`)
+	for i, v := range a.Values {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		field(v.Arg.Name, v.JSONValue())
+	}
+	b.WriteString("}}")
+	return []byte(b.String()), nil
+}
+
+// JSONValue returns the value as `tether describe` shows it.
+func (v *Value) JSONValue() any {
+	if v.Absent {
+		return nil
+	}
+	switch v.Arg.Kind {
+	case Int, Port:
+		return v.Num
+	case Bool:
+		return v.Num != 0
+	case Mode:
+		return fmt.Sprintf("%04o", v.Num)
+	case Seconds:
+		return int64(v.Dur.Seconds())
+	case Millis:
+		return v.Dur.Milliseconds()
+	default:
+		return v.Str
+	}
+}

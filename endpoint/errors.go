@@ -1,0 +1,122 @@
+package endpoint
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// Sentinel errors. An *Error returned by this package wraps one of these, or
+// the operating system's error, so that errors.Is can tell them apart.
+var (
+	// ErrSyntax is wrapped by errors in the string itself: an unterminated
+	// escape or bracket, an empty type, a keyword given twice.
+	ErrSyntax = errors.New("endpoint: syntax error")
+
+	// ErrUnknownType is wrapped when no type of the given name is registered.
+	ErrUnknownType = errors.New("endpoint: unknown type")
+
+	// ErrBadArgument is wrapped when an argument is missing, unknown, given
+	// twice, or has a value its type does not accept.
+	ErrBadArgument = errors.New("endpoint: bad argument")
+
+	// ErrNoLockOwner is wrapped when a UNIX client is asked to check the
+	// socket's lock file (checkPID=1) and no live process holds it.
+	ErrNoLockOwner = errors.New("endpoint: no live process holds the lock file")
+)
+
+// Error describes a failure to parse, listen on or dial an endpoint string.
+// It names the string, the operation, the argument at fault when there is
+// one, and wraps the underlying error so that errors.Is and errors.As see
+// through it: a port in use satisfies errors.Is(err, syscall.EADDRINUSE), a
+// cancelled dial errors.Is(err, context.Canceled).
+type Error struct {
+	// Op is what was being done: "parse", "listen" or "dial".
+	Op string
+	// Input is the endpoint string as the user wrote it (or the canonical
+	// form of the Description, when there was no string).
+	Input string
+	// Type is the endpoint type, lower case, when it is known.
+	Type string
+	// Arg names the argument at fault, or is empty.
+	Arg string
+	// Value is the argument's value as written, when Arg is set.
+	Value string
+	// Want says what was wanted, e.g. "a number 0-65535"; may be empty.
+	Want string
+	// Err is the underlying error; never nil.
+	Err error
+}
+
+// Error formats the failure on one line, e.g.
+//
+//	endpoint "tcp:http": tcp: port "http" is not a number 0-65535
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("endpoint ")
+	b.WriteString(strconv.Quote(e.Input))
+	b.WriteString(": ")
+	if e.Op != "" && e.Op != "parse" {
+		b.WriteString(e.Op)
+		b.WriteString(": ")
+	}
+	if e.Type != "" && e.Op == "parse" {
+		b.WriteString(e.Type)
+		b.WriteString(": ")
+	}
+	switch {
+	case e.Arg != "" && e.Want != "":
+		b.WriteString(e.Arg)
+		b.WriteByte(' ')
+		b.WriteString(strconv.Quote(e.Value))
+		b.WriteString(" is not ")
+		b.WriteString(e.Want)
+	case e.Arg != "":
+		b.WriteString(e.Arg)
+		b.WriteString(": ")
+		b.WriteString(errText(e.Err))
+	default:
+		b.WriteString(errText(e.Err))
+	}
+	return b.String()
+}
+
+// errText strips the package prefix of our sentinels, which reads as noise
+// in the middle of a message that already begins with "endpoint".
+func errText(err error) string {
+	if err == nil {
+		return "unknown error"
+	}
+	return strings.TrimPrefix(err.Error(), "endpoint: ")
+}
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Timeout reports whether the underlying error is a timeout, as net.Error does.
+func (e *Error) Timeout() bool {
+	var t interface{ Timeout() bool }
+	return errors.As(e.Err, &t) && t.Timeout()
+}
+
+// Temporary is here so that *Error satisfies net.Error; like the standard
+// library's, it is deprecated and reports false unless the cause says so.
+func (e *Error) Temporary() bool {
+	var t interface{ Temporary() bool }
+	return errors.As(e.Err, &t) && t.Temporary()
+}
+
+// wrapped is an error with a message of its own that still matches a
+// sentinel (and optionally a cause) under errors.Is.
+type wrapped struct {
+	msg   string
+	is    error
+	cause error
+}
+
+func (w *wrapped) Error() string   { return w.msg }
+func (w *wrapped) Unwrap() []error { return []error{w.is, w.cause} }
+
+func errorf(sentinel error, cause error, msg string) error {
+	return &wrapped{msg: msg, is: sentinel, cause: cause}
+}

@@ -1,0 +1,96 @@
+package endpoint
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"syscall"
+)
+
+// The lock file is Twisted's FilesystemLock, so that tether and Twisted
+// programs guard each other's sockets: a symbolic link named ADDRESS.lock
+// whose target is the owner's process ID. A symlink is made atomically, and
+// its target read without opening anything.
+
+// errLockHeld is returned when a live process holds the lock. It matches
+// syscall.EADDRINUSE, because that is what the caller wants to know.
+type errLockHeld struct {
+	path string
+	pid  int
+}
+
+func (e *errLockHeld) Error() string {
+	return fmt.Sprintf("in use: lock file %s is held by live process %d", e.path, e.pid)
+}
+
+func (e *errLockHeld) Is(target error) bool { return target == syscall.EADDRINUSE }
+
+// acquireLock takes the lock at path for this process. clean is false when
+// it took over the lock of a process that is gone, in which case that
+// process's socket may still be lying around.
+func acquireLock(path string) (clean bool, err error) {
+	clean = true
+	pid := strconv.Itoa(os.Getpid())
+	// Each pass either succeeds, fails, or removes a stale lock; a loop that
+	// keeps losing races to other processes gives up rather than spin.
+	for attempt := 0; attempt < 100; attempt++ {
+		err := os.Symlink(pid, path)
+		if err == nil {
+			return clean, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return false, err
+		}
+		owner, alive, err := lockOwner(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed between our symlink and readlink
+		}
+		if err != nil {
+			return false, err
+		}
+		if alive {
+			return false, &errLockHeld{path, owner}
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("removing stale lock file %s of dead process %d: %w", path, owner, err)
+		}
+		clean = false
+	}
+	return false, fmt.Errorf("lock file %s: gave up after losing 100 races for it", path)
+}
+
+// lockOwner reads the lock at path and says whether its owner is alive.
+func lockOwner(path string) (pid int, alive bool, err error) {
+	target, err := os.Readlink(path)
+	if err != nil {
+		if errors.Is(err, syscall.EINVAL) {
+			return 0, false, fmt.Errorf("%s exists and is not a lock (a symbolic link to a process ID); remove it if it is stale", path)
+		}
+		return 0, false, err
+	}
+	pid, err = strconv.Atoi(target)
+	if err != nil || pid <= 0 {
+		return 0, false, fmt.Errorf("lock file %s points to %q, not a process ID", path, target)
+	}
+	return pid, processAlive(pid), nil
+}
+
+// processAlive reports whether a process with this ID exists. EPERM means
+// it exists but belongs to someone else: alive.
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// lockHeld reports whether a live process holds the lock at path, as
+// Twisted's isLocked does, but without side effects: a stale lock is left
+// for the next listener to take over.
+func lockHeld(path string) (bool, error) {
+	_, alive, err := lockOwner(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return alive, err
+}

@@ -1,0 +1,141 @@
+package endpoint
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// ServerType is a server endpoint type as registered: its declaration and
+// the function that makes a Server from bound arguments.
+type ServerType struct {
+	Spec
+	// New makes the endpoint. It may check more than the Kinds do (files
+	// exist, arguments agree) and report that with args.Errorf; it must not
+	// listen yet.
+	New func(args *Args) (Server, error)
+}
+
+// ClientType is a client endpoint type as registered.
+type ClientType struct {
+	Spec
+	// New makes the endpoint. It must not dial yet.
+	New func(args *Args) (Client, error)
+}
+
+var registry struct {
+	sync.RWMutex
+	servers map[string]*ServerType
+	clients map[string]*ClientType
+}
+
+func checkSpec(kind string, s *Spec, hasNew bool) string {
+	if !hasNew {
+		panic("endpoint: Register" + kind + " of " + s.Name + " with nil New")
+	}
+	name := strings.ToLower(s.Name)
+	if name == "" || name != s.Name || strings.ContainsAny(name, `:=\[`) {
+		panic(fmt.Sprintf("endpoint: Register%s: type name %q must be non-empty lower case without ':', '=', '\\' or '['", kind, s.Name))
+	}
+	seen := map[string]bool{}
+	for _, a := range s.Args {
+		for _, n := range append([]string{a.Name}, a.Aliases...) {
+			if n == "" || seen[n] {
+				panic(fmt.Sprintf("endpoint: Register%s %s: argument name %q is empty or declared twice", kind, s.Name, n))
+			}
+			seen[n] = true
+		}
+	}
+	return name
+}
+
+// RegisterServer makes a server endpoint type available to ParseServer.
+// It is meant to be called from a package's init function, as the built-in
+// types do. It panics if the type has no New function, a bad name, or a
+// name already registered: two packages claiming one name is a bug that
+// should not wait for the first string that uses it.
+func RegisterServer(t ServerType) {
+	name := checkSpec("Server", &t.Spec, t.New != nil)
+	registry.Lock()
+	defer registry.Unlock()
+	if registry.servers == nil {
+		registry.servers = map[string]*ServerType{}
+	}
+	if _, dup := registry.servers[name]; dup {
+		panic("endpoint: RegisterServer called twice for type " + name)
+	}
+	registry.servers[name] = &t
+}
+
+// RegisterClient makes a client endpoint type available to ParseClient,
+// with the same rules as RegisterServer.
+func RegisterClient(t ClientType) {
+	name := checkSpec("Client", &t.Spec, t.New != nil)
+	registry.Lock()
+	defer registry.Unlock()
+	if registry.clients == nil {
+		registry.clients = map[string]*ClientType{}
+	}
+	if _, dup := registry.clients[name]; dup {
+		panic("endpoint: RegisterClient called twice for type " + name)
+	}
+	registry.clients[name] = &t
+}
+
+// ServerTypes returns the registered server types, sorted by name.
+func ServerTypes() []ServerType {
+	registry.RLock()
+	defer registry.RUnlock()
+	out := make([]ServerType, 0, len(registry.servers))
+	for _, t := range registry.servers {
+		out = append(out, *t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// ClientTypes returns the registered client types, sorted by name.
+func ClientTypes() []ClientType {
+	registry.RLock()
+	defer registry.RUnlock()
+	out := make([]ClientType, 0, len(registry.clients))
+	for _, t := range registry.clients {
+		out = append(out, *t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func lookupServer(name string) (*ServerType, []string) {
+	registry.RLock()
+	defer registry.RUnlock()
+	if t, ok := registry.servers[strings.ToLower(name)]; ok {
+		return t, nil
+	}
+	return nil, sortedKeys(registry.servers)
+}
+
+func lookupClient(name string) (*ClientType, []string) {
+	registry.RLock()
+	defer registry.RUnlock()
+	if t, ok := registry.clients[strings.ToLower(name)]; ok {
+		return t, nil
+	}
+	return nil, sortedKeys(registry.clients)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func unknownType(input, role, name string, known []string) error {
+	return &Error{Op: "parse", Input: input, Err: errorf(ErrUnknownType, nil,
+		fmt.Sprintf("unknown %s type %q (known: %s; a third-party type needs its package imported)",
+			role, name, strings.Join(known, ", ")))}
+}

@@ -1,0 +1,297 @@
+package endpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func init() {
+	RegisterServer(ServerType{
+		Spec: Spec{
+			Name: "tcp",
+			Help: "listen for TCP connections (IPv4, or IPv6 when the interface is an IPv6 address)",
+			Args: []Arg{
+				{Name: "port", Positional: true, Kind: Port, Required: true,
+					Help: "port to listen on; 0 picks a free one"},
+				{Name: "interface", Positional: true, Kind: Host, EmptyDefault: true,
+					Help: "address to listen on; empty means every IPv4 address, an IPv6 address listens on IPv6"},
+				{Name: "backlog", Positional: true, Kind: Int, Default: "50", Min: 0, Max: 1 << 20,
+					Help: "length of the queue of connections not yet accepted"},
+			},
+		},
+		New: func(a *Args) (Server, error) {
+			network := "tcp4"
+			host := a.String("interface")
+			if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
+				network = "tcp6"
+			}
+			return newTCPServer(network, host, a), nil
+		},
+	})
+	RegisterServer(ServerType{
+		Spec: Spec{
+			Name: "tcp6",
+			Help: "listen for TCP connections on IPv6 (on \"::\", IPv4 too, as Twisted's does)",
+			Args: []Arg{
+				{Name: "port", Positional: true, Kind: Port, Required: true,
+					Help: "port to listen on; 0 picks a free one"},
+				{Name: "backlog", Positional: true, Kind: Int, Default: "50", Min: 0, Max: 1 << 20,
+					Help: "length of the queue of connections not yet accepted"},
+				{Name: "interface", Positional: true, Kind: Host, Default: "::",
+					Help: "IPv6 address or host name to listen on"},
+			},
+			Notes: "The positional order is port, backlog, interface: Twisted's, unlike tcp's.",
+		},
+		New: func(a *Args) (Server, error) {
+			return newTCPServer("tcp6", a.String("interface"), a), nil
+		},
+	})
+	RegisterClient(ClientType{
+		Spec: Spec{
+			Name: "tcp",
+			Help: "connect over TCP, racing IPv6 and IPv4 addresses (Happy Eyeballs)",
+			Args: []Arg{
+				{Name: "host", Positional: true, Kind: Host, Required: true,
+					Help: "host name or IP address to connect to"},
+				{Name: "port", Positional: true, Kind: Port, Required: true,
+					Help: "port to connect to"},
+				{Name: "timeout", Kind: Seconds, Default: "30",
+					Help: "seconds the whole attempt (resolving and connecting) may take"},
+				{Name: "bindAddress", Kind: Host,
+					Help: "local address to connect from; absent lets the system choose"},
+				{Name: "attemptDelay", Kind: Millis, Default: "250",
+					Help: "milliseconds to wait for one address before also trying the next (RFC 8305)"},
+			},
+			Notes: "Twisted's tcp client resolves host names to IPv4 only; this one resolves both families.",
+		},
+		New: func(a *Args) (Client, error) {
+			c := &tcpClient{
+				host:    a.String("host"),
+				port:    uint16(a.Int("port")),
+				timeout: a.Duration("timeout"),
+				delay:   a.Duration("attemptDelay"),
+			}
+			if !a.Absent("bindAddress") {
+				c.bind = a.String("bindAddress")
+			}
+			return c, nil
+		},
+	})
+}
+
+type tcpServer struct {
+	network, host string
+	port, backlog int
+}
+
+func newTCPServer(network, host string, a *Args) *tcpServer {
+	return &tcpServer{network: network, host: host, port: a.Int("port"), backlog: a.Int("backlog")}
+}
+
+func (s *tcpServer) Listen(ctx context.Context) (net.Listener, error) {
+	network := s.network
+	// On "::" Twisted's IPv6 port takes IPv4 connections too (it leaves
+	// IPV6_V6ONLY off); Go's "tcp6" would turn it on, its "tcp" does not.
+	if ip, err := netip.ParseAddr(s.host); err == nil && ip == netip.IPv6Unspecified() {
+		network = "tcp"
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, network, net.JoinHostPort(s.host, strconv.Itoa(s.port)))
+	if err != nil {
+		return nil, err
+	}
+	if err := setBacklog(ln.(*net.TCPListener), s.backlog); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// setBacklog calls listen(2) again with the backlog asked for: the standard
+// library always uses the system's maximum, and Linux lets a listening
+// socket's queue length be changed this way.
+func setBacklog(ln syscall.Conn, backlog int) error {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var lerr error
+	if err := rc.Control(func(fd uintptr) { lerr = syscall.Listen(int(fd), backlog) }); err != nil {
+		return err
+	}
+	if lerr != nil {
+		return &net.OpError{Op: "listen", Net: "tcp", Err: fmt.Errorf("setting backlog %d: %w", backlog, lerr)}
+	}
+	return nil
+}
+
+type tcpClient struct {
+	host    string
+	port    uint16
+	bind    string
+	timeout time.Duration
+	delay   time.Duration
+}
+
+func (c *tcpClient) Dial(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, c.timeout,
+		fmt.Errorf("timeout=%d expired: %w", int(c.timeout.Seconds()), context.DeadlineExceeded))
+	defer cancel()
+	conn, err := c.dial(ctx)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// Resolver errors do not always carry the context's error; make
+		// sure errors.Is(err, context.Canceled/DeadlineExceeded) holds.
+		err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+	}
+	return conn, err
+}
+
+func (c *tcpClient) dial(ctx context.Context) (net.Conn, error) {
+	d := &net.Dialer{}
+	wantFamily := 0 // 4 or 6 when bindAddress fixes it
+	if c.bind != "" {
+		ips, err := lookup(ctx, c.bind)
+		if err != nil {
+			return nil, err
+		}
+		d.LocalAddr = &net.TCPAddr{IP: ips[0].AsSlice()}
+		wantFamily = family(ips[0])
+	}
+	ips, err := lookup(ctx, c.host)
+	if err != nil {
+		return nil, err
+	}
+	addrs := make([]netip.AddrPort, 0, len(ips))
+	for _, ip := range interleave(ips) {
+		if wantFamily == 0 || family(ip) == wantFamily {
+			addrs = append(addrs, netip.AddrPortFrom(ip, c.port))
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf(
+			"%s has no address of the family of bindAddress %s", c.host, c.bind)}
+	}
+	return raceDial(ctx, d, addrs, c.delay)
+}
+
+func family(ip netip.Addr) int {
+	if ip.Unmap().Is4() {
+		return 4
+	}
+	return 6
+}
+
+// lookup resolves host to its addresses, or reads it as an IP literal.
+func lookup(ctx context.Context, host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip.Unmap()}, nil
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ips {
+		ips[i] = ips[i].Unmap()
+	}
+	return ips, nil
+}
+
+// interleave orders addresses as RFC 8305 section 4 asks: the resolver's
+// first choice first, then alternating between the families.
+func interleave(ips []netip.Addr) []netip.Addr {
+	if len(ips) < 2 {
+		return ips
+	}
+	first := family(ips[0])
+	var same, other []netip.Addr
+	for _, ip := range ips {
+		if family(ip) == first {
+			same = append(same, ip)
+		} else {
+			other = append(other, ip)
+		}
+	}
+	out := make([]netip.Addr, 0, len(ips))
+	for i := 0; i < len(same) || i < len(other); i++ {
+		if i < len(same) {
+			out = append(out, same[i])
+		}
+		if i < len(other) {
+			out = append(out, other[i])
+		}
+	}
+	return out
+}
+
+type dialResult struct {
+	conn net.Conn
+	err  error
+}
+
+// raceDial connects to the first of addrs that answers. It starts with the
+// first address and starts the next one when the previous attempt fails or
+// after delay, whichever comes first (Happy Eyeballs, RFC 8305). The first
+// connection made wins; the other attempts are cancelled and waited for,
+// and a connection that completes after the winner is closed, so nothing is
+// left open when raceDial returns.
+func raceDial(ctx context.Context, d *net.Dialer, addrs []netip.AddrPort, delay time.Duration) (net.Conn, error) {
+	if len(addrs) == 1 {
+		return d.DialContext(ctx, "tcp", addrs[0].String())
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan dialResult, len(addrs))
+	started, pending := 0, 0
+	start := func() {
+		addr := addrs[started].String()
+		started++
+		pending++
+		go func() {
+			conn, err := d.DialContext(ctx, "tcp", addr)
+			results <- dialResult{conn, err}
+		}()
+	}
+	var (
+		winner   net.Conn
+		firstErr error
+	)
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	start()
+	for pending > 0 {
+		var next <-chan time.Time
+		if winner == nil && ctx.Err() == nil && started < len(addrs) {
+			next = timer.C
+		}
+		select {
+		case r := <-results:
+			pending--
+			switch {
+			case r.err == nil && winner == nil:
+				winner = r.conn
+				cancel()
+			case r.err == nil:
+				r.conn.Close()
+			case firstErr == nil:
+				firstErr = r.err
+			}
+			if winner == nil && ctx.Err() == nil && started < len(addrs) {
+				start()
+				timer.Reset(delay)
+			}
+		case <-next:
+			start()
+			timer.Reset(delay)
+		}
+	}
+	if winner != nil {
+		return winner, nil
+	}
+	return nil, firstErr
+}

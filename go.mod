@@ -1,0 +1,3 @@
+module github.com/tether-endpoints/tether
+
+go 1.26.8
