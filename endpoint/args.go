@@ -78,7 +78,7 @@ type Arg struct {
 	// EmptyDefault says that the empty string is the default (as for the
 	// tcp server's interface), not an absent value.
 	EmptyDefault bool
-	// Required says the string must give the argument.
+	// Required says the string must give the argument, and not empty.
 	Required bool
 	// Min and Max bound an Int argument when Max > Min.
 	Min, Max int64
@@ -94,6 +94,10 @@ type Spec struct {
 	Help string
 	// Args are the arguments, positional ones in their positional order.
 	Args []Arg
+	// FillGaps makes positional arguments skip the ones already given by
+	// keyword, as Twisted's tcp client does: "tcp:host=h:80" is port 80.
+	// Without it, as in a Python call, that string gives host twice.
+	FillGaps bool
 	// Notes is optional longer text for the reference: how the type
 	// differs from Twisted's, examples.
 	Notes string
@@ -202,9 +206,17 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 		return nil, &Error{Op: "parse", Input: input, Type: spec.Name, Arg: arg, Value: value, Want: want, Err: err}
 	}
 	texts := make([]*string, len(spec.Args))
+	named := make([]bool, len(spec.Args))
+	if spec.FillGaps {
+		for _, kw := range d.Keywords {
+			if i := spec.argIndex(kw.Key); i >= 0 {
+				named[i] = true
+			}
+		}
+	}
 	pos := 0
 	for _, p := range d.Positional {
-		for pos < len(spec.Args) && !spec.Args[pos].Positional {
+		for pos < len(spec.Args) && (!spec.Args[pos].Positional || named[pos]) {
 			pos++
 		}
 		if pos == len(spec.Args) {
@@ -253,6 +265,9 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 			continue
 		default:
 			v.Text = a.Default
+		}
+		if a.Required && v.Text == "" {
+			return fail(a.Name, v.Text, "a non-empty value", ErrBadArgument)
 		}
 		if want := readValue(a, v); want != "" {
 			return fail(a.Name, v.Text, want, ErrBadArgument)

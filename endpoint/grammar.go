@@ -151,19 +151,31 @@ func parse(s string, stopAfterType bool) (*Description, int, error) {
 }
 
 // Quote escapes s so that it survives as one argument value of an endpoint
-// string: backslash, ':' and '=' are preceded by a backslash, and so is a
-// leading '[' (which would otherwise open a bracket). Twisted's
-// quoteStringArgument escapes only backslash and ':', which leaves a
-// positional value containing '=' misread as a keyword; Twisted reads every
-// string Quote writes as the same value.
+// string: backslash, ':' and '=' are preceded by a backslash. A value that
+// begins with a bracketed part, such as "[::1]", keeps its brackets and the
+// ':' and '=' inside them unescaped; any other leading '[' is escaped.
+//
+// Twisted's quoteStringArgument escapes only backslash and ':', which leaves
+// a positional value containing '=' misread as a keyword. Twisted reads what
+// Quote writes as the same value, except for a bracketed part, which
+// Twisted does not know.
 func Quote(s string) string {
 	if !strings.ContainsAny(s, `\:=[`) {
 		return s
 	}
 	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '\\' || c == ':' || c == '=' || (c == '[' && i == 0) {
+	rest := s
+	if strings.HasPrefix(s, "[") {
+		if end := strings.IndexByte(s, ']'); end > 0 {
+			b.WriteString(strings.ReplaceAll(s[:end+1], `\`, `\\`))
+			rest = s[end+1:]
+		} else {
+			b.WriteByte('\\')
+		}
+	}
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if c == '\\' || c == ':' || c == '=' {
 			b.WriteByte('\\')
 		}
 		b.WriteByte(c)

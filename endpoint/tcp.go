@@ -68,7 +68,9 @@ func init() {
 				{Name: "attemptDelay", Kind: Millis, Default: "250",
 					Help: "milliseconds to wait for one address before also trying the next (RFC 8305)"},
 			},
-			Notes: "Twisted's tcp client resolves host names to IPv4 only; this one resolves both families.",
+			FillGaps: true,
+			Notes: "Twisted's tcp client resolves host names to IPv4 only; this one resolves both families. " +
+				"As in Twisted, positional arguments fill what keywords left: tcp:host=example.com:80 is port 80.",
 		},
 		New: func(a *Args) (Client, error) {
 			c := &tcpClient{
@@ -144,12 +146,32 @@ func (c *tcpClient) Dial(ctx context.Context) (net.Conn, error) {
 		fmt.Errorf("timeout=%d expired: %w", int(c.timeout.Seconds()), context.DeadlineExceeded))
 	defer cancel()
 	conn, err := c.dial(ctx)
-	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-		// Resolver errors do not always carry the context's error; make
-		// sure errors.Is(err, context.Canceled/DeadlineExceeded) holds.
-		err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+	return conn, contextError(ctx, err)
+}
+
+// contextError makes an error that the context caused say so under
+// errors.Is(err, context.Canceled) or context.DeadlineExceeded. Neither the
+// resolver's errors nor a connect that hit the context's deadline (the
+// poller's "i/o timeout") always do.
+func contextError(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
 	}
-	return conn, err
+	var ne net.Error
+	if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+		// The poller's deadline is the context's, and may fire a moment
+		// before the context's own timer does.
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 50*time.Millisecond {
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+	}
+	return err
 }
 
 func (c *tcpClient) dial(ctx context.Context) (net.Conn, error) {
@@ -242,8 +264,10 @@ type dialResult struct {
 // left open when raceDial returns.
 func raceDial(ctx context.Context, d *net.Dialer, addrs []netip.AddrPort, delay time.Duration) (net.Conn, error) {
 	if len(addrs) == 1 {
-		return d.DialContext(ctx, "tcp", addrs[0].String())
+		conn, err := d.DialContext(ctx, "tcp", addrs[0].String())
+		return conn, contextError(ctx, err)
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan dialResult, len(addrs))
@@ -293,5 +317,5 @@ func raceDial(ctx context.Context, d *net.Dialer, addrs []netip.AddrPort, delay 
 	if winner != nil {
 		return winner, nil
 	}
-	return nil, firstErr
+	return nil, contextError(parent, firstErr)
 }

@@ -2,7 +2,6 @@ package endpoint
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -33,12 +32,8 @@ func init() {
 				"the lock before it returns. @name is an abstract socket (Twisted would make a file named @name).",
 		},
 		New: func(a *Args) (Server, error) {
-			addr := a.String("address")
-			if addr == "" {
-				return nil, a.Errorf("address", "a socket path or @name")
-			}
 			return &unixServer{
-				path:    addr,
+				path:    a.String("address"),
 				mode:    a.Mode("mode"),
 				backlog: a.Int("backlog"),
 				lock:    a.Bool("lockfile"),
@@ -60,11 +55,7 @@ func init() {
 			Notes: "checkPID=0 turns the check off; Twisted reads any checkPID= text, even 0, as on.",
 		},
 		New: func(a *Args) (Client, error) {
-			p := a.String("path")
-			if p == "" {
-				return nil, a.Errorf("path", "a socket path or @name")
-			}
-			return &unixClient{path: p, timeout: a.Duration("timeout"), checkPID: a.Bool("checkPID")}, nil
+			return &unixClient{path: a.String("path"), timeout: a.Duration("timeout"), checkPID: a.Bool("checkPID")}, nil
 		},
 	})
 }
@@ -207,8 +198,5 @@ func (c *unixClient) Dial(ctx context.Context) (net.Conn, error) {
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.path)
-	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-		err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
-	}
-	return conn, err
+	return conn, contextError(ctx, err)
 }

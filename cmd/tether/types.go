@@ -1,0 +1,150 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/tether-endpoints/tether/endpoint"
+)
+
+func init() {
+	register(&command{name: "types", summary: "list the endpoint types and their arguments", run: runTypes})
+}
+
+const typesUsage = `Usage: tether types [--markdown]
+
+Lists every registered endpoint type, server and client, with its arguments:
+positional ones in their order, each with its kind, default and meaning.
+With --markdown it writes the string reference (docs/reference.md is made so).
+
+Flags:
+`
+
+func runTypes(e *env, args []string) int {
+	fs := flag.NewFlagSet("types", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	markdown := fs.Bool("markdown", false, "write the reference in Markdown")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), typesUsage)
+		fs.PrintDefaults()
+	}
+	if code, done := parseFlags(fs, args, e); done {
+		return code
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintln(e.stderr, "tether types: takes no arguments (run tether types --help)")
+		return exitUsage
+	}
+	var servers, clients []endpoint.Spec
+	for _, t := range endpoint.ServerTypes() {
+		servers = append(servers, t.Spec)
+	}
+	for _, t := range endpoint.ClientTypes() {
+		clients = append(clients, t.Spec)
+	}
+	if *markdown {
+		writeReference(e.stdout, servers, clients)
+		return exitOK
+	}
+	writeTypes(e.stdout, "Server", servers)
+	fmt.Fprintln(e.stdout)
+	writeTypes(e.stdout, "Client", clients)
+	return exitOK
+}
+
+// synopsis writes a type's form: the type, its positional arguments in
+// order (optional ones in brackets), then its keyword-only arguments.
+func synopsis(s endpoint.Spec) string {
+	var b strings.Builder
+	b.WriteString(s.Name)
+	opened := 0
+	for _, a := range s.Args {
+		if !a.Positional {
+			continue
+		}
+		if a.Required {
+			b.WriteString(":" + strings.ToUpper(a.Name))
+		} else {
+			b.WriteString("[:" + strings.ToUpper(a.Name))
+			opened++
+		}
+	}
+	b.WriteString(strings.Repeat("]", opened))
+	for _, a := range s.Args {
+		if !a.Positional {
+			fmt.Fprintf(&b, "[:%s=...]", a.Name)
+		}
+	}
+	return b.String()
+}
+
+// defaultText says what an absent argument means.
+func defaultText(a endpoint.Arg) string {
+	switch {
+	case a.Required:
+		return "required"
+	case a.Default == "" && a.EmptyDefault:
+		return `default ""`
+	case a.Default == "":
+		return "optional"
+	default:
+		return "default " + a.Default
+	}
+}
+
+func writeTypes(w io.Writer, role string, specs []endpoint.Spec) {
+	fmt.Fprintf(w, "%s types:\n", role)
+	for _, s := range specs {
+		fmt.Fprintf(w, "\n  %s\n      %s\n", synopsis(s), s.Help)
+		for _, a := range s.Args {
+			name := a.Name
+			if len(a.Aliases) > 0 {
+				name += " (or " + strings.Join(a.Aliases, ", ") + ")"
+			}
+			fmt.Fprintf(w, "    %-22s %-12s %-14s %s\n", name, a.Kind, defaultText(a), a.Help)
+		}
+	}
+}
+
+const referenceIntro = `# Endpoint string reference
+
+This page is generated from the argument declarations in the code by
+` + "`tether types --markdown`" + `; a test fails when it is stale. Regenerate it with
+` + "`go run ./cmd/tether types --markdown > docs/reference.md`" + `.
+
+An endpoint string is TYPE, then arguments separated by ':'. Positional
+arguments come in the order shown; any argument may be given by name as
+KEY=VALUE, in any order. A backslash makes the next character literal
+(` + "`\\:` `\\=` `\\\\`" + `), and a value that begins with '[' runs to its ']'
+(` + "`tcp:80:interface=[::1]`" + `).
+`
+
+func writeReference(w io.Writer, servers, clients []endpoint.Spec) {
+	fmt.Fprint(w, referenceIntro)
+	for _, group := range []struct {
+		role  string
+		specs []endpoint.Spec
+	}{{"Server", servers}, {"Client", clients}} {
+		fmt.Fprintf(w, "\n## %s types\n", group.role)
+		for _, s := range group.specs {
+			fmt.Fprintf(w, "\n### %s (%s)\n\n`%s`\n\n%s.\n", s.Name, strings.ToLower(group.role), synopsis(s), s.Help)
+			if s.Notes != "" {
+				fmt.Fprintf(w, "\n%s\n", s.Notes)
+			}
+			fmt.Fprint(w, "\n| argument | kind | default | meaning |\n|---|---|---|---|\n")
+			for _, a := range s.Args {
+				name := "`" + a.Name + "`"
+				for _, al := range a.Aliases {
+					name += " or `" + al + "`"
+				}
+				if a.Positional {
+					name += " (positional)"
+				}
+				cell := strings.NewReplacer("|", `\|`)
+				fmt.Fprintf(w, "| %s | %s | %s | %s |\n", name, a.Kind, cell.Replace(defaultText(a)), cell.Replace(a.Help))
+			}
+		}
+	}
+}

@@ -1,0 +1,197 @@
+package endpoint
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestPyInt(t *testing.T) {
+	tests := []struct {
+		in   string
+		base int
+		want int64
+		ok   bool
+	}{
+		{"80", 10, 80, true}, {" 80 ", 10, 80, true}, {"+80", 10, 80, true}, {"-1", 10, -1, true},
+		{"08", 10, 8, true}, {"1_000", 10, 1000, true}, {"\t7\n", 10, 7, true},
+		{"", 10, 0, false}, {" ", 10, 0, false}, {"_1", 10, 0, false}, {"1_", 10, 0, false},
+		{"1__0", 10, 0, false}, {"0x50", 10, 0, false}, {"8O", 10, 0, false}, {"+-1", 10, 0, false},
+		{"1 0", 10, 0, false}, {"99999999999999999999", 10, 0, false},
+		{"660", 8, 0660, true}, {"0o660", 8, 0660, true}, {"0O_7", 8, 7, true}, {"0660", 8, 0660, true},
+		{"8", 8, 0, false}, {"0o", 8, 0, false}, {"0x1", 8, 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := pyInt(tt.in, tt.base)
+		if ok != tt.ok || (ok && got != tt.want) {
+			t.Errorf("pyInt(%q, %d) = %d, %v; want %d, %v", tt.in, tt.base, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func describe(t *testing.T, role, s string) string {
+	t.Helper()
+	get := ServerArgs
+	if role == "client" {
+		get = ClientArgs
+	}
+	a, err := get(s)
+	if err != nil {
+		t.Fatalf("%s %q: %v", role, s, err)
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestDescribe(t *testing.T) {
+	tests := []struct{ role, in, want string }{
+		{"server", "tcp:80", `{"role":"server","type":"tcp","args":{"port":80,"interface":"","backlog":50}}`},
+		{"server", "TCP:8080:interface=127.0.0.1:backlog=5", `{"role":"server","type":"tcp","args":{"port":8080,"interface":"127.0.0.1","backlog":5}}`},
+		{"server", "tcp:80:[::1]", `{"role":"server","type":"tcp","args":{"port":80,"interface":"::1","backlog":50}}`},
+		{"server", "tcp:port= 80 :backlog=1_0", `{"role":"server","type":"tcp","args":{"port":80,"interface":"","backlog":10}}`},
+		{"server", "tcp6:80", `{"role":"server","type":"tcp6","args":{"port":80,"backlog":50,"interface":"::"}}`},
+		{"server", "tcp6:80:7:[::1]", `{"role":"server","type":"tcp6","args":{"port":80,"backlog":7,"interface":"::1"}}`},
+		{"server", "unix:/run/a.sock", `{"role":"server","type":"unix","args":{"address":"/run/a.sock","mode":"0666","backlog":50,"lockfile":true}}`},
+		{"server", "unix:/run/a.sock:660:5:0", `{"role":"server","type":"unix","args":{"address":"/run/a.sock","mode":"0660","backlog":5,"lockfile":false}}`},
+		{"server", "unix:@abstract:lockfile=2", `{"role":"server","type":"unix","args":{"address":"@abstract","mode":"0666","backlog":50,"lockfile":true}}`},
+		{"client", "tcp:example.com:443", `{"role":"client","type":"tcp","args":{"host":"example.com","port":443,"timeout":30,"bindAddress":null,"attemptDelay":250}}`},
+		{"client", "tcp:host=[2001:db8::1]:443:timeout=5:bindAddress=[::1]", `{"role":"client","type":"tcp","args":{"host":"2001:db8::1","port":443,"timeout":5,"bindAddress":"::1","attemptDelay":250}}`},
+		{"client", "tcp:port=80:localhost", `{"role":"client","type":"tcp","args":{"host":"localhost","port":80,"timeout":30,"bindAddress":null,"attemptDelay":250}}`},
+		{"client", "unix:/run/a.sock", `{"role":"client","type":"unix","args":{"path":"/run/a.sock","timeout":30,"checkPID":false}}`},
+		{"client", "unix:path=/run/a.sock:lockfile=1:timeout=2", `{"role":"client","type":"unix","args":{"path":"/run/a.sock","timeout":2,"checkPID":true}}`},
+		{"client", "unix:/run/a.sock:checkPID=0", `{"role":"client","type":"unix","args":{"path":"/run/a.sock","timeout":30,"checkPID":false}}`},
+	}
+	for _, tt := range tests {
+		if got := describe(t, tt.role, tt.in); got != tt.want {
+			t.Errorf("%s %q:\n got %s\nwant %s", tt.role, tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestBindErrors covers every way binding a string to a type fails: each
+// error is an *Error that names the input, the argument, and what was wanted.
+func TestBindErrors(t *testing.T) {
+	tests := []struct {
+		role, in string
+		sentinel error
+		arg      string
+		msg      string
+	}{
+		{"server", "tcp:http", ErrBadArgument, "port", `port "http" is not a number 0-65535`},
+		{"server", "tcp:65536", ErrBadArgument, "port", "0-65535"},
+		{"server", "tcp:-1", ErrBadArgument, "port", "0-65535"},
+		{"server", "tcp", ErrBadArgument, "port", "port: missing (required)"},
+		{"server", "tcp:80:lo:5:extra", ErrBadArgument, "", `"extra" is extra; tcp takes at most 3 positional arguments (port, interface, backlog)`},
+		{"server", "tcp:80:backlog=x", ErrBadArgument, "backlog", `backlog "x" is not a whole number 0-1048576`},
+		{"server", "tcp:80:backlog=-1", ErrBadArgument, "backlog", "0-1048576"},
+		{"server", "tcp:80:colour=red", ErrBadArgument, "", `unknown argument "colour" (tcp takes port, interface, backlog)`},
+		{"server", "tcp:80:port=81", ErrBadArgument, "port", "given twice"},
+		{"server", "tcp:80:interface=a b", ErrBadArgument, "interface", "a host name or IP address"},
+		{"server", "tcp:80:interface=[::1", ErrSyntax, "", "never closed"},
+		{"server", "tcp:80:interface=1:2", ErrBadArgument, "interface", "given twice"},
+		{"server", "tcp:80:interface=[1:2:zz]", ErrBadArgument, "interface", "IPv6 address"},
+		{"server", "unix:/x:mode=8", ErrBadArgument, "mode", "octal file mode"},
+		{"server", "unix:/x:mode=10000", ErrBadArgument, "mode", "octal file mode"},
+		{"server", "unix:/x:lockfile=yes", ErrBadArgument, "lockfile", "a flag (0 for off, 1 for on)"},
+		{"server", "unix:", ErrBadArgument, "address", `address "" is not a non-empty value`},
+		{"client", "tcp::80", ErrBadArgument, "host", "non-empty"},
+		{"server", "nosuch:80", ErrUnknownType, "", `unknown server type "nosuch" (known: `},
+		{"client", "tcp:example.com", ErrBadArgument, "port", "missing"},
+		{"client", "tcp:example.com:80:timeout=0", ErrBadArgument, "timeout", "at least 1"},
+		{"client", "tcp:example.com:80:timeout=2.5", ErrBadArgument, "timeout", "whole number of seconds"},
+		{"client", "tcp:example.com:80:attemptDelay=-5", ErrBadArgument, "attemptDelay", "milliseconds"},
+		{"client", "unix:/x:checkPID=1:lockfile=1", ErrBadArgument, "checkPID", "given twice"},
+		{"client", "unix:/x:mode=1", ErrBadArgument, "", `unknown argument "mode"`},
+		{"client", "tcp6:x:1", ErrUnknownType, "", "known: tcp, unix"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.role+" "+tt.in, func(t *testing.T) {
+			get := ServerArgs
+			if tt.role == "client" {
+				get = ClientArgs
+			}
+			_, err := get(tt.in)
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("got %v, want an *Error", err)
+			}
+			if !errors.Is(err, tt.sentinel) || e.Arg != tt.arg || e.Input != tt.in || e.Op != "parse" {
+				t.Fatalf("got %#v, want sentinel %v, arg %q", e, tt.sentinel, tt.arg)
+			}
+			if msg := err.Error(); !strings.Contains(msg, tt.msg) || !strings.Contains(msg, `"`+tt.in+`"`) {
+				t.Fatalf("message %q, want it to contain %q and the input", msg, tt.msg)
+			}
+			// ParseServer/ParseClient report the same failure.
+			var perr error
+			if tt.role == "client" {
+				_, perr = ParseClient(tt.in)
+			} else {
+				_, perr = ParseServer(tt.in)
+			}
+			if perr == nil || perr.Error() != err.Error() {
+				t.Fatalf("Parse%s gave %v, want %v", tt.role, perr, err)
+			}
+		})
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	mustPanic := func(name string, f func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s did not panic", name)
+			}
+		}()
+		f()
+	}
+	newServer := func(*Args) (Server, error) { return nil, nil }
+	mustPanic("duplicate", func() { RegisterServer(ServerType{Spec: Spec{Name: "tcp"}, New: newServer}) })
+	mustPanic("nil New", func() { RegisterServer(ServerType{Spec: Spec{Name: "nilnew"}}) })
+	mustPanic("upper case", func() { RegisterServer(ServerType{Spec: Spec{Name: "Upper"}, New: newServer}) })
+	mustPanic("colon", func() {
+		RegisterClient(ClientType{Spec: Spec{Name: "a:b"}, New: func(*Args) (Client, error) { return nil, nil }})
+	})
+	mustPanic("duplicate argument", func() {
+		RegisterServer(ServerType{Spec: Spec{Name: "dupargs", Args: []Arg{{Name: "a"}, {Name: "b", Aliases: []string{"a"}}}}, New: newServer})
+	})
+	// A type whose New returns a nil Server is reported, not returned.
+	RegisterServer(ServerType{Spec: Spec{Name: "nilserver"}, New: newServer})
+	if _, err := ParseServer("nilserver"); err == nil {
+		t.Error("ParseServer of a type returning nil: no error")
+	}
+
+	// Registering and listing at once is safe (run with -race).
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(2)
+		name := "concurrent" + string(rune('a'+i))
+		go func() {
+			defer wg.Done()
+			RegisterClient(ClientType{Spec: Spec{Name: name}, New: func(*Args) (Client, error) { return nil, nil }})
+		}()
+		go func() {
+			defer wg.Done()
+			ClientTypes()
+			ParseClient("tcp:localhost:1")
+		}()
+	}
+	wg.Wait()
+	names := map[string]bool{}
+	prev := ""
+	for _, ct := range ClientTypes() {
+		if ct.Name < prev {
+			t.Errorf("ClientTypes not sorted: %q after %q", ct.Name, prev)
+		}
+		prev = ct.Name
+		names[ct.Name] = true
+	}
+	if !names["concurrenta"] || !names["concurrenth"] || !names["tcp"] || !names["unix"] {
+		t.Errorf("ClientTypes = %v", names)
+	}
+}

@@ -1,0 +1,157 @@
+package endpoint
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func kw(pairs ...string) []Keyword {
+	var out []Keyword
+	for i := 0; i < len(pairs); i += 2 {
+		out = append(out, Keyword{pairs[i], pairs[i+1]})
+	}
+	return out
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Description
+	}{
+		{"tcp", Description{Type: "tcp"}},
+		{"tcp:80", Description{Type: "tcp", Positional: []string{"80"}}},
+		{"tcp:80:interface=127.0.0.1", Description{Type: "tcp", Positional: []string{"80"}, Keywords: kw("interface", "127.0.0.1")}},
+		// Twisted's own docstring example: _parse('a:b:d=1:c') == (['a','b','c'], {'d':'1'}).
+		{"a:b:d=1:c", Description{Type: "a", Positional: []string{"b", "c"}, Keywords: kw("d", "1")}},
+		// Only the first '=' splits: the value keeps the rest.
+		{"x:a=b=c", Description{Type: "x", Keywords: kw("a", "b=c")}},
+		{"x:a==", Description{Type: "x", Keywords: kw("a", "=")}},
+		{"x:a=", Description{Type: "x", Keywords: kw("a", "")}},
+		// Escapes: \: \= \\ and any other character.
+		{`unix:C\:/x`, Description{Type: "unix", Positional: []string{"C:/x"}}},
+		{`x:a\=b`, Description{Type: "x", Positional: []string{"a=b"}}},
+		{`x:a\\b`, Description{Type: "x", Positional: []string{`a\b`}}},
+		{`x:\a`, Description{Type: "x", Positional: []string{"a"}}},
+		{`x:k\=ey=v`, Description{Type: "x", Keywords: kw("k=ey", "v")}},
+		{`x:k=v\:w`, Description{Type: "x", Keywords: kw("k", "v:w")}},
+		{`ssl:443:privateKey=C\:/key.pem:certKey=C\:/cert.pem`, Description{Type: "ssl",
+			Positional: []string{"443"}, Keywords: kw("privateKey", "C:/key.pem", "certKey", "C:/cert.pem")}},
+		// Empty segments are empty positional arguments, as in Twisted.
+		{"x::", Description{Type: "x", Positional: []string{"", ""}}},
+		{"x:", Description{Type: "x", Positional: []string{""}}},
+		// Brackets protect ':' and '=' and stay in the value.
+		{"tcp:80:interface=[::1]", Description{Type: "tcp", Positional: []string{"80"}, Keywords: kw("interface", "[::1]")}},
+		{"tcp:host=[2001:db8::1]:port=443", Description{Type: "tcp", Keywords: kw("host", "[2001:db8::1]", "port", "443")}},
+		{"tcp:[::1]:80", Description{Type: "tcp", Positional: []string{"[::1]", "80"}}},
+		{"x:[a=b]", Description{Type: "x", Positional: []string{"[a=b]"}}},
+		{`x:[a\]b]`, Description{Type: "x", Positional: []string{"[a]b]"}}},
+		{"x:[a]b:c", Description{Type: "x", Positional: []string{"[a]b", "c"}}},
+		// A '[' that does not begin a value is an ordinary character.
+		{"x:a[b:c]", Description{Type: "x", Positional: []string{"a[b", "c]"}}},
+		{`x:\[a:b`, Description{Type: "x", Positional: []string{"[a", "b"}}},
+		// Interleaving.
+		{"tcp:port=80:127.0.0.1", Description{Type: "tcp", Positional: []string{"127.0.0.1"}, Keywords: kw("port", "80")}},
+		// The type keeps its case; lookup ignores it.
+		{"TCP:80", Description{Type: "TCP", Positional: []string{"80"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := Parse(tt.in)
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", tt.in, err)
+			}
+			if !reflect.DeepEqual(*got, tt.want) {
+				t.Fatalf("Parse(%q) = %#v, want %#v", tt.in, *got, tt.want)
+			}
+			again, err := Parse(got.String())
+			if err != nil || !reflect.DeepEqual(again, got) {
+				t.Fatalf("round trip via %q: %#v, %v", got.String(), again, err)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", "type (the first segment) is empty"},
+		{":80", "type (the first segment) is empty"},
+		{"a=b:80", "type (the first segment) may not contain '='"},
+		{`tcp:80\`, "lone backslash"},
+		{`\`, "lone backslash"},
+		{`tcp:[::1\`, "lone backslash"},
+		{"tcp:80:interface=[::1", "never closed"},
+		{"tcp:[", "never closed"},
+		{"x:=v", "empty name"},
+		{"tcp:port=80:port=81", `keyword "port" is given twice`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			_, err := Parse(tt.in)
+			var e *Error
+			if !errors.As(err, &e) || !errors.Is(err, ErrSyntax) {
+				t.Fatalf("Parse(%q) = %v, want an *Error wrapping ErrSyntax", tt.in, err)
+			}
+			if !strings.Contains(err.Error(), tt.want) || e.Input != tt.in {
+				t.Fatalf("Parse(%q) error %q, want it to contain %q and name the input", tt.in, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestQuote(t *testing.T) {
+	for _, s := range []string{"", "plain", "a:b", "a=b", `a\b`, "[::1]", "x[y", `\:=[]`, "C:/key.pem", "[a]b:c", `[a\b]=`, "[", "[]", "]["} {
+		d := &Description{Type: "x", Positional: []string{s}, Keywords: kw("k", s)}
+		got, err := Parse(d.String())
+		if err != nil || !reflect.DeepEqual(got.Positional, []string{s}) || got.Keywords[0].Value != s {
+			t.Errorf("Quote(%q) = %q does not survive: %#v, %v", s, Quote(s), got, err)
+		}
+	}
+	for in, want := range map[string]string{
+		`a:b=c\d[`: `a\:b\=c\\d[`,
+		"[::1]":    "[::1]",
+		"[a\\b]:c": `[a\\b]\:c`,
+		"[x":       `\[x`,
+		"plain":    "plain",
+	} {
+		if got := Quote(in); got != want {
+			t.Errorf("Quote(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzParse checks that no input makes Parse panic or hang, and that a
+// parsed string's canonical form parses back to the same Description.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"tcp:80", "tcp:80:interface=127.0.0.1", `unix:C\:/x:mode=660`, "tcp:host=[2001:db8::1]:port=443",
+		"x:a=b=c", `x:[a\]b]`, "x::", `\`, "x:[", "a:b:d=1:c", "tcp:port=80:port=81", "TCP:0:backlog=0",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := Parse(s)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || !errors.Is(err, ErrSyntax) {
+				t.Fatalf("Parse(%q) error %v is not an *Error wrapping ErrSyntax", s, err)
+			}
+			return
+		}
+		canon := d.String()
+		d2, err := Parse(canon)
+		if err != nil {
+			t.Fatalf("Parse(%q) ok, but its canonical form %q fails: %v", s, canon, err)
+		}
+		if !reflect.DeepEqual(d, d2) {
+			t.Fatalf("round trip of %q via %q: %#v != %#v", s, canon, d, d2)
+		}
+		if canon2 := d2.String(); canon2 != canon {
+			t.Fatalf("canonical form not stable: %q then %q", canon, canon2)
+		}
+		// The typed layer must not panic either.
+		ServerArgs(s)
+		ClientArgs(s)
+	})
+}
