@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -169,4 +172,141 @@ type upperConn struct{ net.Conn }
 
 func (c upperConn) Write(p []byte) (int, error) {
 	return c.Conn.Write([]byte(strings.ToUpper(string(p))))
+}
+
+// Serve HTTP on whatever endpoint string the user gave: net/http needs
+// nothing but the Listener.
+func Example_httpServer() {
+	ln, err := endpoint.Listen(context.Background(), "tcp:0:interface=127.0.0.1") // or "unix:/run/app.sock"
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "hello over", r.Proto)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	resp, err := http.Get("http://" + ln.Addr().String() + "/")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Print(string(body))
+	// Output: hello over HTTP/1.1
+}
+
+// An HTTP client whose connections go wherever a client endpoint string
+// says, here a UNIX socket, whatever the URL's host.
+func Example_httpClient() {
+	dir, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "api.sock")
+	ln, _ := endpoint.Listen(context.Background(), "unix:"+endpoint.Quote(sock))
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "served on", r.Host)
+	}))
+	defer ln.Close()
+
+	cli, err := endpoint.ParseClient("unix:" + endpoint.Quote(sock) + ":timeout=5")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return cli.Dial(ctx) },
+	}}
+	resp, err := hc.Get("http://api.internal/status")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Print(string(body))
+	// Output: served on api.internal
+}
+
+// fetchGreeting is a library function written as the Twisted howto
+// advises: it takes a Client, not a host and port, so its caller decides
+// the transport (tcp, unix, tls, ...).
+func fetchGreeting(ctx context.Context, server endpoint.Client) (string, error) {
+	c, err := server.Dial(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// A library function that accepts endpoints as parameters.
+func Example_acceptingEndpoints() {
+	svc, _ := endpoint.NewService("tcp:0:interface=127.0.0.1", endpoint.HandlerFunc(
+		func(ctx context.Context, c net.Conn) { io.WriteString(c, "greetings") }))
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	svc.Start(ctx)
+	go svc.Serve(ctx)
+
+	cli, _ := endpoint.ParseClient(fmt.Sprintf("tcp:127.0.0.1:%d", svc.Addr().(*net.TCPAddr).Port))
+	msg, err := fetchGreeting(ctx, cli)
+	fmt.Println(msg, err)
+	// Output: greetings <nil>
+}
+
+// Run a service until the program is told to stop. In a real program the
+// context comes from signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM),
+// and several services run side by side with RunAll or an errgroup.
+func ExampleService() {
+	svc, err := endpoint.NewService("tcp:0:interface=127.0.0.1", endpoint.HandlerFunc(
+		func(ctx context.Context, c net.Conn) { io.Copy(c, c) })) // echo
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	svc.DrainTimeout = 5 * time.Second
+	ctx, stop := context.WithCancel(context.Background())
+	go func() {
+		for svc.Addr() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		c, _ := net.Dial("tcp", svc.Addr().String())
+		io.WriteString(c, "echo")
+		buf := make([]byte, 4)
+		io.ReadFull(c, buf)
+		fmt.Println(string(buf))
+		c.Close()
+		stop() // as SIGTERM would
+	}()
+	err = svc.Run(ctx) // listens, serves, and on stop drains
+	fmt.Println("stopped:", err)
+	// Output:
+	// echo
+	// stopped: <nil>
+}
+
+// Stopping a port: Close returns once the port is closed and, for a UNIX
+// socket, once its file and lock file are gone.
+func ExampleServer_stop() {
+	dir, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "s.sock")
+	ln, err := endpoint.Listen(context.Background(), "unix:"+endpoint.Quote(sock))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, err = os.Lstat(sock + ".lock") // a symlink to our PID
+	fmt.Println("lock while listening:", err == nil)
+	ln.Close()
+	_, err1 := os.Stat(sock)
+	_, err2 := os.Lstat(sock + ".lock")
+	fmt.Println("gone after Close:", os.IsNotExist(err1), os.IsNotExist(err2))
+	// Output:
+	// lock while listening: true
+	// gone after Close: true true
 }
