@@ -94,6 +94,11 @@ type Spec struct {
 	Help string
 	// Args are the arguments, positional ones in their positional order.
 	Args []Arg
+	// Wrapper says the type wraps another endpoint of the same role and
+	// takes the rest of the string after "TYPE:" as that inner endpoint,
+	// verbatim (haproxy:tcp:8080), as Twisted's haproxy parser does. A
+	// wrapper declares no Args; New finds the inner string in Args.Inner.
+	Wrapper bool
 	// FillGaps makes positional arguments skip the ones already given by
 	// keyword, as Twisted's tcp client does: "tcp:host=h:80" is port 80.
 	// Without it, as in a Python call, that string gives host twice.
@@ -157,6 +162,10 @@ type Args struct {
 	Spec *Spec
 	// Values are in the order of Spec.Args.
 	Values []Value
+	// Inner is a wrapper's inner endpoint string, and InnerArgs its
+	// arguments.
+	Inner     string
+	InnerArgs *Args
 }
 
 func (a *Args) get(name string) *Value {

@@ -3,6 +3,7 @@ package endpoint
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -193,5 +194,31 @@ func TestRegistry(t *testing.T) {
 	}
 	if !names["concurrenta"] || !names["concurrenth"] || !names["tcp"] || !names["unix"] {
 		t.Errorf("ClientTypes = %v", names)
+	}
+}
+
+func TestWrapper(t *testing.T) {
+	RegisterServer(ServerType{
+		Spec: Spec{Name: "testwrap", Wrapper: true, Help: "passes through"},
+		New:  func(a *Args) (Server, error) { return ParseServer(a.Inner) },
+	})
+	got := describe(t, "server", `testwrap:unix:/a\:b:mode=600`)
+	want := `{"role":"server","type":"testwrap","args":{},"inner":{"role":"server","type":"unix","args":{"address":"/a:b","mode":"0600","backlog":50,"lockfile":true}}}`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	ln := listen(t, "testwrap:testwrap:tcp:0:interface=127.0.0.1")
+	if ln.Addr().(*net.TCPAddr).Port == 0 {
+		t.Fatal("no port")
+	}
+	for in, msg := range map[string]string{
+		"testwrap":        "wants an inner endpoint",
+		"testwrap:":       "wants an inner endpoint",
+		"testwrap:tcp:x":  `port "x" is not a number`,
+		"testwrap:nope:1": "unknown server type",
+	} {
+		if _, err := ParseServer(in); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("ParseServer(%q) = %v, want %q", in, err, msg)
+		}
 	}
 }

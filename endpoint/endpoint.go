@@ -129,7 +129,7 @@ func ClientArgs(s string) (*Args, error) {
 }
 
 func bindServer(s string) (*ServerType, *Args, error) {
-	d, err := Parse(s)
+	d, rest, err := parse(s, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -137,16 +137,12 @@ func bindServer(s string) (*ServerType, *Args, error) {
 	if t == nil {
 		return nil, nil, unknownType(s, "server", d.Type, known)
 	}
-	args, err := bind(s, &t.Spec, d)
-	if err != nil {
-		return nil, nil, err
-	}
-	args.Role = "server"
-	return t, args, nil
+	args, err := bindTyped(s, rest, &t.Spec, "server", ServerArgs)
+	return t, args, err
 }
 
 func bindClient(s string) (*ClientType, *Args, error) {
-	d, err := Parse(s)
+	d, rest, err := parse(s, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -154,12 +150,36 @@ func bindClient(s string) (*ClientType, *Args, error) {
 	if t == nil {
 		return nil, nil, unknownType(s, "client", d.Type, known)
 	}
-	args, err := bind(s, &t.Spec, d)
-	if err != nil {
-		return nil, nil, err
+	args, err := bindTyped(s, rest, &t.Spec, "client", ClientArgs)
+	return t, args, err
+}
+
+// bindTyped binds the arguments of s, whose type is spec and whose
+// arguments begin at byte rest. A wrapper's arguments are its inner
+// endpoint, bound by bindInner.
+func bindTyped(s string, rest int, spec *Spec, role string, bindInner func(string) (*Args, error)) (*Args, error) {
+	if spec.Wrapper {
+		inner := s[rest:]
+		if inner == "" {
+			return nil, &Error{Op: "parse", Input: s, Type: spec.Name, Err: errorf(ErrBadArgument, nil,
+				"wants an inner endpoint after \""+spec.Name+":\", such as "+spec.Name+":tcp:8080")}
+		}
+		innerArgs, err := bindInner(inner)
+		if err != nil {
+			return nil, err
+		}
+		return &Args{Role: role, Input: s, Spec: spec, Inner: inner, InnerArgs: innerArgs}, nil
 	}
-	args.Role = "client"
-	return t, args, nil
+	d, err := Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	args, err := bind(s, spec, d)
+	if err != nil {
+		return nil, err
+	}
+	args.Role = role
+	return args, nil
 }
 
 // asError makes err an *Error about input, unless it already is one.
@@ -234,7 +254,16 @@ func (a *Args) MarshalJSON() ([]byte, error) {
 		}
 		field(v.Arg.Name, v.JSONValue())
 	}
-	b.WriteString("}}")
+	b.WriteByte('}')
+	if a.InnerArgs != nil {
+		inner, err := a.InnerArgs.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(`,"inner":`)
+		b.Write(inner)
+	}
+	b.WriteByte('}')
 	return []byte(b.String()), nil
 }
 
