@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"errors"
+	"net"
 	"strconv"
 	"strings"
 )
@@ -56,7 +57,10 @@ func (e *Error) Error() string {
 	b.WriteString("endpoint ")
 	b.WriteString(strconv.Quote(e.Input))
 	b.WriteString(": ")
-	if e.Op != "" && e.Op != "parse" {
+	var op *net.OpError
+	if e.Op != "" && e.Op != "parse" && !errors.As(e.Err, &op) {
+		// A *net.OpError begins with its own op ("listen tcp ..."); say
+		// it once.
 		b.WriteString(e.Op)
 		b.WriteString(": ")
 	}
