@@ -1,0 +1,535 @@
+package endpoint
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// defaultHandshakeTimeout bounds a server handshake when the string does
+// not say (the ssl server, which has no argument for it).
+const defaultHandshakeTimeout = 10 * time.Second
+
+// defaultAttemptDelay is the tcp client's attemptDelay default, used by the
+// TLS clients for their TCP part.
+const defaultAttemptDelay = 250 * time.Millisecond
+
+const verifyNotes = "The server's certificate is always verified, against the given roots or else the system's, " +
+	"and for the host name (or IP address) connected to; a failure is Dial's error, and Dial returns only after " +
+	"the handshake. insecureSkipVerify=1 turns every check off, so that anyone in the path can read and change " +
+	"the connection: use it only to test. The name is sent as SNI unless it is an IP address. " +
+	"timeout bounds the whole attempt, handshake included. In TLS 1.3 a server's refusal of the client's " +
+	"certificate comes after the client's handshake is done: it is the first Read's error, not Dial's. "
+
+func init() {
+	RegisterServer(ServerType{
+		Spec: Spec{
+			Name: "ssl",
+			Help: "listen for TLS connections over TCP, with Twisted's ssl arguments",
+			Args: []Arg{
+				{Name: "port", Positional: true, Kind: Port, Required: true,
+					Help: "port to listen on; 0 picks a free one"},
+				{Name: "privateKey", Positional: true, Kind: String, Default: "server.pem",
+					Help: "PEM file of the private key (and of the certificate, if certKey is absent)"},
+				{Name: "certKey", Positional: true, Kind: String,
+					Help: "PEM file of the certificate, then any chain; absent means the privateKey file"},
+				{Name: "sslmethod", Positional: true, Kind: String,
+					Help: "SSLv23_METHOD, TLS_METHOD or TLS_SERVER_METHOD (TLS 1.2 or 1.3), or TLSv1_2_METHOD (1.2 only); absent is TLS 1.2 or 1.3"},
+				{Name: "interface", Positional: true, Kind: Host, EmptyDefault: true,
+					Help: "address to listen on; empty means every IPv4 address, an IPv6 address listens on IPv6"},
+				{Name: "backlog", Positional: true, Kind: Int, Default: "50", Min: 0, Max: 1 << 20,
+					Help: "length of the queue of connections not yet accepted"},
+				{Name: "extraCertChain", Positional: true, Kind: String,
+					Help: "PEM file of chain certificates sent after the certificate; it must hold one at least"},
+				{Name: "dhParameters", Positional: true, Kind: String,
+					Help: "PEM file of DH parameters: checked, then unused (Go offers forward secrecy through ECDHE only)"},
+			},
+			Notes: "Twisted's arguments, positional order and defaults. The files are read and checked when the " +
+				"string is parsed: a missing file, a key that does not match its certificate, or an expired " +
+				"certificate is reported then, naming the file, not at the first connection. Unlike Twisted, " +
+				"every certificate in the certKey file is sent, the first as the server's and the rest as its " +
+				"chain, before those of extraCertChain. sslmethod TLSv1_METHOD and TLSv1_1_METHOD (and SSLv2, " +
+				"SSLv3) are refused: those versions are broken. dhParameters must be a PEM \"DH PARAMETERS\" file " +
+				"but is not used: crypto/tls has no finite-field DHE, and its ECDHE key exchange (X25519, P-256) " +
+				"gives forward secrecy to every TLS 1.2 or 1.3 client. The files are read again when they change " +
+				"(looked at, at most once a second, when a client connects) and on demand through TLSListener.Reload, " +
+				"without closing the port or any connection; files that fail to load leave the old certificate in use. " +
+				"The handshake runs in the connection's goroutine, at its first Read or Write, and must be done within " +
+				"10 seconds. Accept returns a *tls.Conn, so net/http sees TLS.",
+		},
+		New: newSSLServer,
+	})
+	RegisterServer(ServerType{
+		Spec: Spec{
+			Name: "tls",
+			Help: "listen for TLS connections over TCP: SNI, client certificates, ALPN, reload",
+			Args: []Arg{
+				{Name: "port", Positional: true, Kind: Port, Required: true,
+					Help: "port to listen on; 0 picks a free one"},
+				{Name: "interface", Positional: true, Kind: Host, EmptyDefault: true,
+					Help: "address to listen on; empty means every IPv4 address, an IPv6 address listens on IPv6"},
+				{Name: "backlog", Positional: true, Kind: Int, Default: "50", Min: 0, Max: 1 << 20,
+					Help: "length of the queue of connections not yet accepted"},
+				{Name: "certificate", Kind: String,
+					Help: "PEM file of the certificate, then any chain (the key too, if privateKey is absent)"},
+				{Name: "privateKey", Kind: String,
+					Help: "PEM file of the certificate's private key; absent means the certificate file"},
+				{Name: "certDir", Kind: String,
+					Help: "directory of NAME.pem files (chain and key, or the key in NAME.key), chosen by the name the client asks for (SNI)"},
+				{Name: "clientCA", Kind: String,
+					Help: "PEM file, or directory of .pem files, of the CAs that client certificates must chain to"},
+				{Name: "clientAuth", Kind: String,
+					Help: "with clientCA: required (the default) refuses a client without a certificate, optional verifies one if sent"},
+				{Name: "alpn", Kind: String,
+					Help: "ALPN protocols to agree on, comma-separated, most preferred first (h2,http/1.1)"},
+				{Name: "minVersion", Kind: String, Default: "1.2",
+					Help: "lowest TLS version accepted: 1.2 or 1.3"},
+				{Name: "handshakeTimeout", Kind: Seconds, Default: "10",
+					Help: "seconds a client has to get through the handshake"},
+			},
+			Notes: "tether's own TLS server (Twisted has no tls server type); port, interface and backlog are the " +
+				"tcp server's. certificate= and privateKey= are the names Twisted's tls client uses. It needs " +
+				"certificate=, certDir= or both: with several certificates the first whose names match the " +
+				"client's SNI is used, else certificate=, else the first file of certDir. Keys and certificates are " +
+				"read and checked when the string is parsed, as for ssl. The certificate files, certDir and clientCA " +
+				"are read again when they change (looked at, at most once a second, when a client connects) and on " +
+				"demand through TLSListener.Reload, without closing the port or any connection; files that fail to " +
+				"load leave the old configuration in use, and Reload returns why. The handshake runs in the " +
+				"connection's goroutine, at its first Read or Write, within handshakeTimeout. Accept returns a " +
+				"*tls.Conn, so net/http sees TLS (and HTTP/2 with alpn=h2,http/1.1).",
+		},
+		New: newTLSServer,
+	})
+	RegisterClient(ClientType{
+		Spec: Spec{
+			Name: "ssl",
+			Help: "connect over TCP and TLS, verifying the server, with Twisted's ssl arguments",
+			Args: []Arg{
+				{Name: "host", Positional: true, Kind: Host, Required: true,
+					Help: "host name or IP address to connect to"},
+				{Name: "port", Positional: true, Kind: Port, Required: true,
+					Help: "port to connect to"},
+				{Name: "timeout", Kind: Seconds, Default: "30",
+					Help: "seconds the whole attempt (resolving, connecting, handshake) may take"},
+				{Name: "bindAddress", Kind: Host,
+					Help: "local address to connect from; absent lets the system choose"},
+				{Name: "certKey", Kind: String,
+					Help: "PEM file of a client certificate (and its key, if privateKey is absent)"},
+				{Name: "privateKey", Kind: String,
+					Help: "PEM file of the client certificate's private key"},
+				{Name: "caCertsDir", Kind: String,
+					Help: "directory of .pem files (or one PEM file) of the CAs to trust instead of the system's"},
+				{Name: "hostname", Kind: Host,
+					Help: "name to verify the certificate against and send as SNI; absent means host"},
+				{Name: "alpn", Kind: String,
+					Help: "ALPN protocols to offer, comma-separated, most preferred first"},
+				{Name: "insecureSkipVerify", Kind: Bool, Default: "0",
+					Help: "1 accepts any certificate for any name: INSECURE, for tests only"},
+			},
+			FillGaps: true,
+			Notes: "Twisted's ssl client verifies nothing unless hostname= is given; this one always verifies. " +
+				verifyNotes + "privateKey= without certKey= is an error (Twisted ignores it). " +
+				"As in Twisted, positional arguments fill what keywords left: ssl:host=example.com:443 is port 443.",
+		},
+		New: newSSLClient,
+	})
+	RegisterClient(ClientType{
+		Spec: Spec{
+			Name: "tls",
+			Help: "connect with TLS over TCP or over another client endpoint, verifying the server",
+			Args: []Arg{
+				{Name: "host", Positional: true, Kind: Host, Required: true,
+					Help: "host name or IP address to connect to, verify the certificate against, and send as SNI"},
+				{Name: "port", Positional: true, Kind: Port, Required: true,
+					Help: "port to connect to (unused with endpoint=, but required as in Twisted)"},
+				{Name: "timeout", Positional: true, Kind: Seconds, Default: "30",
+					Help: "seconds the whole attempt (resolving, connecting, handshake) may take"},
+				{Name: "bindAddress", Positional: true, Kind: Host,
+					Help: "local address to connect from; absent lets the system choose"},
+				{Name: "certificate", Positional: true, Kind: String,
+					Help: "PEM file of a client certificate (and its key, if privateKey is absent)"},
+				{Name: "privateKey", Positional: true, Kind: String,
+					Help: "PEM file of the client certificate's private key"},
+				{Name: "trustRoots", Positional: true, Kind: String,
+					Help: "directory of .pem files (or one PEM file) of the CAs to trust instead of the system's"},
+				{Name: "endpoint", Positional: true, Kind: String,
+					Help: "client endpoint to connect through instead of TCP to host:port, its ':' escaped (tcp\\:10.0.0.1\\:443)"},
+				{Name: "alpn", Kind: String,
+					Help: "ALPN protocols to offer, comma-separated, most preferred first"},
+				{Name: "insecureSkipVerify", Kind: Bool, Default: "0",
+					Help: "1 accepts any certificate for any name: INSECURE, for tests only"},
+			},
+			Notes: "Twisted's tls client, whose arguments may all be given positionally in the order shown. " +
+				verifyNotes + "Twisted's timeout covers connecting only. With endpoint= the connection is made by " +
+				"that endpoint (\"tls:example.com:443:endpoint=unix\\:/run/proxy.sock\") and host is only the name " +
+				"verified and sent; bindAddress then belongs in the inner string. privateKey= without certificate= " +
+				"is an error (Twisted ignores it).",
+		},
+		New: newTLSClient,
+	})
+}
+
+// argError is an *Error about argument name with a message of its own.
+func argError(a *Args, name, msg string, cause error) error {
+	return &Error{Op: "parse", Input: a.Input, Type: a.Spec.Name, Arg: name, Value: a.get(name).Text,
+		Err: errorf(ErrBadArgument, cause, msg)}
+}
+
+// tcpNetwork is the network the tcp server listens on for an interface.
+func tcpNetwork(host string) string {
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
+		return "tcp6"
+	}
+	return "tcp4"
+}
+
+// alpnList reads a comma-separated list of ALPN protocol names.
+func alpnList(a *Args, name string) ([]string, error) {
+	if a.Absent(name) {
+		return nil, nil
+	}
+	var out []string
+	for _, p := range strings.Split(a.String(name), ",") {
+		p = strings.TrimSpace(p)
+		if p == "" || len(p) > 255 {
+			return nil, a.Errorf(name, "a comma-separated list of protocol names, such as h2,http/1.1")
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// sslMethod reads Twisted's sslmethod, the name of a pyOpenSSL method.
+func sslMethod(a *Args) (lo, hi uint16, err error) {
+	if a.Absent("sslmethod") {
+		return tls.VersionTLS12, 0, nil
+	}
+	switch m := a.String("sslmethod"); m {
+	case "SSLv23_METHOD", "TLS_METHOD", "TLS_SERVER_METHOD":
+		return tls.VersionTLS12, 0, nil
+	case "TLSv1_2_METHOD":
+		return tls.VersionTLS12, tls.VersionTLS12, nil
+	case "TLSv1_METHOD", "TLSv1_1_METHOD", "SSLv2_METHOD", "SSLv3_METHOD":
+		return 0, 0, a.Errorf("sslmethod", "a method tether allows: that protocol version is broken "+
+			"(use SSLv23_METHOD for TLS 1.2 or 1.3, or TLSv1_2_METHOD)")
+	default:
+		return 0, 0, a.Errorf("sslmethod", "SSLv23_METHOD, TLS_METHOD, TLS_SERVER_METHOD or TLSv1_2_METHOD")
+	}
+}
+
+func newSSLServer(a *Args) (Server, error) {
+	files := &serverFiles{certArg: "privateKey", certPath: a.String("privateKey"),
+		keyArg: "privateKey", keyPath: a.String("privateKey")}
+	if !a.Absent("certKey") {
+		files.certArg, files.certPath = "certKey", a.String("certKey")
+	}
+	if !a.Absent("extraCertChain") {
+		files.chainPath = a.String("extraCertChain")
+	}
+	var err error
+	if files.minVersion, files.maxVersion, err = sslMethod(a); err != nil {
+		return nil, err
+	}
+	if !a.Absent("dhParameters") {
+		if err := dhParamsCheck(a.String("dhParameters")); err != nil {
+			return nil, fileArgError(a, err)
+		}
+	}
+	store, err := newCertStore(a.Input, a.Spec.Name, files)
+	if err != nil {
+		return nil, fileArgError(a, err)
+	}
+	host := a.String("interface")
+	return &tlsServer{tcp: newTCPServer(tcpNetwork(host), host, a), store: store,
+		timeout: defaultHandshakeTimeout}, nil
+}
+
+func newTLSServer(a *Args) (Server, error) {
+	files := &serverFiles{}
+	switch {
+	case !a.Absent("certificate"):
+		files.certArg, files.certPath = "certificate", a.String("certificate")
+		files.keyArg, files.keyPath = "certificate", files.certPath
+		if !a.Absent("privateKey") {
+			files.keyArg, files.keyPath = "privateKey", a.String("privateKey")
+		}
+	case !a.Absent("privateKey"):
+		return nil, argError(a, "privateKey", "needs certificate= (the certificate it is the key of)", nil)
+	case a.Absent("certDir"):
+		return nil, argError(a, "certificate", "missing: give certificate= (and privateKey=), or certDir=", nil)
+	}
+	if !a.Absent("certDir") {
+		files.dirPath = a.String("certDir")
+	}
+	switch {
+	case !a.Absent("clientCA"):
+		files.caPath = a.String("clientCA")
+		files.clientAuth = tls.RequireAndVerifyClientCert
+		if !a.Absent("clientAuth") {
+			switch a.String("clientAuth") {
+			case "required":
+			case "optional":
+				files.clientAuth = tls.VerifyClientCertIfGiven
+			default:
+				return nil, a.Errorf("clientAuth", "required or optional")
+			}
+		}
+	case !a.Absent("clientAuth"):
+		return nil, argError(a, "clientAuth", "needs clientCA= (the CAs to verify client certificates against)", nil)
+	}
+	switch a.String("minVersion") {
+	case "1.2":
+		files.minVersion = tls.VersionTLS12
+	case "1.3":
+		files.minVersion = tls.VersionTLS13
+	default:
+		return nil, a.Errorf("minVersion", "1.2 or 1.3 (older versions are broken)")
+	}
+	var err error
+	if files.alpn, err = alpnList(a, "alpn"); err != nil {
+		return nil, err
+	}
+	store, err := newCertStore(a.Input, a.Spec.Name, files)
+	if err != nil {
+		return nil, fileArgError(a, err)
+	}
+	host := a.String("interface")
+	return &tlsServer{tcp: newTCPServer(tcpNetwork(host), host, a), store: store,
+		timeout: a.Duration("handshakeTimeout")}, nil
+}
+
+type tlsServer struct {
+	tcp     *tcpServer
+	store   *certStore
+	timeout time.Duration
+}
+
+func (s *tlsServer) Listen(ctx context.Context) (net.Listener, error) {
+	ln, err := s.tcp.Listen(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l := &TLSListener{inner: ln, store: s.store, timeout: s.timeout}
+	l.config = &tls.Config{GetConfigForClient: l.configFor}
+	return l, nil
+}
+
+// TLSListener is the listener of the ssl and tls server types: a TCP
+// listener whose Accept returns a *tls.Conn, as tls.NewListener's does, so
+// that code such as net/http sees the TLS state. Accept does not wait for
+// the handshake: it runs in the connection's goroutine, at its first Read
+// or Write (or an explicit Handshake), and must be done within the type's
+// handshake timeout, after which Read and Write fail with a timeout.
+//
+// The certificates (and the tls server's client CAs) are read again when
+// their files change, looked at, at most once a second, when a client
+// connects; Reload reads them at once. Either way the port stays open and
+// open connections are not touched: the next handshake uses the new files.
+// Listeners from the same Server share their certificates.
+type TLSListener struct {
+	inner   net.Listener
+	store   *certStore
+	config  *tls.Config
+	timeout time.Duration
+}
+
+// Accept waits for the next connection and returns it as a *tls.Conn whose
+// handshake has not yet run.
+func (l *TLSListener) Accept() (net.Conn, error) {
+	raw, err := l.inner.Accept()
+	if err != nil {
+		return nil, err
+	}
+	hc := &handshakeConn{Conn: raw, until: time.Now().Add(l.timeout)}
+	raw.SetDeadline(hc.until)
+	return tls.Server(hc, l.config), nil
+}
+
+// Close closes the port; connections already accepted stay open.
+func (l *TLSListener) Close() error { return l.inner.Close() }
+
+// Addr returns the TCP address listened on.
+func (l *TLSListener) Addr() net.Addr { return l.inner.Addr() }
+
+// Reload reads the certificate and key files (and client CAs) now, whether
+// or not they changed, for the handshakes that follow. If they cannot be
+// used, Reload returns an *Error naming the argument and the file, and the
+// configuration in use stays. Call it, say, on SIGHUP, after renewing a
+// certificate with files that do not change atomically.
+func (l *TLSListener) Reload() error { return l.store.reload() }
+
+// configFor gives each handshake the current configuration, and ends the
+// handshake deadline once the peer is verified.
+func (l *TLSListener) configFor(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	l.store.check()
+	cfg := l.store.state.Load().config.Clone()
+	if hc, ok := hello.Conn.(*handshakeConn); ok {
+		cfg.VerifyConnection = func(tls.ConnectionState) error {
+			hc.handshakeDone()
+			return nil
+		}
+	}
+	return cfg, nil
+}
+
+// handshakeConn is the TCP connection under a server's *tls.Conn. Until the
+// handshake has verified the peer it keeps a deadline on the socket, the
+// earlier of the handshake's and the one the user set; then the user's
+// alone. crypto/tls has no hook at the very end of a server handshake, so
+// the deadline ends at VerifyConnection, when only the client's last
+// flight (its Finished message) is still to come.
+type handshakeConn struct {
+	net.Conn
+	mu     sync.Mutex
+	until  time.Time // the handshake deadline; zero once done
+	rd, wd time.Time // the user's deadlines
+}
+
+func earlier(user, hs time.Time) time.Time {
+	if hs.IsZero() || (!user.IsZero() && user.Before(hs)) {
+		return user
+	}
+	return hs
+}
+
+func (c *handshakeConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rd, c.wd = t, t
+	if err := c.Conn.SetReadDeadline(earlier(c.rd, c.until)); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(earlier(c.wd, c.until))
+}
+
+func (c *handshakeConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rd = t
+	return c.Conn.SetReadDeadline(earlier(c.rd, c.until))
+}
+
+func (c *handshakeConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wd = t
+	return c.Conn.SetWriteDeadline(earlier(c.wd, c.until))
+}
+
+func (c *handshakeConn) handshakeDone() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.until.IsZero() {
+		return
+	}
+	c.until = time.Time{}
+	c.Conn.SetReadDeadline(c.rd)
+	c.Conn.SetWriteDeadline(c.wd)
+}
+
+// clientTLSConfig makes a client's configuration from its arguments:
+// certArg and keyArg name its client certificate's files, rootsArg its
+// trust roots.
+func clientTLSConfig(a *Args, name, certArg, keyArg, rootsArg string) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: name, InsecureSkipVerify: a.Bool("insecureSkipVerify")}
+	l := &tlsLoader{now: time.Now()}
+	switch {
+	case !a.Absent(certArg):
+		certPath, keyPath, kArg := a.String(certArg), a.String(certArg), certArg
+		if !a.Absent(keyArg) {
+			keyPath, kArg = a.String(keyArg), keyArg
+		}
+		pair, err := l.keyPair(certArg, certPath, kArg, keyPath)
+		if err != nil {
+			return nil, fileArgError(a, err)
+		}
+		cfg.Certificates = []tls.Certificate{*pair}
+	case !a.Absent(keyArg):
+		return nil, argError(a, keyArg, "needs "+certArg+"= (the certificate it is the key of)", nil)
+	}
+	if !a.Absent(rootsArg) {
+		pool, err := l.certPool(rootsArg, a.String(rootsArg))
+		if err != nil {
+			return nil, fileArgError(a, err)
+		}
+		cfg.RootCAs = pool
+	}
+	var err error
+	if cfg.NextProtos, err = alpnList(a, "alpn"); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func newSSLClient(a *Args) (Client, error) {
+	name := a.String("host")
+	if !a.Absent("hostname") {
+		name = a.String("hostname")
+	}
+	cfg, err := clientTLSConfig(a, name, "certKey", "privateKey", "caCertsDir")
+	if err != nil {
+		return nil, err
+	}
+	return &tlsClient{dial: tcpPart(a).dial, timeout: a.Duration("timeout"), config: cfg}, nil
+}
+
+func newTLSClient(a *Args) (Client, error) {
+	cfg, err := clientTLSConfig(a, a.String("host"), "certificate", "privateKey", "trustRoots")
+	if err != nil {
+		return nil, err
+	}
+	c := &tlsClient{timeout: a.Duration("timeout"), config: cfg}
+	if a.Absent("endpoint") {
+		c.dial = tcpPart(a).dial
+		return c, nil
+	}
+	if !a.Absent("bindAddress") {
+		return nil, argError(a, "bindAddress", "cannot be used with endpoint= (give it to the inner endpoint)", nil)
+	}
+	inner, err := ParseClient(a.String("endpoint"))
+	if err != nil {
+		return nil, argError(a, "endpoint", err.Error(), err)
+	}
+	c.dial = inner.Dial
+	return c, nil
+}
+
+// tcpPart is the tcp client that a TLS client connects with.
+func tcpPart(a *Args) *tcpClient {
+	c := &tcpClient{host: a.String("host"), port: uint16(a.Int("port")), timeout: a.Duration("timeout"),
+		delay: defaultAttemptDelay}
+	if !a.Absent("bindAddress") {
+		c.bind = a.String("bindAddress")
+	}
+	return c
+}
+
+type tlsClient struct {
+	dial    func(ctx context.Context) (net.Conn, error)
+	timeout time.Duration
+	config  *tls.Config
+}
+
+// Dial connects and completes the handshake before returning, so that a
+// certificate the client does not accept is Dial's error. The context and
+// the timeout bound both; cancelling the context interrupts the handshake.
+func (c *tlsClient) Dial(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, c.timeout,
+		fmt.Errorf("timeout=%d expired: %w", int(c.timeout.Seconds()), context.DeadlineExceeded))
+	defer cancel()
+	raw, err := c.dial(ctx)
+	if err != nil {
+		return nil, contextError(ctx, err)
+	}
+	tc := tls.Client(raw, c.config)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, contextError(ctx, fmt.Errorf("TLS handshake with %s (%s): %w", c.config.ServerName, raw.RemoteAddr(), err))
+	}
+	return tc, nil
+}
