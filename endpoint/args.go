@@ -80,6 +80,10 @@ type Arg struct {
 	EmptyDefault bool
 	// Required says the string must give the argument, and not empty.
 	Required bool
+	// Variadic makes the last positional argument take every positional
+	// segment that is left (exec:sh:-c:date gives argv sh, -c, date);
+	// Args.Strings reads them. Given by keyword, it takes one value.
+	Variadic bool
 	// Min and Max bound an Int argument when Max > Min.
 	Min, Max int64
 	// Help is one line saying what the argument means.
@@ -124,6 +128,15 @@ func (s *Spec) argIndex(name string) int {
 	return -1
 }
 
+func (s *Spec) hasPositional() bool {
+	for _, a := range s.Args {
+		if a.Positional {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Spec) argNames() string {
 	names := make([]string, len(s.Args))
 	for i, a := range s.Args {
@@ -149,6 +162,9 @@ type Value struct {
 	// Str holds the reading of String and Host values (a Host without its
 	// brackets).
 	Str string
+	// List holds a Variadic argument's values, in order; Text is then
+	// them joined by ':', each quoted.
+	List []string
 }
 
 // Args holds the bound arguments of one endpoint string, in declaration
@@ -179,6 +195,9 @@ func (a *Args) get(name string) *Value {
 
 // String returns a String or Host argument's value.
 func (a *Args) String(name string) string { return a.get(name).Str }
+
+// Strings returns a Variadic argument's values.
+func (a *Args) Strings(name string) []string { return a.get(name).List }
 
 // Int returns an Int, Port or Mode argument's value.
 func (a *Args) Int(name string) int { return int(a.get(name).Num) }
@@ -215,6 +234,10 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 		return nil, &Error{Op: "parse", Input: input, Type: spec.Name, Arg: arg, Value: value, Want: want, Err: err}
 	}
 	texts := make([]*string, len(spec.Args))
+	// given[i] is the name under which argument i was given, for errors:
+	// an alias (lockfile=) is reported as written.
+	given := make([]string, len(spec.Args))
+	lists := make([][]string, len(spec.Args))
 	named := make([]bool, len(spec.Args))
 	if spec.FillGaps {
 		for _, kw := range d.Keywords {
@@ -223,8 +246,14 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 			}
 		}
 	}
+	positional := d.Positional
+	if len(positional) == 1 && positional[0] == "" && !spec.hasPositional() {
+		// "stdio:", as Twisted's documentation writes it: the trailing
+		// ':' of a type that takes no positional arguments.
+		positional = nil
+	}
 	pos := 0
-	for _, p := range d.Positional {
+	for _, p := range positional {
 		for pos < len(spec.Args) && (!spec.Args[pos].Positional || named[pos]) {
 			pos++
 		}
@@ -242,9 +271,23 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 			return fail("", "", "", errorf(ErrBadArgument, nil,
 				fmt.Sprintf("too many positional arguments: %q is extra; %s %s", p, spec.Name, what)))
 		}
+		if spec.Args[pos].Variadic {
+			lists[pos] = append(lists[pos], p)
+			continue
+		}
 		p := p
 		texts[pos] = &p
 		pos++
+	}
+	for i, l := range lists {
+		if l != nil {
+			quoted := make([]string, len(l))
+			for j, p := range l {
+				quoted[j] = Quote(p)
+			}
+			text := strings.Join(quoted, ":")
+			texts[i] = &text
+		}
 	}
 	for _, kw := range d.Keywords {
 		i := spec.argIndex(kw.Key)
@@ -258,12 +301,20 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 		}
 		v := kw.Value
 		texts[i] = &v
+		given[i] = kw.Key
+		if spec.Args[i].Variadic {
+			lists[i] = []string{v}
+		}
 	}
 	args := &Args{Input: input, Spec: spec, Values: make([]Value, len(spec.Args))}
 	for i := range spec.Args {
 		a := &spec.Args[i]
 		v := &args.Values[i]
 		v.Arg = a
+		name := a.Name
+		if given[i] != "" {
+			name = given[i]
+		}
 		switch {
 		case texts[i] != nil:
 			v.Text, v.Given = *texts[i], true
@@ -278,8 +329,20 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 		if a.Required && v.Text == "" {
 			return fail(a.Name, v.Text, "a non-empty value", ErrBadArgument)
 		}
+		if a.Variadic {
+			v.List = lists[i]
+			if !v.Given {
+				v.List = []string{v.Text}
+			}
+			for _, p := range v.List {
+				if want := readValue(a, &Value{Arg: a, Text: p}); want != "" {
+					return fail(a.Name, p, want, ErrBadArgument)
+				}
+			}
+			continue
+		}
 		if want := readValue(a, v); want != "" {
-			return fail(a.Name, v.Text, want, ErrBadArgument)
+			return fail(name, v.Text, want, ErrBadArgument)
 		}
 	}
 	return args, nil
@@ -293,7 +356,10 @@ func readValue(a *Arg, v *Value) (want string) {
 		v.Str = v.Text
 	case Host:
 		h := v.Text
-		if len(h) >= 2 && h[0] == '[' && h[len(h)-1] == ']' {
+		if len(h) >= 2 && h[0] == '[' && h[len(h)-1] == ']' && strings.Contains(h, ":") {
+			// Only an IPv6 address is written in brackets; "[127.0.0.1]"
+			// stays as it is and is refused below, as Twisted would
+			// refuse it when listening.
 			h = h[1 : len(h)-1]
 		}
 		if strings.ContainsAny(h, "[]/ ") {
@@ -342,7 +408,7 @@ func readValue(a *Arg, v *Value) (want string) {
 	case Seconds:
 		n, ok := pyInt(v.Text, 10)
 		if !ok || n <= 0 || n > math.MaxInt32 {
-			return "a whole number of seconds, at least 1"
+			return "a whole number of seconds 1-2147483647"
 		}
 		v.Dur = time.Duration(n) * time.Second
 	case Millis:
@@ -359,7 +425,7 @@ func readValue(a *Arg, v *Value) (want string) {
 // matter: surrounding whitespace, an optional sign, digits with single
 // underscores between them, and for base 8 an optional 0o prefix. Twisted
 // reads numbers with int(), so "tcp: 80 " is port 80 there and here too.
-// Numbers too large for int64 are refused.
+// Numbers too large for int64 read as the largest int64.
 func pyInt(s string, base int) (int64, bool) {
 	s = strings.Trim(s, " \t\n\r\v\f")
 	neg := false
@@ -387,7 +453,8 @@ func pyInt(s string, base int) (int64, bool) {
 			return 0, false
 		}
 		if n > (math.MaxInt64-d)/int64(base) {
-			return 0, false
+			n = math.MaxInt64 // saturate: every range check refuses it, and a flag is on
+			continue
 		}
 		n = n*int64(base) + d
 	}

@@ -3,6 +3,7 @@ package endpoint
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -16,11 +17,11 @@ func TestPyInt(t *testing.T) {
 		want int64
 		ok   bool
 	}{
-		{"80", 10, 80, true}, {" 80 ", 10, 80, true}, {"+80", 10, 80, true}, {"-1", 10, -1, true},
+		{"80", 10, 80, true}, {" 80 ", 10, 80, true}, {"+80", 10, 80, true}, {"-1", 10, -1, true}, {"99999999999999999999", 10, math.MaxInt64, true},
 		{"08", 10, 8, true}, {"1_000", 10, 1000, true}, {"\t7\n", 10, 7, true},
 		{"", 10, 0, false}, {" ", 10, 0, false}, {"_1", 10, 0, false}, {"1_", 10, 0, false},
 		{"1__0", 10, 0, false}, {"0x50", 10, 0, false}, {"8O", 10, 0, false}, {"+-1", 10, 0, false},
-		{"1 0", 10, 0, false}, {"99999999999999999999", 10, 0, false},
+		{"1 0", 10, 0, false},
 		{"660", 8, 0660, true}, {"0o660", 8, 0660, true}, {"0O_7", 8, 7, true}, {"0660", 8, 0660, true},
 		{"8", 8, 0, false}, {"0o", 8, 0, false}, {"0x1", 8, 0, false},
 	}
@@ -65,6 +66,7 @@ func TestDescribe(t *testing.T) {
 		{"client", "tcp:port=80:localhost", `{"role":"client","type":"tcp","args":{"host":"localhost","port":80,"timeout":30,"bindAddress":null,"attemptDelay":250}}`},
 		{"client", "unix:/run/a.sock", `{"role":"client","type":"unix","args":{"path":"/run/a.sock","timeout":30,"checkPID":false}}`},
 		{"client", "unix:path=/run/a.sock:lockfile=1:timeout=2", `{"role":"client","type":"unix","args":{"path":"/run/a.sock","timeout":2,"checkPID":true}}`},
+		{"server", "unix:/x:lockfile=99999999999999999999", `{"role":"server","type":"unix","args":{"address":"/x","mode":"0666","backlog":50,"lockfile":true}}`},
 		{"client", "unix:/run/a.sock:checkPID=0", `{"role":"client","type":"unix","args":{"path":"/run/a.sock","timeout":30,"checkPID":false}}`},
 	}
 	for _, tt := range tests {
@@ -103,12 +105,15 @@ func TestBindErrors(t *testing.T) {
 		{"client", "tcp::80", ErrBadArgument, "host", "non-empty"},
 		{"server", "nosuch:80", ErrUnknownType, "", `unknown server type "nosuch" (known: `},
 		{"client", "tcp:example.com", ErrBadArgument, "port", "missing"},
-		{"client", "tcp:example.com:80:timeout=0", ErrBadArgument, "timeout", "at least 1"},
+		{"client", "tcp:example.com:80:timeout=0", ErrBadArgument, "timeout", "1-2147483647"},
 		{"client", "tcp:example.com:80:timeout=2.5", ErrBadArgument, "timeout", "whole number of seconds"},
 		{"client", "tcp:example.com:80:attemptDelay=-5", ErrBadArgument, "attemptDelay", "milliseconds"},
 		{"client", "unix:/x:checkPID=1:lockfile=1", ErrBadArgument, "checkPID", "given twice"},
 		{"client", "unix:/x:mode=1", ErrBadArgument, "", `unknown argument "mode"`},
-		{"client", "tcp6:x:1", ErrUnknownType, "", "known: tcp, unix"},
+		{"client", "unix:/x:lockfile=abc", ErrBadArgument, "lockfile", `lockfile "abc" is not a flag`},
+		{"server", "tcp:80:interface=[127.0.0.1]", ErrBadArgument, "interface", "a host name or IP address"},
+		{"client", "tcp:h:80:timeout=2147483648", ErrBadArgument, "timeout", "1-2147483647"},
+		{"client", "tcp6:x:1", ErrUnknownType, "", `unknown client type "tcp6" (known: `},
 	}
 	for _, tt := range tests {
 		t.Run(tt.role+" "+tt.in, func(t *testing.T) {

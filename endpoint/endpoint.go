@@ -20,10 +20,19 @@
 //
 // Every error is an *Error that names the string and wraps the cause.
 //
-// The built-in types are tcp, tcp6 and unix (servers) and tcp and unix
-// (clients); RegisterServer and RegisterClient add more, from any package,
-// in the way database/sql drivers are added. Each type declares its
-// arguments once, as a Spec; ServerTypes and ClientTypes list them.
+// For a whole server, Service (Twisted's strports.service) listens, serves
+// each connection with a Handler in its own goroutine, and on stop closes
+// the port and drains; RunAll runs several side by side, all or none:
+//
+//	svc, err := endpoint.NewService("unix:/run/app.sock", handler)
+//	err = svc.Run(ctx) // ctx from signal.NotifyContext; returns after draining
+//
+// docs/guide.md in the repository walks through all of this.
+//
+// The built-in types include tcp, tcp6, unix, ssl and tls; ServerTypes and
+// ClientTypes list them all. RegisterServer and RegisterClient add more,
+// from any package, in the way database/sql drivers are added. Each type
+// declares its arguments once, as a Spec.
 //
 // The grammar is Twisted's: segments separated by ':', a backslash escapes
 // the next character, key=value segments are keyword arguments, the first
@@ -271,6 +280,9 @@ func (a *Args) MarshalJSON() ([]byte, error) {
 func (v *Value) JSONValue() any {
 	if v.Absent {
 		return nil
+	}
+	if v.Arg.Variadic {
+		return v.List
 	}
 	switch v.Arg.Kind {
 	case Int, Port:

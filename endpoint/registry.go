@@ -39,7 +39,16 @@ func checkSpec(kind string, s *Spec, hasNew bool) string {
 		panic(fmt.Sprintf("endpoint: Register%s: type name %q must be non-empty lower case without ':', '=', '\\' or '['", kind, s.Name))
 	}
 	seen := map[string]bool{}
-	for _, a := range s.Args {
+	for i, a := range s.Args {
+		if a.Variadic {
+			last := a.Positional
+			for _, later := range s.Args[i+1:] {
+				last = last && !later.Positional
+			}
+			if !last {
+				panic(fmt.Sprintf("endpoint: Register%s %s: variadic argument %q must be the last positional one", kind, s.Name, a.Name))
+			}
+		}
 		for _, n := range append([]string{a.Name}, a.Aliases...) {
 			if n == "" || seen[n] {
 				panic(fmt.Sprintf("endpoint: Register%s %s: argument name %q is empty or declared twice", kind, s.Name, n))

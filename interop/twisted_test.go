@@ -228,7 +228,7 @@ const (
 		"'/' or bracket inside, ':' only in an IPv6 address; Twisted takes any text and fails at listen/connect"
 	extraPositional why = "tether rejects too many positional arguments; Twisted's tcp and unix client parsers " +
 		"silently drop them all when there are more than they take and keywords give the required ones"
-	bigNumber why = "tether's timeout is at most 2147483647 seconds; Twisted takes any int()"
+	bigNumber    why = "tether's timeout is at most 2147483647 seconds; Twisted takes any int()"
 	typeNotFirst why = "tether's type is the first segment and may not be a keyword; Twisted takes the first " +
 		"positional segment, so port=80:tcp is tcp:80 there"
 )

@@ -64,14 +64,21 @@ func synopsis(s endpoint.Spec) string {
 		if !a.Positional {
 			continue
 		}
+		name := strings.ToUpper(a.Name)
+		if a.Variadic {
+			name += "..."
+		}
 		if a.Required {
-			b.WriteString(":" + strings.ToUpper(a.Name))
+			b.WriteString(":" + name)
 		} else {
-			b.WriteString("[:" + strings.ToUpper(a.Name))
+			b.WriteString("[:" + name)
 			opened++
 		}
 	}
 	b.WriteString(strings.Repeat("]", opened))
+	if s.Wrapper {
+		b.WriteString(":INNER")
+	}
 	for _, a := range s.Args {
 		if !a.Positional {
 			fmt.Fprintf(&b, "[:%s=...]", a.Name)
@@ -132,6 +139,9 @@ func writeReference(w io.Writer, servers, clients []endpoint.Spec) {
 			fmt.Fprintf(w, "\n### %s (%s)\n\n`%s`\n\n%s.\n", s.Name, strings.ToLower(group.role), synopsis(s), s.Help)
 			if s.Notes != "" {
 				fmt.Fprintf(w, "\n%s\n", s.Notes)
+			}
+			if len(s.Args) == 0 {
+				continue
 			}
 			fmt.Fprint(w, "\n| argument | kind | default | meaning |\n|---|---|---|---|\n")
 			for _, a := range s.Args {

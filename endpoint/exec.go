@@ -1,0 +1,432 @@
+package endpoint
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func init() {
+	RegisterClient(ClientType{
+		Spec: Spec{
+			Name: "exec",
+			Help: "run a program and talk to it over its standard input and output",
+			Args: []Arg{
+				{Name: "argv", Positional: true, Variadic: true, Kind: String, Required: true,
+					Help: "the program and its arguments, one per segment (no shell is involved)"},
+				{Name: "env", Kind: String,
+					Help: "variables to set, NAME=VALUE separated by ','; a backslash makes the next character literal"},
+				{Name: "dir", Aliases: []string{"path"}, Kind: String,
+					Help: "directory to run the program in; absent means the current one"},
+			},
+			Notes: "Twisted's ProcessEndpoint, which has no string form there. `exec:sh:-c:sort | uniq` runs " +
+				"sh with the arguments -c and `sort | uniq`; the program is found on PATH when the string is " +
+				"parsed. A ':' or '=' inside an argument must be escaped (`\\:`, `\\=`) or the argument put in " +
+				"brackets. The program inherits tether's environment (without the socket activation variables) " +
+				"with env= added: `env=LANG=C,TZ=UTC`, or `env=[PATH=/bin:/usr/bin,LANG=C]` (brackets spare the " +
+				"escaping of ':'); a ',' inside a value is written `\\\\,` (one backslash for the string, one for " +
+				"env). dir= (alias path=, Twisted's name) is the working directory. The connection is the " +
+				"program's standard input and output; CloseWrite closes its standard input; its standard error " +
+				"is logged line by line. Close stops the program if it is still running, with SIGTERM to its " +
+				"process group and SIGKILL two seconds later, and returns its exit status: an error wrapping " +
+				"*exec.ExitError unless it exited 0 (the connection is an *endpoint.ExecConn, whose Wait and " +
+				"ProcessState say more). Cancelling the context during Dial stops the program; once Dial has " +
+				"returned, as for every client, the context no longer matters.",
+		},
+		New: newExecClient,
+	})
+}
+
+// execGrace is how long a program is given to exit between the steps of
+// stopping it: after its output ended, after SIGTERM.
+const execGrace = 2 * time.Second
+
+type execClient struct {
+	argv  []string
+	path  string   // the program, as found on PATH
+	env   []string // NAME=VALUE to add
+	dir   string
+	log   *slog.Logger  // nil: slog.Default() at Dial
+	grace time.Duration // 0: execGrace
+}
+
+func newExecClient(a *Args) (Client, error) {
+	c := &execClient{argv: a.Strings("argv"), dir: a.String("dir")}
+	if c.argv[0] == "" {
+		return nil, argErrorWrap(a, "argv", errorf(ErrBadArgument, nil, "the program (the first argument) is empty"))
+	}
+	if !a.Absent("env") {
+		env, err := parseExecEnv(a.String("env"))
+		if err != nil {
+			return nil, argErrorWrap(a, "env", errorf(ErrBadArgument, nil, err.Error()))
+		}
+		c.env = env
+	}
+	if c.dir != "" {
+		if fi, err := os.Stat(c.dir); err != nil || !fi.IsDir() {
+			return nil, a.Errorf("dir", "a directory")
+		}
+	}
+	prog := c.argv[0]
+	if c.dir != "" && strings.Contains(prog, "/") && !filepath.IsAbs(prog) {
+		prog = filepath.Join(c.dir, prog) // the program is run from dir
+	}
+	path, err := exec.LookPath(prog)
+	if err != nil {
+		return nil, argErrorWrap(a, "argv", errorf(ErrBadArgument, err, fmt.Sprintf("%q: %v", c.argv[0], errors.Unwrap(err))))
+	}
+	if strings.Contains(c.argv[0], "/") {
+		path = c.argv[0] // relative to dir, as exec.Cmd takes it
+	}
+	c.path = path
+	return c, nil
+}
+
+// parseExecEnv reads an env= value: NAME=VALUE entries separated by ',',
+// with a backslash making the next character literal and brackets around
+// the whole value ignored. Empty entries are skipped.
+func parseExecEnv(s string) ([]string, error) {
+	if len(s) >= 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		s = s[1 : len(s)-1]
+	}
+	var (
+		out []string
+		cur strings.Builder
+		// nameEnd is where the first unescaped '=' of cur is, or -1.
+		nameEnd = -1
+	)
+	flush := func() error {
+		entry := cur.String()
+		cur.Reset()
+		defer func() { nameEnd = -1 }()
+		if entry == "" {
+			return nil
+		}
+		if nameEnd <= 0 {
+			return fmt.Errorf("entry %q is not NAME=VALUE", entry)
+		}
+		if strings.ContainsRune(entry, 0) {
+			return fmt.Errorf("entry %q contains a NUL byte", entry)
+		}
+		out = append(out, entry)
+		return nil
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			if i+1 == len(s) {
+				return nil, errors.New("ends with a lone backslash")
+			}
+			i++
+			if s[i] == '=' && nameEnd < 0 {
+				return nil, fmt.Errorf("a variable name may not contain '=' (%q)", cur.String()+"=")
+			}
+			cur.WriteByte(s[i])
+		case c == ',':
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		case c == '=' && nameEnd < 0:
+			nameEnd = cur.Len()
+			cur.WriteByte(c)
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// execEnviron is the environment a program starts with: ours, without the
+// socket activation variables (they describe this process's descriptors,
+// not the child's), and then env, whose entries win.
+func execEnviron(env []string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		switch name, _, _ := strings.Cut(kv, "="); name {
+		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, env...)
+}
+
+func (c *execClient) Dial(ctx context.Context) (net.Conn, error) {
+	addr := execAddr{name: filepath.Base(c.argv[0])}
+	opErr := func(err error) error { return &net.OpError{Op: "dial", Net: "exec", Addr: addr, Err: err} }
+	var files []*os.File // every pipe end, for closing on failure
+	pipe := func() (r, w *os.File, err error) {
+		r, w, err = os.Pipe()
+		files = append(files, r, w)
+		return r, w, err
+	}
+	closeAll := func() {
+		for _, f := range files {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+	inR, inW, err1 := pipe()
+	outR, outW, err2 := pipe()
+	errR, errW, err3 := pipe()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		closeAll()
+		return nil, opErr(err)
+	}
+	cmd := &exec.Cmd{
+		Path:   c.path,
+		Args:   c.argv,
+		Env:    execEnviron(c.env),
+		Dir:    c.dir,
+		Stdin:  inR,
+		Stdout: outW,
+		Stderr: errW,
+		// Its own process group, so that stopping it stops what it started
+		// (sh -c 'a | b') and a terminal's Ctrl-C reaches tether, which
+		// then stops it in order.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	if err := ctx.Err(); err != nil {
+		closeAll()
+		return nil, opErr(err)
+	}
+	if err := cmd.Start(); err != nil {
+		closeAll()
+		return nil, opErr(err)
+	}
+	// The child has its ends; ours would keep its input open and hide the
+	// end of its output.
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	addr.pid = cmd.Process.Pid
+	log := c.log
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("program", addr.name, "pid", addr.pid)
+	grace := c.grace
+	if grace <= 0 {
+		grace = execGrace
+	}
+	conn := &ExecConn{
+		cmd: cmd, stdin: inW, stdout: outR, stderr: errR, addr: addr, grace: grace, log: log,
+		exited: make(chan struct{}), stderrDone: make(chan struct{}),
+	}
+	go conn.wait()
+	go conn.logStderr()
+	if err := ctx.Err(); err != nil {
+		conn.Close()
+		return nil, opErr(err)
+	}
+	return conn, nil
+}
+
+// execAddr is the address of a program's connection: its name and PID.
+type execAddr struct {
+	name string
+	pid  int
+}
+
+func (a execAddr) Network() string { return "exec" }
+func (a execAddr) String() string  { return fmt.Sprintf("%s[%d]", a.name, a.pid) }
+
+// ExecConn is the connection an exec: client returns: the standard input
+// and output of a running program. Beyond net.Conn it has CloseWrite, which
+// closes the program's standard input, and Wait, Pid and ProcessState,
+// which tell of the program itself.
+type ExecConn struct {
+	cmd                   *exec.Cmd
+	stdin, stdout, stderr *os.File
+	addr                  execAddr
+	grace                 time.Duration
+	log                   *slog.Logger
+
+	sawEOF     atomic.Bool   // the program's output has ended
+	signalled  atomic.Value  // string: the signal tether sent, if any
+	exited     chan struct{} // closed once waitErr is set
+	waitErr    error
+	stderrDone chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func (c *ExecConn) wait() {
+	err := c.cmd.Wait()
+	if err != nil {
+		c.log.Debug("exec: program ended", "status", c.cmd.ProcessState.String())
+	}
+	c.waitErr = err
+	close(c.exited)
+}
+
+// logStderr logs the program's standard error line by line; a line longer
+// than the buffer is logged in pieces.
+func (c *ExecConn) logStderr() {
+	defer close(c.stderrDone)
+	r := bufio.NewReaderSize(c.stderr, 4096)
+	for {
+		line, err := r.ReadSlice('\n')
+		if len(line) > 0 {
+			c.log.Info("exec: stderr", "line", strings.TrimRight(string(line), "\r\n"))
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return
+		}
+	}
+}
+
+// Read reads the program's standard output.
+func (c *ExecConn) Read(p []byte) (int, error) {
+	n, err := c.stdout.Read(p)
+	if err == io.EOF {
+		c.sawEOF.Store(true)
+	}
+	return n, pipeError("read", "exec", c.addr, err)
+}
+
+// Write writes to the program's standard input.
+func (c *ExecConn) Write(p []byte) (int, error) {
+	n, err := c.stdin.Write(p)
+	return n, pipeError("write", "exec", c.addr, err)
+}
+
+// CloseWrite closes the program's standard input: it reads end of file.
+func (c *ExecConn) CloseWrite() error {
+	err := c.stdin.Close()
+	if errors.Is(err, os.ErrClosed) {
+		err = nil
+	}
+	return pipeError("close", "exec", c.addr, err)
+}
+
+// Close closes the program's standard input and stops the program if it
+// is still running: when its output has already ended it is given a moment
+// to exit by itself; otherwise, or after that moment, its process group is
+// sent SIGTERM, and SIGKILL if it is still running a moment later. Close
+// returns when the program has exited, with Wait's error: nil if it exited
+// with status 0.
+func (c *ExecConn) Close() error {
+	c.closeOnce.Do(func() {
+		c.stdin.Close()
+		if !c.sawEOF.Load() {
+			c.stdout.Close() // as a pipe's reader going away would: EPIPE
+		}
+		if !c.exitedWithin(0) && (!c.sawEOF.Load() || !c.exitedWithin(c.grace)) {
+			c.signal(syscall.SIGTERM)
+			if !c.exitedWithin(c.grace) {
+				c.signal(syscall.SIGKILL)
+				<-c.exited
+			}
+		}
+		c.stdout.Close()
+		// Standard error ends when the program and whatever it started
+		// have closed it; something that escaped the process group may
+		// hold it open, so do not wait long.
+		select {
+		case <-c.stderrDone:
+		case <-time.After(c.grace):
+			c.stderr.Close()
+			<-c.stderrDone
+		}
+		c.stderr.Close()
+		if err := c.Wait(); err != nil {
+			c.closeErr = &net.OpError{Op: "close", Net: "exec", Addr: c.addr, Err: err}
+		}
+	})
+	return c.closeErr
+}
+
+func (c *ExecConn) exitedWithin(d time.Duration) bool {
+	if d <= 0 {
+		select {
+		case <-c.exited:
+			return true
+		default:
+			return false
+		}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.exited:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (c *ExecConn) signal(sig syscall.Signal) {
+	name := map[syscall.Signal]string{syscall.SIGTERM: "SIGTERM", syscall.SIGKILL: "SIGKILL"}[sig]
+	c.signalled.Store(name)
+	c.log.Debug("exec: stopping program", "signal", name)
+	// The group first; if that fails (the leader has left it), the
+	// program itself.
+	if err := syscall.Kill(-c.addr.pid, sig); err != nil {
+		c.cmd.Process.Signal(sig)
+	}
+}
+
+// Wait waits for the program to exit, without stopping it, and returns
+// nil if it exited with status 0, or else an error wrapping the
+// *exec.ExitError, which says that tether stopped it if it did.
+func (c *ExecConn) Wait() error {
+	<-c.exited
+	if c.waitErr == nil {
+		return nil
+	}
+	if sig, ok := c.signalled.Load().(string); ok {
+		return fmt.Errorf("%w (stopped by tether with %s after Close)", c.waitErr, sig)
+	}
+	return c.waitErr
+}
+
+// Pid returns the program's process ID.
+func (c *ExecConn) Pid() int { return c.addr.pid }
+
+// ProcessState returns the program's exit state, or nil while it runs.
+func (c *ExecConn) ProcessState() *os.ProcessState {
+	select {
+	case <-c.exited:
+		return c.cmd.ProcessState
+	default:
+		return nil
+	}
+}
+
+// LocalAddr and RemoteAddr both name the program and its PID.
+func (c *ExecConn) LocalAddr() net.Addr { return c.addr }
+
+// RemoteAddr names the program and its PID, as "cat[1234]".
+func (c *ExecConn) RemoteAddr() net.Addr { return c.addr }
+
+// SetDeadline sets the read and write deadlines.
+func (c *ExecConn) SetDeadline(t time.Time) error {
+	if err := c.stdout.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.stdin.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the deadline for reading the program's output.
+func (c *ExecConn) SetReadDeadline(t time.Time) error { return c.stdout.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the deadline for writing the program's input.
+func (c *ExecConn) SetWriteDeadline(t time.Time) error { return c.stdin.SetWriteDeadline(t) }

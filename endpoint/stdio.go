@@ -1,0 +1,252 @@
+package endpoint
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func init() {
+	RegisterServer(ServerType{
+		Spec: Spec{
+			Name: "stdio",
+			Help: "one connection made of standard input and standard output (inetd-style)",
+			Notes: "Twisted's stdio: takes no arguments. The listener's first Accept returns the connection; " +
+				"later ones wait until the listener is closed and then fail with net.ErrClosed. CloseWrite closes " +
+				"standard output, Close both. When standard input is a socket (inetd, systemd Accept=yes), " +
+				"RemoteAddr and LocalAddr are that socket's addresses. Standard input and output can be taken " +
+				"once per process, by this server or the stdio client.",
+		},
+		New: func(*Args) (Server, error) { return &stdioServer{}, nil },
+	})
+	RegisterClient(ClientType{
+		Spec: Spec{
+			Name: "stdio",
+			Help: "connect to standard input and standard output, for pipelines",
+			Notes: "Not in Twisted, whose stdio: is a server only. Dial returns a connection that reads " +
+				"standard input and writes standard output; it can be made once per process.",
+		},
+		New: func(*Args) (Client, error) { return &stdioClient{}, nil },
+	})
+}
+
+// stdioFiles returns the files a stdio endpoint uses: in and out, or the
+// process's standard input and output when they are nil (tests set them).
+func stdioFiles(in, out *os.File) (*os.File, *os.File) {
+	if in == nil {
+		in = os.Stdin
+	}
+	if out == nil {
+		out = os.Stdout
+	}
+	return in, out
+}
+
+// stdioTaken records the input files that a stdio endpoint has taken: two
+// readers of one standard input would each get part of it.
+var stdioTaken struct {
+	sync.Mutex
+	files map[*os.File]bool
+}
+
+func takeStdio(in *os.File, take bool) error {
+	stdioTaken.Lock()
+	defer stdioTaken.Unlock()
+	if !take {
+		delete(stdioTaken.files, in)
+		return nil
+	}
+	if stdioTaken.files[in] {
+		return errors.New("standard input and output are already taken by another stdio: endpoint")
+	}
+	if stdioTaken.files == nil {
+		stdioTaken.files = map[*os.File]bool{}
+	}
+	stdioTaken.files[in] = true
+	return nil
+}
+
+type stdioServer struct {
+	in, out *os.File // nil: os.Stdin, os.Stdout
+}
+
+func (s *stdioServer) Listen(ctx context.Context) (net.Listener, error) {
+	in, out := stdioFiles(s.in, s.out)
+	if err := takeStdio(in, true); err != nil {
+		return nil, &net.OpError{Op: "listen", Net: "stdio", Err: err}
+	}
+	return &stdioListener{conn: newStdioConn(in, out), closed: make(chan struct{})}, nil
+}
+
+// stdioListener hands out its one connection, then waits to be closed.
+type stdioListener struct {
+	conn   *stdioConn
+	mu     sync.Mutex
+	given  bool
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *stdioListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	select {
+	case <-l.closed:
+	default:
+		if !l.given {
+			l.given = true
+			l.mu.Unlock()
+			return l.conn, nil
+		}
+	}
+	l.mu.Unlock()
+	<-l.closed
+	return nil, &net.OpError{Op: "accept", Net: "stdio", Addr: l.Addr(), Err: net.ErrClosed}
+}
+
+// Close wakes a waiting Accept. A connection already accepted stays open;
+// one never accepted gives standard input and output back.
+func (l *stdioListener) Close() error {
+	l.once.Do(func() {
+		l.mu.Lock()
+		close(l.closed)
+		if !l.given {
+			takeStdio(l.conn.in, false)
+		}
+		l.mu.Unlock()
+	})
+	return nil
+}
+
+func (l *stdioListener) Addr() net.Addr { return l.conn.LocalAddr() }
+
+type stdioClient struct {
+	in, out *os.File // nil: os.Stdin, os.Stdout
+}
+
+func (c *stdioClient) Dial(ctx context.Context) (net.Conn, error) {
+	in, out := stdioFiles(c.in, c.out)
+	if err := takeStdio(in, true); err != nil {
+		return nil, &net.OpError{Op: "dial", Net: "stdio", Err: err}
+	}
+	return newStdioConn(in, out), nil
+}
+
+// stdioAddr is the address of a stdio connection whose input is not a
+// socket, as Twisted's PipeAddress is.
+type stdioAddr struct{}
+
+func (stdioAddr) Network() string { return "stdio" }
+func (stdioAddr) String() string  { return "stdio" }
+
+// stdioConn is a connection made of two files: it reads one and writes the
+// other. Closing it closes both.
+type stdioConn struct {
+	in, out        *os.File
+	local, remote  net.Addr
+	inOnce         sync.Once
+	outOnce        sync.Once
+	inErr, outErr  error
+	closeWriteOnce sync.Once
+}
+
+func newStdioConn(in, out *os.File) *stdioConn {
+	c := &stdioConn{in: in, out: out, local: stdioAddr{}, remote: stdioAddr{}}
+	// Under inetd or systemd's Accept=yes, standard input is the
+	// connection's socket: its addresses are the ones worth logging.
+	if rc, err := in.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			if sa, err := syscall.Getpeername(int(fd)); err == nil {
+				if a := sockaddrToAddr(sa); a != nil {
+					c.remote = a
+				}
+			}
+			if sa, err := syscall.Getsockname(int(fd)); err == nil {
+				if a := sockaddrToAddr(sa); a != nil {
+					c.local = a
+				}
+			}
+		})
+	}
+	return c
+}
+
+// sockaddrToAddr makes a net.Addr of a stream socket's address.
+func sockaddrToAddr(sa syscall.Sockaddr) net.Addr {
+	switch sa := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}
+	case *syscall.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+	case *syscall.SockaddrUnix:
+		return &net.UnixAddr{Name: sa.Name, Net: "unix"}
+	}
+	return nil
+}
+
+// pipeError makes the errors of a closed file read as a closed network
+// connection's, so that callers' errors.Is(err, net.ErrClosed) holds.
+func pipeError(op, network string, addr net.Addr, err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	if errors.Is(err, os.ErrClosed) {
+		err = net.ErrClosed
+	}
+	return &net.OpError{Op: op, Net: network, Addr: addr, Err: err}
+}
+
+func (c *stdioConn) Read(p []byte) (int, error) {
+	n, err := c.in.Read(p)
+	return n, pipeError("read", "stdio", c.remote, err)
+}
+
+func (c *stdioConn) Write(p []byte) (int, error) {
+	n, err := c.out.Write(p)
+	return n, pipeError("write", "stdio", c.remote, err)
+}
+
+func (c *stdioConn) closeIn() error {
+	c.inOnce.Do(func() { c.inErr = c.in.Close() })
+	return c.inErr
+}
+
+func (c *stdioConn) closeOut() error {
+	c.outOnce.Do(func() { c.outErr = c.out.Close() })
+	return c.outErr
+}
+
+// CloseWrite closes standard output, so that whoever reads it sees the end.
+func (c *stdioConn) CloseWrite() error {
+	return pipeError("close", "stdio", c.remote, c.closeOut())
+}
+
+// Close closes standard input and output. A Read of a terminal or of a
+// pipe that is not in non-blocking mode cannot be interrupted; it returns
+// when its input does.
+func (c *stdioConn) Close() error {
+	errIn, errOut := c.closeIn(), c.closeOut()
+	if errIn == nil {
+		errIn = errOut
+	}
+	return pipeError("close", "stdio", c.remote, errIn)
+}
+
+func (c *stdioConn) LocalAddr() net.Addr  { return c.local }
+func (c *stdioConn) RemoteAddr() net.Addr { return c.remote }
+
+// SetDeadline sets both deadlines; files that do not support deadlines
+// (a terminal, a regular file) report os.ErrNoDeadline.
+func (c *stdioConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+func (c *stdioConn) SetReadDeadline(t time.Time) error  { return c.in.SetReadDeadline(t) }
+func (c *stdioConn) SetWriteDeadline(t time.Time) error { return c.out.SetWriteDeadline(t) }

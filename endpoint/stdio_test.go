@@ -1,0 +1,223 @@
+package endpoint
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// stdioPipes returns the files a stdio endpoint is given in place of
+// standard input and output, and the test's ends of them.
+func stdioPipes(t *testing.T) (in, out, toIn, fromOut *os.File) {
+	t.Helper()
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, f := range []*os.File{inR, inW, outR, outW} {
+			f.Close()
+		}
+	})
+	return inR, outW, inW, outR
+}
+
+func TestStdioServer(t *testing.T) {
+	checkGoroutines(t)
+	in, out, toIn, fromOut := stdioPipes(t)
+	ln, err := (&stdioServer{in: in, out: out}).Listen(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&stdioServer{in: in, out: out}).Listen(context.Background()); err == nil {
+		t.Error("a second Listen on the same standard input succeeded")
+	}
+	if _, err := (&stdioClient{in: in, out: out}).Dial(context.Background()); err == nil {
+		t.Error("a Dial on standard input already listened on succeeded")
+	}
+	if a := ln.Addr(); a.Network() != "stdio" || a.String() != "stdio" {
+		t.Errorf("Addr = %v %v", a.Network(), a)
+	}
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second Accept waits until Close.
+	accepted := make(chan error, 1)
+	go func() {
+		_, err := ln.Accept()
+		accepted <- err
+	}()
+
+	io.WriteString(toIn, "hello")
+	toIn.Close()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "hello" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	io.WriteString(c, "world")
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err = io.ReadAll(fromOut)
+	if err != nil || string(got) != "world" {
+		t.Fatalf("stdout %q, %v", got, err)
+	}
+	if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Write after CloseWrite: %v, want net.ErrClosed", err)
+	}
+
+	select {
+	case err := <-accepted:
+		t.Fatalf("second Accept returned before Close: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	ln.Close()
+	if err := <-accepted; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
+	}
+	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Read after Close: %v, want net.ErrClosed", err)
+	}
+}
+
+// A listener closed before its connection was accepted gives standard
+// input and output back.
+func TestStdioServerCloseUnaccepted(t *testing.T) {
+	in, out, _, _ := stdioPipes(t)
+	ln, err := (&stdioServer{in: in, out: out}).Listen(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after Close: %v", err)
+	}
+	c, err := (&stdioClient{in: in, out: out}).Dial(context.Background())
+	if err != nil {
+		t.Fatalf("Dial after the listener gave stdio back: %v", err)
+	}
+	c.Close()
+}
+
+func TestStdioClientDeadline(t *testing.T) {
+	in, out, _, _ := stdioPipes(t)
+	c, err := (&stdioClient{in: in, out: out}).Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Pipes support deadlines.
+	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Read past the deadline: %v", err)
+	}
+}
+
+// TestStdioProcess runs stdio: in a process of its own, on its real
+// standard input and output.
+func TestStdioProcess(t *testing.T) {
+	cmd := exec.Command(helperArgs()[0], helperArgs()[1:]...)
+	cmd.Env = append(os.Environ(), helperEnv+"=stdio-server", helperRaceEnv)
+	cmd.Stdin = strings.NewReader("tether\n")
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v; stderr:\n%s", err, stderr)
+	}
+	// Standard input is not a socket here (a pipe), so the addresses are
+	// stdio's.
+	if want := "peer stdio local stdio\nTETHER\n"; stdout.String() != want {
+		t.Errorf("stdout %q, want %q", stdout.String(), want)
+	}
+	if !strings.Contains(stderr.String(), "second accept: ErrClosed=true") {
+		t.Errorf("stderr %q", stderr)
+	}
+
+	cmd = exec.Command(helperArgs()[0], helperArgs()[1:]...)
+	cmd.Env = append(os.Environ(), helperEnv+"=stdio-client", helperRaceEnv)
+	cmd.Stdin = strings.NewReader("abc\nhello\n")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != "cba\nolleh\n" {
+		t.Errorf("stdio client: %q", out)
+	}
+}
+
+// TestStdioInetd is inetd-style use: systemd-socket-activate --inetd
+// starts a process per connection with the connection as its standard
+// input and output, and stdio: serves it, naming the real peer.
+func TestStdioInetd(t *testing.T) {
+	if _, err := os.Stat(socketActivate); err != nil {
+		t.Fatalf("%v: install Debian's systemd package (apt-get install systemd)", err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(socketActivate, append([]string{"--inetd", "--accept", "-l", addr,
+		"-E", helperEnv + "=stdio-server", "-E", helperRaceEnv}, helperArgs()...)...)
+	stderr := startHelper(t, cmd)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stderr.String(), "Listening on") {
+		if time.Now().After(deadline) {
+			t.Fatalf("systemd-socket-activate did not listen:\n%s", stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := 0; i < 2; i++ { // a process per connection
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("peer %s local %s\n", c.LocalAddr(), c.RemoteAddr()); line != want {
+			t.Errorf("got %q, want %q", line, want)
+		}
+		io.WriteString(c, "inetd")
+		c.(*net.TCPConn).CloseWrite()
+		rest, err := io.ReadAll(br)
+		if err != nil || string(rest) != "INETD" {
+			t.Errorf("got %q, %v", rest, err)
+		}
+		c.Close()
+	}
+}
+
+func TestStdioParse(t *testing.T) {
+	for _, s := range []string{"stdio", "stdio:", "STDIO:"} {
+		if _, err := ParseServer(s); err != nil {
+			t.Errorf("ParseServer(%q): %v", s, err)
+		}
+		if _, err := ParseClient(s); err != nil {
+			t.Errorf("ParseClient(%q): %v", s, err)
+		}
+	}
+	if _, err := ParseServer("stdio:x"); err == nil || !strings.Contains(err.Error(), "stdio takes no positional arguments") {
+		t.Errorf("stdio:x: %v", err)
+	}
+}
