@@ -16,33 +16,18 @@ func init() {
 		Spec: Spec{
 			Name: "tcp",
 			Help: "listen for TCP connections (IPv4, or IPv6 when the interface is an IPv6 address)",
-			Args: []Arg{
-				{Name: "port", Positional: true, Kind: Port, Required: true,
-					Help: "port to listen on; 0 picks a free one"},
-				{Name: "interface", Positional: true, Kind: Host, EmptyDefault: true,
-					Help: "address to listen on; empty means every IPv4 address, an IPv6 address listens on IPv6"},
-				{Name: "backlog", Positional: true, Kind: Int, Default: "50", Min: 0, Max: 1 << 20,
-					Help: "length of the queue of connections not yet accepted"},
-			},
+			Args: []Arg{listenPortArg, interfaceArg, backlogArg},
 		},
 		New: func(a *Args) (Server, error) {
-			network := "tcp4"
 			host := a.String("interface")
-			if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
-				network = "tcp6"
-			}
-			return newTCPServer(network, host, a), nil
+			return newTCPServer(tcpNetwork(host), host, a), nil
 		},
 	})
 	RegisterServer(ServerType{
 		Spec: Spec{
 			Name: "tcp6",
 			Help: "listen for TCP connections on IPv6 (on \"::\", IPv4 too, as Twisted's does)",
-			Args: []Arg{
-				{Name: "port", Positional: true, Kind: Port, Required: true,
-					Help: "port to listen on; 0 picks a free one"},
-				{Name: "backlog", Positional: true, Kind: Int, Default: "50", Min: 0, Max: 1 << 20,
-					Help: "length of the queue of connections not yet accepted"},
+			Args: []Arg{listenPortArg, backlogArg,
 				{Name: "interface", Positional: true, Kind: Host, Default: "::",
 					Help: "IPv6 address or host name to listen on"},
 			},
@@ -56,15 +41,9 @@ func init() {
 		Spec: Spec{
 			Name: "tcp",
 			Help: "connect over TCP, racing IPv6 and IPv4 addresses (Happy Eyeballs)",
-			Args: []Arg{
-				{Name: "host", Positional: true, Kind: Host, Required: true,
-					Help: "host name or IP address to connect to"},
-				{Name: "port", Positional: true, Kind: Port, Required: true,
-					Help: "port to connect to"},
-				{Name: "timeout", Kind: Seconds, Default: "30",
-					Help: "seconds the whole attempt (resolving and connecting) may take"},
-				{Name: "bindAddress", Kind: Host,
-					Help: "local address to connect from; absent lets the system choose"},
+			Args: []Arg{hostArg, connectPortArg,
+				withHelp(timeoutArg, "seconds the whole attempt (resolving and connecting) may take"),
+				bindAddressArg,
 				{Name: "attemptDelay", Kind: Millis, Default: "250",
 					Help: "milliseconds to wait for one address before also trying the next (RFC 8305)"},
 			},
@@ -85,6 +64,45 @@ func init() {
 			return c, nil
 		},
 	})
+}
+
+// Arguments that several types share, declared once.
+var (
+	listenPortArg = Arg{Name: "port", Positional: true, Kind: Port, Required: true,
+		Help: "port to listen on; 0 picks a free one"}
+	interfaceArg = Arg{Name: "interface", Positional: true, Kind: Host, EmptyDefault: true,
+		Help: "address to listen on; empty means every IPv4 address, an IPv6 address listens on IPv6"}
+	backlogArg = Arg{Name: "backlog", Positional: true, Kind: Int, Default: "50", Min: 0, Max: 1 << 20,
+		Help: "length of the queue of connections not yet accepted"}
+	hostArg = Arg{Name: "host", Positional: true, Kind: Host, Required: true,
+		Help: "host name or IP address to connect to"}
+	connectPortArg = Arg{Name: "port", Positional: true, Kind: Port, Required: true,
+		Help: "port to connect to"}
+	timeoutArg = Arg{Name: "timeout", Kind: Seconds, Default: "30",
+		Help: "seconds the attempt may take"}
+	bindAddressArg = Arg{Name: "bindAddress", Kind: Host,
+		Help: "local address to connect from; absent lets the system choose"}
+)
+
+// withHelp returns a copy of a shared argument with its own help line.
+func withHelp(a Arg, help string) Arg {
+	a.Help = help
+	return a
+}
+
+// positional returns a copy of a shared argument that may be given by position.
+func positional(a Arg) Arg {
+	a.Positional = true
+	return a
+}
+
+// tcpNetwork is the network a tcp server listens on for an interface: IPv6
+// for an IPv6 address, else IPv4, as Twisted's tcp server does.
+func tcpNetwork(host string) string {
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
+		return "tcp6"
+	}
+	return "tcp4"
 }
 
 type tcpServer struct {

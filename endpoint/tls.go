@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -26,24 +25,22 @@ const verifyNotes = "The server's certificate is always verified, against the gi
 	"timeout bounds the whole attempt, handshake included. In TLS 1.3 a server's refusal of the client's " +
 	"certificate comes after the client's handshake is done: it is the first Read's error, not Dial's. "
 
+const timeoutTLSHelp = "seconds the whole attempt (resolving, connecting, handshake) may take"
+
 func init() {
 	RegisterServer(ServerType{
 		Spec: Spec{
 			Name: "ssl",
 			Help: "listen for TLS connections over TCP, with Twisted's ssl arguments",
 			Args: []Arg{
-				{Name: "port", Positional: true, Kind: Port, Required: true,
-					Help: "port to listen on; 0 picks a free one"},
+				listenPortArg,
 				{Name: "privateKey", Positional: true, Kind: String, Default: "server.pem",
 					Help: "PEM file of the private key (and of the certificate, if certKey is absent)"},
 				{Name: "certKey", Positional: true, Kind: String,
 					Help: "PEM file of the certificate, then any chain; absent means the privateKey file"},
 				{Name: "sslmethod", Positional: true, Kind: String,
 					Help: "SSLv23_METHOD, TLS_METHOD or TLS_SERVER_METHOD (TLS 1.2 or 1.3), or TLSv1_2_METHOD (1.2 only); absent is TLS 1.2 or 1.3"},
-				{Name: "interface", Positional: true, Kind: Host, EmptyDefault: true,
-					Help: "address to listen on; empty means every IPv4 address, an IPv6 address listens on IPv6"},
-				{Name: "backlog", Positional: true, Kind: Int, Default: "50", Min: 0, Max: 1 << 20,
-					Help: "length of the queue of connections not yet accepted"},
+				interfaceArg, backlogArg,
 				{Name: "extraCertChain", Positional: true, Kind: String,
 					Help: "PEM file of chain certificates sent after the certificate; it must hold one at least"},
 				{Name: "dhParameters", Positional: true, Kind: String,
@@ -69,12 +66,7 @@ func init() {
 			Name: "tls",
 			Help: "listen for TLS connections over TCP: SNI, client certificates, ALPN, reload",
 			Args: []Arg{
-				{Name: "port", Positional: true, Kind: Port, Required: true,
-					Help: "port to listen on; 0 picks a free one"},
-				{Name: "interface", Positional: true, Kind: Host, EmptyDefault: true,
-					Help: "address to listen on; empty means every IPv4 address, an IPv6 address listens on IPv6"},
-				{Name: "backlog", Positional: true, Kind: Int, Default: "50", Min: 0, Max: 1 << 20,
-					Help: "length of the queue of connections not yet accepted"},
+				listenPortArg, interfaceArg, backlogArg,
 				{Name: "certificate", Kind: String,
 					Help: "PEM file of the certificate, then any chain (the key too, if privateKey is absent)"},
 				{Name: "privateKey", Kind: String,
@@ -110,14 +102,7 @@ func init() {
 			Name: "ssl",
 			Help: "connect over TCP and TLS, verifying the server, with Twisted's ssl arguments",
 			Args: []Arg{
-				{Name: "host", Positional: true, Kind: Host, Required: true,
-					Help: "host name or IP address to connect to"},
-				{Name: "port", Positional: true, Kind: Port, Required: true,
-					Help: "port to connect to"},
-				{Name: "timeout", Kind: Seconds, Default: "30",
-					Help: "seconds the whole attempt (resolving, connecting, handshake) may take"},
-				{Name: "bindAddress", Kind: Host,
-					Help: "local address to connect from; absent lets the system choose"},
+				hostArg, connectPortArg, withHelp(timeoutArg, timeoutTLSHelp), bindAddressArg,
 				{Name: "certKey", Kind: String,
 					Help: "PEM file of a client certificate (and its key, if privateKey is absent)"},
 				{Name: "privateKey", Kind: String,
@@ -147,10 +132,7 @@ func init() {
 					Help: "host name or IP address to connect to, verify the certificate against, and send as SNI"},
 				{Name: "port", Positional: true, Kind: Port, Required: true,
 					Help: "port to connect to (unused with endpoint=, but required as in Twisted)"},
-				{Name: "timeout", Positional: true, Kind: Seconds, Default: "30",
-					Help: "seconds the whole attempt (resolving, connecting, handshake) may take"},
-				{Name: "bindAddress", Positional: true, Kind: Host,
-					Help: "local address to connect from; absent lets the system choose"},
+				positional(withHelp(timeoutArg, timeoutTLSHelp)), positional(bindAddressArg),
 				{Name: "certificate", Positional: true, Kind: String,
 					Help: "PEM file of a client certificate (and its key, if privateKey is absent)"},
 				{Name: "privateKey", Positional: true, Kind: String,
@@ -180,13 +162,6 @@ func argError(a *Args, name, msg string, cause error) error {
 		Err: errorf(ErrBadArgument, cause, msg)}
 }
 
-// tcpNetwork is the network the tcp server listens on for an interface.
-func tcpNetwork(host string) string {
-	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
-		return "tcp6"
-	}
-	return "tcp4"
-}
 
 // alpnList reads a comma-separated list of ALPN protocol names.
 func alpnList(a *Args, name string) ([]string, error) {
