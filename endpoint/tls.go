@@ -162,7 +162,6 @@ func argError(a *Args, name, msg string, cause error) error {
 		Err: errorf(ErrBadArgument, cause, msg)}
 }
 
-
 // alpnList reads a comma-separated list of ALPN protocol names.
 func alpnList(a *Args, name string) ([]string, error) {
 	if a.Absent(name) {
