@@ -152,11 +152,13 @@ func setBacklog(ln syscall.Conn, backlog int) error {
 }
 
 type tcpClient struct {
-	host    string
-	port    uint16
-	bind    string
-	timeout time.Duration
-	delay   time.Duration
+	// resolver looks host names up; nil means net.DefaultResolver.
+	resolver *net.Resolver
+	host     string
+	port     uint16
+	bind     string
+	timeout  time.Duration
+	delay    time.Duration
 }
 
 func (c *tcpClient) Dial(ctx context.Context) (net.Conn, error) {
@@ -196,14 +198,14 @@ func (c *tcpClient) dial(ctx context.Context) (net.Conn, error) {
 	d := &net.Dialer{}
 	wantFamily := 0 // 4 or 6 when bindAddress fixes it
 	if c.bind != "" {
-		ips, err := lookup(ctx, c.bind)
+		ips, err := c.lookup(ctx, c.bind)
 		if err != nil {
 			return nil, err
 		}
 		d.LocalAddr = &net.TCPAddr{IP: ips[0].AsSlice()}
 		wantFamily = family(ips[0])
 	}
-	ips, err := lookup(ctx, c.host)
+	ips, err := c.lookup(ctx, c.host)
 	if err != nil {
 		return nil, err
 	}
@@ -228,11 +230,15 @@ func family(ip netip.Addr) int {
 }
 
 // lookup resolves host to its addresses, or reads it as an IP literal.
-func lookup(ctx context.Context, host string) ([]netip.Addr, error) {
+func (c *tcpClient) lookup(ctx context.Context, host string) ([]netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{ip.Unmap()}, nil
 	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	r := c.resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	ips, err := r.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return nil, err
 	}
