@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/internal/relay"
+)
+
+func init() {
+	register(&command{name: "relay", summary: "accept on one endpoint and forward each connection to another", run: runRelay})
+}
+
+const relayUsage = `Usage: tether relay [FLAGS] LISTEN CONNECT
+
+Accepts connections on the server endpoint LISTEN and, for each one, connects
+to the client endpoint CONNECT and moves bytes both ways until both sides are
+done. When one side finishes sending, the other side's write half is closed
+and the reverse direction keeps flowing (half-close is carried). Plain TCP
+and UNIX connections are relayed with splice(2), without copying through
+user space.
+
+  $ tether relay tcp:8080 tcp:10.0.0.5:80
+  $ tether relay tcp:5432:interface=127.0.0.1 unix:/run/postgresql/.s.PGSQL.5432
+  $ tether relay unix:/run/app.sock:mode=660 tcp:localhost:9000
+  $ tether relay --max-conns 500 --idle-timeout 10m --log-format json tcp:443 tcp:backend:443
+
+A connection is dialled in its own goroutine, never in the accept loop; if
+the dial fails, that one accepted connection is closed and the failure is
+logged with its reason. Running out of file descriptors pauses accepting
+(5ms, doubling to 1s) instead of stopping the relay.
+
+One log line (log/slog, on stderr) is written per connection when it ends:
+the peer as the listening socket reports it, the duration, and the bytes
+from and to the peer (in JSON, durations are in seconds). --quiet leaves
+out these lines and keeps warnings.
+
+SIGINT or SIGTERM stops listening at once, lets connections in flight finish
+for up to --drain-timeout, then closes what is left and exits 0; a second
+signal closes them at once.
+
+Exit codes: 0 after a signal, 1 if listening fails, 2 for bad usage or an
+endpoint string that does not parse. Flags go before the endpoint strings.
+
+Flags:
+`
+
+// serverFlags are the flags that relay and serve share.
+type serverFlags struct {
+	maxConns  int
+	drain     time.Duration
+	logFormat string
+	quiet     bool
+}
+
+func (f *serverFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&f.maxConns, "max-conns", 0, "most connections handled at once; more wait in the listen queue (0: no limit)")
+	fs.DurationVar(&f.drain, "drain-timeout", endpoint.DefaultDrainTimeout, "after SIGINT or SIGTERM, how long connections in flight may take to finish")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&f.quiet, "quiet", false, "log only warnings and errors, not one line per connection")
+}
+
+// logger checks the flags and makes the logger, writing to w.
+func (f *serverFlags) logger(w io.Writer) (*slog.Logger, error) {
+	if f.drain < 0 {
+		return nil, fmt.Errorf("--drain-timeout %v is negative", f.drain)
+	}
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if f.quiet {
+		opts.Level = slog.LevelWarn
+	}
+	switch f.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.Float64Value(a.Value.Duration().Seconds())
+			}
+			return a
+		}
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", f.logFormat)
+}
+
+type relayCmd struct {
+	target endpoint.Client
+	joiner relay.Joiner
+	log    *slog.Logger
+}
+
+func runRelay(e *env, args []string) int {
+	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var sf serverFlags
+	sf.register(fs)
+	idle := fs.Duration("idle-timeout", 0, "close a connection once nothing has moved either way for this long (0: never)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), relayUsage)
+		fs.PrintDefaults()
+	}
+	if code, done := parseFlags(fs, args, e); done {
+		return code
+	}
+	if fs.NArg() != 2 {
+		fmt.Fprintln(e.stderr, "tether relay: want LISTEN and CONNECT endpoint strings (run tether relay --help)")
+		return exitUsage
+	}
+	log, err := sf.logger(e.stderr)
+	if err == nil && *idle < 0 {
+		err = fmt.Errorf("--idle-timeout %v is negative", *idle)
+	}
+	if err != nil {
+		fmt.Fprintln(e.stderr, "tether relay:", err)
+		return exitUsage
+	}
+	srv, err := endpoint.ParseServer(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintln(e.stderr, "tether relay:", err)
+		return exitUsage
+	}
+	target, err := endpoint.ParseClient(fs.Arg(1))
+	if err != nil {
+		fmt.Fprintln(e.stderr, "tether relay:", err)
+		return exitUsage
+	}
+	r := &relayCmd{target: target, joiner: relay.Joiner{IdleTimeout: *idle}, log: log}
+	s := &relay.Server{Handler: r.handle, MaxConns: sf.maxConns, Logger: log}
+	return serveUntilSignal(e, "relay", srv, s, log, sf.drain, "endpoint", fs.Arg(0), "target", fs.Arg(1))
+}
+
+// handle relays one accepted connection.
+func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
+	start := time.Now()
+	peer := addrString(conn.RemoteAddr())
+	up, err := r.target.Dial(ctx)
+	if err != nil {
+		conn.Close()
+		r.log.Warn("dial failed; connection closed", "peer", peer, "duration", time.Since(start), "error", err)
+		return
+	}
+	fromPeer, toPeer, err := r.joiner.Join(ctx, conn, up)
+	logEnd(r.log, peer, start, fromPeer, toPeer, err)
+}
+
+// logEnd writes the line that ends every connection.
+func logEnd(log *slog.Logger, peer string, start time.Time, fromPeer, toPeer int64, err error, more ...any) {
+	attrs := append([]any{"peer", peer, "duration", time.Since(start), "from_peer", fromPeer, "to_peer", toPeer}, more...)
+	if err != nil {
+		attrs = append(attrs, "error", err)
+	}
+	log.Info("connection ended", attrs...)
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+var (
+	errDrainTimeout = errors.New("drain timeout")
+	errSecondSignal = errors.New("second signal")
+)
+
+// serveUntilSignal listens on srv and serves with s until SIGINT or SIGTERM,
+// then drains for up to drain. It returns the exit code.
+func serveUntilSignal(e *env, name string, srv endpoint.Server, s *relay.Server, log *slog.Logger, drain time.Duration, attrs ...any) int {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	ln, err := srv.Listen(context.Background())
+	if err != nil {
+		fmt.Fprintf(e.stderr, "tether %s: %v\n", name, err)
+		return exitFailure
+	}
+	log.Info("listening", append([]any{"addr", addrString(ln.Addr())}, attrs...)...)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+
+	code := exitOK
+	select {
+	case sig := <-sigs:
+		log.Info("shutting down: not accepting; draining", "signal", sig.String(),
+			"connections", s.Active(), "drain_timeout", drain)
+	case err := <-served:
+		log.Error("accepting failed; draining", "error", err, "connections", s.Active(), "drain_timeout", drain)
+		code = exitFailure
+	}
+
+	now, closeNow := context.WithCancelCause(context.Background())
+	defer closeNow(nil)
+	ctx, cancel := context.WithTimeoutCause(now, drain, errDrainTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(ctx) }()
+	for {
+		select {
+		case <-done:
+			log.Info("stopped")
+			return code
+		case <-sigs:
+			log.Warn("second signal: closing connections now", "connections", s.Active())
+			closeNow(errSecondSignal)
+			<-done
+			log.Info("stopped")
+			return code
+		case <-ctx.Done():
+			if n := s.Active(); n > 0 {
+				log.Warn("drain timeout: closing connections still open", "connections", n)
+			}
+			<-done
+			log.Info("stopped")
+			return code
+		}
+	}
+}

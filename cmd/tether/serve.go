@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"sync/atomic"
+	"time"
+
+	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/internal/relay"
+)
+
+func init() {
+	register(&command{name: "serve", summary: "run a test service (echo, discard, chargen) or a command per connection", run: runServe})
+}
+
+const serveUsage = `Usage: tether serve [FLAGS] LISTEN [SERVICE]
+
+Accepts connections on the server endpoint LISTEN and serves each with
+SERVICE (default echo):
+
+  echo      send back what arrives; the peer's end of file ends the reply
+  discard   read and throw away what arrives, send nothing
+  chargen   send RFC 864's rotating lines of characters until the peer closes
+  exec -- COMMAND [ARGS...]
+            inetd-style: start COMMAND for each connection, with the
+            connection as its standard input and output (its standard error
+            is tether's). The peer's end of file closes COMMAND's standard
+            input; COMMAND's exit (its standard output closing) closes the
+            connection's write half. TETHER_PEER and TETHER_LOCAL hold the
+            connection's addresses.
+
+  $ tether serve tcp:7777
+  $ tether serve unix:/tmp/discard.sock discard
+  $ tether serve tcp:8080:interface=127.0.0.1 exec -- /bin/cat
+  $ tether serve tcp:2000 exec -- sh -c 'echo "hello $TETHER_PEER"; date'
+
+Logging, --max-conns and the handling of SIGINT and SIGTERM are those of
+tether relay: one log line per connection as it ends; a signal stops
+listening, lets connections finish for up to --drain-timeout (an exec
+COMMAND still running then is killed), and exits 0.
+
+Exit codes: 0 after a signal, 1 if listening fails, 2 for bad usage, an
+endpoint string that does not parse, or a COMMAND that cannot be found.
+Flags go before LISTEN.
+
+Flags:
+`
+
+// A service serves one connection and reports the bytes it read and wrote.
+type service func(ctx context.Context, c net.Conn) (fromPeer, toPeer int64, err error)
+
+func runServe(e *env, args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var sf serverFlags
+	sf.register(fs)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), serveUsage)
+		fs.PrintDefaults()
+	}
+	if code, done := parseFlags(fs, args, e); done {
+		return code
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fmt.Fprintln(e.stderr, "tether serve: want a LISTEN endpoint string (run tether serve --help)")
+		return exitUsage
+	}
+	name := "echo"
+	if len(rest) > 1 {
+		name = rest[1]
+	}
+	var svc service
+	switch name {
+	case "echo":
+		svc = serveEcho
+	case "discard":
+		svc = serveDiscard
+	case "chargen":
+		svc = serveChargen
+	case "exec":
+		argv := rest[2:]
+		if len(argv) > 0 && argv[0] == "--" {
+			argv = argv[1:]
+		}
+		if len(argv) == 0 {
+			fmt.Fprintln(e.stderr, "tether serve: exec wants a COMMAND: exec -- COMMAND [ARGS...]")
+			return exitUsage
+		}
+		path, err := exec.LookPath(argv[0])
+		if err != nil {
+			fmt.Fprintln(e.stderr, "tether serve:", err)
+			return exitUsage
+		}
+		x := &execService{path: path, args: argv[1:], stderr: e.stderr}
+		svc = x.serve
+	default:
+		fmt.Fprintf(e.stderr, "tether serve: unknown service %q: want echo, discard, chargen or exec\n", name)
+		return exitUsage
+	}
+	if name != "exec" && len(rest) > 2 {
+		fmt.Fprintf(e.stderr, "tether serve: %s takes no arguments; got %q\n", name, rest[2:])
+		return exitUsage
+	}
+	log, err := sf.logger(e.stderr)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "tether serve:", err)
+		return exitUsage
+	}
+	srv, err := endpoint.ParseServer(rest[0])
+	if err != nil {
+		fmt.Fprintln(e.stderr, "tether serve:", err)
+		return exitUsage
+	}
+	s := &relay.Server{Handler: serviceHandler(svc, log), MaxConns: sf.maxConns, Logger: log}
+	return serveUntilSignal(e, "serve", srv, s, log, sf.drain, "endpoint", rest[0], "service", name)
+}
+
+// serviceHandler runs svc for a connection, closes the connection when the
+// server gives up draining, and logs the connection's end.
+func serviceHandler(svc service, log *slog.Logger) func(ctx context.Context, c net.Conn) {
+	return func(ctx context.Context, c net.Conn) {
+		start := time.Now()
+		peer := addrString(c.RemoteAddr())
+		stop := context.AfterFunc(ctx, func() { c.Close() })
+		fromPeer, toPeer, err := svc(ctx, c)
+		if !stop() && ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		c.Close()
+		logEnd(log, peer, start, fromPeer, toPeer, err)
+	}
+}
+
+// countReader and countWriter count bytes; they also hide the connection's
+// ReadFrom and WriteTo, so that echo copies through its own buffer rather
+// than splicing a socket into itself.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type countWriter struct {
+	w   io.Writer
+	n   atomic.Int64
+	err error // the first write error
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func serveEcho(ctx context.Context, c net.Conn) (int64, int64, error) {
+	r, w := &countReader{r: c}, &countWriter{w: c}
+	_, err := io.CopyBuffer(w, r, make([]byte, 32<<10))
+	if err == nil {
+		err = closeWrite(c)
+	}
+	return r.n, w.n.Load(), err
+}
+
+func serveDiscard(ctx context.Context, c net.Conn) (int64, int64, error) {
+	r := &countReader{r: c}
+	_, err := io.Copy(io.Discard, r)
+	return r.n, 0, err
+}
+
+// chargenCycle is RFC 864's pattern: 95 lines of 72 printable characters,
+// each starting one character further on, each ended by CR LF.
+var chargenCycle = func() []byte {
+	var b []byte
+	for i := 0; i < 95; i++ {
+		for j := 0; j < 72; j++ {
+			b = append(b, byte(' '+(i+j)%95))
+		}
+		b = append(b, '\r', '\n')
+	}
+	return b
+}()
+
+func serveChargen(ctx context.Context, c net.Conn) (int64, int64, error) {
+	r := &countReader{r: c}
+	read := make(chan struct{})
+	go func() { // what the peer sends is ignored
+		defer close(read)
+		io.Copy(io.Discard, r)
+	}()
+	var sent int64
+	for {
+		n, err := c.Write(chargenCycle)
+		sent += int64(n)
+		if err != nil {
+			break // the peer has gone: chargen's only way to end
+		}
+	}
+	c.Close()
+	<-read
+	return r.n, sent, nil
+}
+
+type execService struct {
+	path   string
+	args   []string
+	stderr io.Writer
+}
+
+// execLinger is how long a connection whose COMMAND has exited waits for
+// the peer to finish sending before it is closed. Closing with unread data
+// would reset the connection, and a reset can destroy output the peer has
+// not read yet.
+const execLinger = 2 * time.Second
+
+func (x *execService) serve(ctx context.Context, c net.Conn) (fromPeer, toPeer int64, err error) {
+	cmd := exec.CommandContext(ctx, x.path, x.args...)
+	cmd.Env = append(os.Environ(), "TETHER_PEER="+addrString(c.RemoteAddr()), "TETHER_LOCAL="+addrString(c.LocalAddr()))
+	cmd.Stderr = x.stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return 0, 0, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+
+	in := &countReader{r: c}
+	inErr := make(chan error, 1)
+	go func() {
+		w := &countWriter{w: stdin}
+		_, err := io.Copy(w, in)
+		stdin.Close() // the peer's end of file is COMMAND's
+		if w.err != nil {
+			// COMMAND stopped reading: take the rest so the peer is
+			// not reset while we still have output for it.
+			_, err = io.Copy(io.Discard, in)
+		}
+		inErr <- err
+	}()
+
+	out := &countWriter{w: c}
+	_, outErr := io.Copy(out, stdout)
+	if outErr == nil && out.err == nil {
+		outErr = closeWrite(c) // COMMAND is done writing, and so are we
+	} else {
+		stdout.Close() // the peer has gone: COMMAND gets EPIPE
+	}
+	waitErr := cmd.Wait()
+
+	c.SetReadDeadline(time.Now().Add(execLinger))
+	rerr := <-inErr
+	if errors.Is(rerr, os.ErrDeadlineExceeded) {
+		rerr = nil // the linger ran out; the peer had its chance
+	}
+	switch {
+	case outErr != nil:
+		err = outErr
+	case rerr != nil:
+		err = rerr
+	case waitErr != nil && ctx.Err() == nil:
+		var ee *exec.ExitError
+		if errors.As(waitErr, &ee) {
+			err = fmt.Errorf("%s: %w", x.path, ee)
+		} else {
+			err = waitErr
+		}
+	}
+	return in.n, out.n.Load(), err
+}

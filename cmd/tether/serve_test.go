@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tether-endpoints/tether/endpoint"
+)
+
+// startServe runs `tether serve` on a free loopback port with the given
+// service arguments and returns it and its address.
+func startServe(t *testing.T, service ...string) (*proc, string) {
+	t.Helper()
+	args := append([]string{tetherBin, "serve", "--log-format", "json", "tcp:0:interface=127.0.0.1"}, service...)
+	p := startTether(t, args...)
+	return p, p.addr()
+}
+
+func TestServeEcho(t *testing.T) {
+	p, addr := startServe(t) // echo is the default
+	data := randomBytes(t, 2<<20)
+	c := dialAddr(t, "tcp", addr)
+	go func() {
+		c.Write(data)
+		closeWriteT(t, c)
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("echo: %d bytes, %v; want %d back", len(got), err, len(data))
+	}
+	if l := p.waitLog("connection ended", nil); l["from_peer"] != float64(len(data)) || l["to_peer"] != float64(len(data)) {
+		t.Errorf("log line %v", l)
+	}
+}
+
+func TestServeDiscard(t *testing.T) {
+	p, addr := startServe(t, "discard")
+	c := dialAddr(t, "tcp", addr)
+	c.Write(make([]byte, 100000))
+	closeWriteT(t, c)
+	if got, err := io.ReadAll(c); len(got) != 0 || err != nil {
+		t.Errorf("discard sent %d bytes, %v", len(got), err)
+	}
+	if l := p.waitLog("connection ended", nil); l["from_peer"] != float64(100000) || l["to_peer"] != float64(0) {
+		t.Errorf("log line %v", l)
+	}
+}
+
+func TestServeChargen(t *testing.T) {
+	p, addr := startServe(t, "chargen")
+	c := dialAddr(t, "tcp", addr)
+	got := make([]byte, 3*74)
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(got), "\r\n")
+	want := []string{
+		` !"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\]^_` + "`abcdefg\r\n",
+		`!"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\]^_` + "`abcdefgh\r\n",
+		`"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\]^_` + "`abcdefghi\r\n",
+	}
+	for i, w := range want {
+		if lines[i] != w {
+			t.Errorf("line %d = %q, want %q", i, lines[i], w)
+		}
+	}
+	c.Close()
+	if l := p.waitLog("connection ended", nil); l["error"] != nil {
+		t.Errorf("a peer closing chargen is no error: %v", l)
+	}
+}
+
+func TestServeExec(t *testing.T) {
+	t.Run("half-close", func(t *testing.T) {
+		// tr sees end of file only when the peer half-closes; the reply
+		// after it shows the reverse direction still open.
+		_, addr := startServe(t, "exec", "--", "/bin/sh", "-c", "tr a-z A-Z; echo done")
+		c := dialAddr(t, "tcp", addr)
+		c.Write([]byte("hello\n"))
+		closeWriteT(t, c)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if got, err := io.ReadAll(c); string(got) != "HELLO\ndone\n" || err != nil {
+			t.Errorf("got %q, %v", got, err)
+		}
+	})
+	t.Run("exit closes", func(t *testing.T) {
+		// The command exits without reading: the peer gets its output and
+		// an end of file while its own write half is still open.
+		p, addr := startServe(t, "exec", "/bin/sh", "-c", `echo "$TETHER_PEER"`)
+		c := dialAddr(t, "tcp", addr)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(c)
+		if string(got) != c.LocalAddr().String()+"\n" || err != nil {
+			t.Errorf("got %q, %v; want the peer's address", got, err)
+		}
+		c.Close() // ends serve's wait for our end of file
+		if l := p.waitLog("connection ended", nil); l["error"] != nil {
+			t.Errorf("log line %v", l)
+		}
+	})
+	t.Run("exit status", func(t *testing.T) {
+		p, addr := startServe(t, "exec", "--", "/bin/sh", "-c", "exit 3")
+		c := dialAddr(t, "tcp", addr)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		io.ReadAll(c)
+		c.Close()
+		if l := p.waitLog("connection ended", nil); !strings.Contains(l["error"].(string), "exit status 3") {
+			t.Errorf("log line %v; want the exit status", l)
+		}
+	})
+}
+
+// TestServeQuietAndSignal: --quiet drops the per-connection lines, and
+// SIGTERM ends serve with exit 0 and removes its UNIX socket.
+func TestServeQuietAndSignal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "echo.sock")
+	p := startTether(t, tetherBin, "serve", "--quiet", "--log-format", "json", "unix:"+endpoint.Quote(path))
+	var c net.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var err error
+		if c, err = net.Dial("unix", path); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	c.Write([]byte("x"))
+	closeWriteT(t, c)
+	if got, _ := io.ReadAll(c); string(got) != "x" {
+		t.Errorf("echo over UNIX: %q", got)
+	}
+	c.Close()
+	p.signal(syscall.SIGTERM)
+	if code := p.exitCode(); code != exitOK {
+		t.Errorf("exit code %d", code)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.raw) != 0 {
+		t.Errorf("--quiet logged %q", p.raw)
+	}
+	if _, err := net.Dial("unix", path); err == nil {
+		t.Error("socket still answers after exit")
+	}
+}
+
+func TestServeUsage(t *testing.T) {
+	if code, out, _ := runCmd("serve", "--help"); code != exitOK || !strings.Contains(out, "Usage: tether serve") ||
+		!strings.Contains(out, "exec -- COMMAND") || !strings.Contains(out, "$ tether serve") {
+		t.Errorf("serve --help = %d, %q", code, out)
+	}
+	for _, args := range [][]string{
+		{"serve"},
+		{"serve", "tcp:0", "nosuch"},
+		{"serve", "tcp:0", "echo", "extra"},
+		{"serve", "tcp:0", "exec"},
+		{"serve", "tcp:0", "exec", "--"},
+		{"serve", "tcp:0", "exec", "--", "/no/such/command"},
+		{"serve", "tcp:nope"},
+		{"serve", "--log-format", "yaml", "tcp:0"},
+		{"serve", "--drain-timeout", "-1s", "tcp:0"},
+	} {
+		if code, _, errOut := runCmd(args...); code != exitUsage || errOut == "" {
+			t.Errorf("%q = %d, %q; want exit 2 and a message", args, code, errOut)
+		}
+	}
+}

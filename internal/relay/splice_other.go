@@ -1,0 +1,14 @@
+//go:build !linux
+
+package relay
+
+import (
+	"net"
+	"syscall"
+)
+
+// Elsewhere than Linux there is no splice(2): everything is buffered.
+
+func spliceable(net.Conn) syscall.RawConn { return nil }
+
+func spliceCopy(dst, src syscall.RawConn) (int64, bool, error) { return 0, true, nil }
