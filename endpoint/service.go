@@ -7,13 +7,15 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
 // A Handler serves one connection. ServeConn runs in the connection's own
 // goroutine; the Service closes the connection after ServeConn returns. ctx
 // is cancelled when the Service gives up waiting for its connections to
-// finish (the drain timeout has passed), a moment before it closes them.
+// finish, a moment before it resets them; context.Cause(ctx) is then
+// ErrDrainTimeout or ErrServiceClosed.
 type Handler interface {
 	ServeConn(ctx context.Context, conn net.Conn)
 }
@@ -24,6 +26,15 @@ type HandlerFunc func(ctx context.Context, conn net.Conn)
 // ServeConn calls f(ctx, conn).
 func (f HandlerFunc) ServeConn(ctx context.Context, conn net.Conn) { f(ctx, conn) }
 
+// The causes of a handler's context ending (context.Cause), and the reasons
+// a Service gives for cutting connections.
+var (
+	// ErrDrainTimeout: the Service stopped and its drain timeout passed.
+	ErrDrainTimeout = errors.New("drain timeout")
+	// ErrServiceClosed: Service.Close was called.
+	ErrServiceClosed = errors.New("service closed")
+)
+
 // DefaultDrainTimeout is how long a stopping Service waits for its
 // connections when its DrainTimeout is zero.
 const DefaultDrainTimeout = 10 * time.Second
@@ -32,7 +43,8 @@ const DefaultDrainTimeout = 10 * time.Second
 // Handler: Twisted's strports.service. Run listens when it starts, failing
 // at once with the listen error if it cannot; when its context ends or Stop
 // is called it stops listening, lets the connections in hand finish for up
-// to DrainTimeout, then closes what is left and returns.
+// to DrainTimeout, then resets what is left and returns; Close cuts the
+// wait short.
 //
 // A Service is used once; its exported fields must not change after Start.
 type Service struct {
@@ -54,6 +66,8 @@ type Service struct {
 	conns   map[net.Conn]struct{}
 	stop    chan struct{} // closed by Stop; made by whichever of Start and Stop comes first
 	stopped bool
+	cut     chan struct{} // closed by Close: stop draining at once
+	cutDone bool
 	wg      sync.WaitGroup
 }
 
@@ -96,6 +110,34 @@ func (s *Service) stopChan() chan struct{} {
 	return s.stop
 }
 
+// cutChan returns the channel Close closes; s.mu must be held.
+func (s *Service) cutChan() chan struct{} {
+	if s.cut == nil {
+		s.cut = make(chan struct{})
+	}
+	return s.cut
+}
+
+// Active returns the number of connections being served.
+func (s *Service) Active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Close stops the Service at once: it stops listening and, without waiting
+// for the drain timeout, cuts the connections in hand as a drain timeout
+// would. Like Stop it does not wait; Serve returns when all is closed.
+func (s *Service) Close() {
+	s.Stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.cutDone {
+		s.cutDone = true
+		close(s.cutChan())
+	}
+}
+
 // Addr returns the address the Service listens on, or nil before Start.
 func (s *Service) Addr() net.Addr {
 	s.mu.Lock()
@@ -129,18 +171,18 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Serve accepts connections on the listener that Start opened until ctx
 // ends or Stop is called, then stops listening and drains: it waits for
-// the handlers for up to DrainTimeout, then cancels their context, closes
-// their connections and waits for them to return. It returns nil after a
+// the handlers for up to DrainTimeout (or until Close), then cancels their
+// context, resets their connections and waits for them to return. It returns nil after a
 // stop, or the error that broke the listener.
 func (s *Service) Serve(ctx context.Context) error {
 	s.mu.Lock()
-	ln, stop := s.ln, s.stop
+	ln, stop, cut := s.ln, s.stop, s.cutChan()
 	s.mu.Unlock()
 	if ln == nil {
 		return errors.New("endpoint: Service.Serve called before Start")
 	}
-	connCtx, cancelConns := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelConns()
+	connCtx, cancelConns := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelConns(nil)
 
 	// Closing the listener is what wakes the accept loop.
 	stopped := make(chan struct{})
@@ -174,7 +216,7 @@ func (s *Service) Serve(ctx context.Context) error {
 	})
 	s.Stop()
 	<-stopped
-	s.drain(cancelConns)
+	s.drain(cancelConns, cut)
 	return err
 }
 
@@ -195,8 +237,10 @@ func (s *Service) track(c net.Conn, add bool) {
 	}
 }
 
-// drain waits for the handlers, up to the drain timeout, then cuts them off.
-func (s *Service) drain(cancelConns context.CancelFunc) {
+// drain waits for the handlers, up to the drain timeout or until Close,
+// then cuts them off: it cancels their context and resets their
+// connections, so that no peer takes a cut stream for a complete one.
+func (s *Service) drain(cancelConns context.CancelCauseFunc, cut <-chan struct{}) {
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -206,6 +250,7 @@ func (s *Service) drain(cancelConns context.CancelFunc) {
 	if timeout == 0 {
 		timeout = DefaultDrainTimeout
 	}
+	cause := ErrDrainTimeout
 	if timeout > 0 {
 		t := time.NewTimer(timeout)
 		defer t.Stop()
@@ -213,15 +258,43 @@ func (s *Service) drain(cancelConns context.CancelFunc) {
 		case <-done:
 			return
 		case <-t.C:
+		case <-cut:
+			cause = ErrServiceClosed
 		}
 	}
-	cancelConns()
+	if n := s.Active(); n > 0 {
+		s.logger().Warn("cutting the connections still open", "addr", s.ln.Addr().String(),
+			"connections", n, "reason", cause)
+	}
+	cancelConns(cause)
 	s.mu.Lock()
 	for c := range s.conns {
-		c.Close()
+		abort(c)
 	}
 	s.mu.Unlock()
 	<-done
+}
+
+// abort closes c with a reset where it can (SO_LINGER 0 on TCP), looking
+// through wrappers that expose their connection with NetConn, as tls.Conn
+// and ProxyConn do.
+func abort(c net.Conn) {
+	inner := c
+	for {
+		if l, ok := inner.(interface{ SetLinger(int) error }); ok {
+			l.SetLinger(0)
+			break
+		}
+		w, ok := inner.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		inner = w.NetConn()
+	}
+	c.Close()
+	if inner != c {
+		inner.Close()
+	}
 }
 
 // acceptLoop accepts until the listener is closed, handing each connection
@@ -252,8 +325,7 @@ func acceptLoop(ln net.Listener, log *slog.Logger, stopped <-chan struct{}, slot
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var te interface{ Temporary() bool }
-			if !errors.As(err, &te) || !te.Temporary() {
+			if !temporary(err) {
 				return fmt.Errorf("endpoint: accepting on %s: %w", ln.Addr(), err)
 			}
 			if pause == 0 {
@@ -261,7 +333,7 @@ func acceptLoop(ln net.Listener, log *slog.Logger, stopped <-chan struct{}, slot
 			} else if pause *= 2; pause > time.Second {
 				pause = time.Second
 			}
-			log.Warn("accept failed; retrying", "addr", ln.Addr().String(), "err", err, "pause", pause)
+			log.Warn("accept failed; retrying", "addr", ln.Addr().String(), "error", err, "pause", pause)
 			select {
 			case <-time.After(pause):
 			case <-stopped:
@@ -272,6 +344,37 @@ func acceptLoop(ln net.Listener, log *slog.Logger, stopped <-chan struct{}, slot
 		pause = 0
 		serve(c)
 	}
+}
+
+// temporaryErrnos are accept(2) failures that say nothing about the
+// listening socket: the process or system is out of file descriptors or
+// memory, or a connection died before it was accepted (Linux passes on a
+// new connection's pending network errors too).
+var temporaryErrnos = []syscall.Errno{
+	syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+	syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EPROTO, syscall.EPERM,
+	syscall.EINTR, syscall.EAGAIN, syscall.ETIMEDOUT,
+	syscall.ENETDOWN, syscall.ENOPROTOOPT, syscall.EHOSTDOWN,
+	syscall.EHOSTUNREACH, syscall.EOPNOTSUPP, syscall.ENETUNREACH,
+}
+
+// temporary reports whether an error from Accept is worth retrying after
+// a pause: a temporary errno, or an error that says it is temporary or a
+// timeout. net.ErrClosed never is.
+func temporary(err error) bool {
+	if err == nil || errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	for _, e := range temporaryErrnos {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var t interface {
+		Temporary() bool
+		Timeout() bool
+	}
+	return errors.As(err, &t) && (t.Temporary() || t.Timeout())
 }
 
 // RunAll runs several services side by side: it starts them all, and if

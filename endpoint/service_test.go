@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"os"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -215,9 +218,43 @@ func TestServiceCutsAfterDrainTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-handlerCtxDone
+	// The cut connection is reset, not closed cleanly: its peer must not
+	// take a cut stream for a complete one.
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := r.ReadByte(); err != io.EOF {
-		t.Fatalf("read after the drain timeout: %v, want EOF", err)
+	if _, err := r.ReadByte(); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read after the drain timeout: %v, want a reset", err)
+	}
+}
+
+// TestServiceClose: Close cuts the drain short.
+func TestServiceClose(t *testing.T) {
+	checkGoroutines(t)
+	svc, _ := NewService("tcp:0:interface=127.0.0.1", HandlerFunc(func(ctx context.Context, c net.Conn) {
+		io.WriteString(c, "started\n")
+		io.Copy(io.Discard, c)
+	}))
+	svc.DrainTimeout = time.Hour
+	addr, stop := runService(t, svc)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	bufio.NewReader(c).ReadString('\n')
+	if n := svc.Active(); n != 1 {
+		t.Fatalf("Active = %d, want 1", n)
+	}
+	svc.Stop()
+	time.Sleep(20 * time.Millisecond)
+	if n := svc.Active(); n != 1 {
+		t.Fatalf("Active while draining = %d, want 1", n)
+	}
+	svc.Close()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := svc.Active(); n != 0 {
+		t.Fatalf("Active after Close = %d", n)
 	}
 }
 
@@ -256,5 +293,91 @@ func TestServiceStopBeforeServe(t *testing.T) {
 	}
 	if err := svc.Start(context.Background()); err == nil {
 		t.Fatal("second Start succeeded")
+	}
+}
+
+// flakyListener returns the errors in errs from Accept, one per call,
+// before passing on to the real listener.
+type flakyListener struct {
+	net.Listener
+	mu   sync.Mutex
+	errs []error
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if len(l.errs) > 0 {
+		err := l.errs[0]
+		l.errs = l.errs[1:]
+		l.mu.Unlock()
+		return nil, err
+	}
+	l.mu.Unlock()
+	return l.Listener.Accept()
+}
+
+type listenerServer struct{ ln net.Listener }
+
+func (s listenerServer) Listen(context.Context) (net.Listener, error) { return s.ln, nil }
+
+// TestServiceSurvivesTemporaryErrors: running out of file descriptors or a
+// connection aborted before Accept does not stop the accept loop; another
+// error does, and Serve returns it. (cmd/tether's TestRelayFDStorm makes
+// the real EMFILE.)
+func TestServiceSurvivesTemporaryErrors(t *testing.T) {
+	checkGoroutines(t)
+	ln := listen(t, "tcp:0:interface=127.0.0.1")
+	opErr := func(e syscall.Errno) error {
+		return &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", e)}
+	}
+	fl := &flakyListener{Listener: ln, errs: []error{
+		opErr(syscall.EMFILE), opErr(syscall.EMFILE), opErr(syscall.ENFILE), opErr(syscall.ECONNABORTED),
+	}}
+	svc := &Service{Endpoint: listenerServer{fl}, Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
+		io.WriteString(c, "ok")
+	}), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := svc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- svc.Serve(context.Background()) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if got, err := io.ReadAll(c); string(got) != "ok" {
+		t.Fatalf("after temporary errors: %q, %v", got, err)
+	}
+	bad := errors.New("listener broken")
+	fl.mu.Lock()
+	fl.errs = []error{bad}
+	fl.mu.Unlock()
+	if c2, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		defer c2.Close() // brings Accept round to the injected error
+	}
+	if err := <-served; !errors.Is(err, bad) {
+		t.Fatalf("Serve = %v, want %v", err, bad)
+	}
+}
+
+func TestTemporary(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{syscall.EMFILE, true},
+		{&net.OpError{Op: "accept", Err: os.NewSyscallError("accept4", syscall.ENFILE)}, true},
+		{fmt.Errorf("wrapped: %w", syscall.ECONNABORTED), true},
+		{net.ErrClosed, false},
+		{&net.OpError{Op: "accept", Err: net.ErrClosed}, false},
+		{syscall.EBADF, false},
+		{errors.New("other"), false},
+		{nil, false},
+	} {
+		if got := temporary(tc.err); got != tc.want {
+			t.Errorf("temporary(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

@@ -64,12 +64,19 @@ func runDescribe(e *env, args []string) int {
 // parseFlags parses a subcommand's flags; done says the caller should
 // return code at once (help was asked for, or the flags were bad).
 func parseFlags(fs *flag.FlagSet, args []string, e *env) (code int, done bool) {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			fs.SetOutput(e.stdout)
-			fs.Usage()
-			return exitOK, true
-		}
+	// flag prints the usage itself on any error, to stderr; asked for,
+	// the usage belongs on stdout, once.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case err == flag.ErrHelp:
+		fs.SetOutput(e.stdout)
+		usage()
+		return exitOK, true
+	case err != nil:
+		usage()
 		return exitUsage, true
 	}
 	return 0, false

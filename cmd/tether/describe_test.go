@@ -45,8 +45,14 @@ func TestDescribeRejects(t *testing.T) {
 			t.Errorf("%q = %d, want %d", args, code, exitUsage)
 		}
 	}
-	if code, out, _ := runCmd("describe", "--help"); code != exitOK || !strings.Contains(out, "Usage: tether describe") {
-		t.Errorf("describe --help = %d, %q", code, out)
+	for _, cmd := range []string{"describe", "types", "relay", "serve", "connect"} {
+		code, out, errOut := runCmd(cmd, "--help")
+		if code != exitOK || strings.Count(out, "Usage: tether "+cmd) != 1 || errOut != "" {
+			t.Errorf("%s --help = %d, stdout %q, stderr %q; want the usage once, on stdout", cmd, code, out, errOut)
+		}
+	}
+	if code, _, errOut := runCmd("describe", "--nosuch"); code != exitUsage || strings.Count(errOut, "Usage: tether describe") != 1 {
+		t.Errorf("describe --nosuch = %d, stderr %q; want exit 2 and the usage once", code, errOut)
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -136,8 +135,8 @@ func runRelay(e *env, args []string) int {
 		return exitUsage
 	}
 	r := &relayCmd{target: target, joiner: relay.Joiner{IdleTimeout: *idle}, log: log}
-	s := &relay.Server{Handler: r.handle, MaxConns: sf.maxConns, Logger: log}
-	return serveUntilSignal(e, "relay", srv, s, log, sf.drain, "endpoint", fs.Arg(0), "target", fs.Arg(1))
+	return serveUntilSignal(e, "relay", srv, endpoint.HandlerFunc(r.handle), &sf, log,
+		"endpoint", fs.Arg(0), "target", fs.Arg(1))
 }
 
 // handle relays one accepted connection.
@@ -170,61 +169,48 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-var (
-	errDrainTimeout = errors.New("drain timeout")
-	errSecondSignal = errors.New("second signal")
-)
-
-// serveUntilSignal listens on srv and serves with s until SIGINT or SIGTERM,
-// then drains for up to drain. It returns the exit code.
-func serveUntilSignal(e *env, name string, srv endpoint.Server, s *relay.Server, log *slog.Logger, drain time.Duration, attrs ...any) int {
+// serveUntilSignal serves srv with h until SIGINT or SIGTERM, then drains
+// for up to the drain timeout; a second signal cuts the drain short. It
+// returns the exit code.
+func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handler, sf *serverFlags, log *slog.Logger, attrs ...any) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	ln, err := srv.Listen(context.Background())
-	if err != nil {
+	drain := sf.drain
+	if drain == 0 {
+		drain = -1 // the Service's "no drain"; its zero means its default
+	}
+	svc := &endpoint.Service{Endpoint: srv, Handler: h, MaxConns: sf.maxConns, DrainTimeout: drain, Log: log}
+	if err := svc.Start(context.Background()); err != nil {
 		fmt.Fprintf(e.stderr, "tether %s: %v\n", name, err)
 		return exitFailure
 	}
-	log.Info("listening", append([]any{"addr", addrString(ln.Addr())}, attrs...)...)
+	log.Info("listening", append([]any{"addr", addrString(svc.Addr())}, attrs...)...)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
+	go func() { served <- svc.Serve(ctx) }()
 
-	code := exitOK
 	select {
 	case sig := <-sigs:
 		log.Info("shutting down: not accepting; draining", "signal", sig.String(),
-			"connections", s.Active(), "drain_timeout", drain)
+			"connections", svc.Active(), "drain_timeout", sf.drain)
+		stop()
 	case err := <-served:
-		log.Error("accepting failed; draining", "error", err, "connections", s.Active(), "drain_timeout", drain)
-		code = exitFailure
+		// Serve has drained already.
+		log.Error("accepting failed", "error", err)
+		log.Info("stopped")
+		return exitFailure
 	}
-
-	now, closeNow := context.WithCancelCause(context.Background())
-	defer closeNow(nil)
-	ctx, cancel := context.WithTimeoutCause(now, drain, errDrainTimeout)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Shutdown(ctx) }()
 	for {
 		select {
-		case <-done:
+		case <-served:
 			log.Info("stopped")
-			return code
+			return exitOK
 		case <-sigs:
-			log.Warn("second signal: closing connections now", "connections", s.Active())
-			closeNow(errSecondSignal)
-			<-done
-			log.Info("stopped")
-			return code
-		case <-ctx.Done():
-			if n := s.Active(); n > 0 {
-				log.Warn("drain timeout: closing connections still open", "connections", n)
-			}
-			<-done
-			log.Info("stopped")
-			return code
+			log.Warn("second signal: closing connections now", "connections", svc.Active())
+			svc.Close()
 		}
 	}
 }

@@ -382,7 +382,7 @@ func TestRelayDrainTimeout(t *testing.T) {
 	c.Write([]byte("x"))
 	io.ReadFull(c, make([]byte, 1))
 	p.signal(os.Interrupt)
-	p.waitLog("drain timeout: closing connections still open", nil)
+	p.waitLog("cutting the connections still open", nil)
 	if code := p.exitCode(); code != exitOK {
 		t.Errorf("exit code %d, want 0", code)
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
-	"github.com/tether-endpoints/tether/internal/relay"
 )
 
 func init() {
@@ -120,14 +119,13 @@ func runServe(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "tether serve:", err)
 		return exitUsage
 	}
-	s := &relay.Server{Handler: serviceHandler(svc, log), MaxConns: sf.maxConns, Logger: log}
-	return serveUntilSignal(e, "serve", srv, s, log, sf.drain, "endpoint", rest[0], "service", name)
+	return serveUntilSignal(e, "serve", srv, serviceHandler(svc, log), &sf, log, "endpoint", rest[0], "service", name)
 }
 
 // serviceHandler runs svc for a connection, closes the connection when the
 // server gives up draining, and logs the connection's end.
-func serviceHandler(svc service, log *slog.Logger) func(ctx context.Context, c net.Conn) {
-	return func(ctx context.Context, c net.Conn) {
+func serviceHandler(svc service, log *slog.Logger) endpoint.Handler {
+	return endpoint.HandlerFunc(func(ctx context.Context, c net.Conn) {
 		start := time.Now()
 		peer := addrString(c.RemoteAddr())
 		stop := context.AfterFunc(ctx, func() { c.Close() })
@@ -137,7 +135,7 @@ func serviceHandler(svc service, log *slog.Logger) func(ctx context.Context, c n
 		}
 		c.Close()
 		logEnd(log, peer, start, fromPeer, toPeer, err)
-	}
+	})
 }
 
 // countReader and countWriter count bytes; they also hide the connection's

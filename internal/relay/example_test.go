@@ -9,8 +9,9 @@ import (
 	"github.com/tether-endpoints/tether/internal/relay"
 )
 
-// A port forwarder: each connection accepted on front is joined to a new
-// connection to back.
+// A port forwarder for one connection: the connection accepted on front is
+// joined to a new connection to back. (tether relay does this for every
+// connection, with endpoint.Service as its accept loop.)
 func Example() {
 	back, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer back.Close()
@@ -25,17 +26,19 @@ func Example() {
 	}()
 
 	front, _ := net.Listen("tcp", "127.0.0.1:0")
-	s := &relay.Server{Handler: func(ctx context.Context, c net.Conn) {
-		var d net.Dialer
-		up, err := d.DialContext(ctx, "tcp", back.Addr().String())
+	go func() { // the forwarder
+		c, err := front.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", back.Addr().String())
 		if err != nil {
 			c.Close()
 			return
 		}
-		relay.Join(ctx, c, up) // closes both
-	}}
-	go s.Serve(front)
-	defer s.Shutdown(context.Background())
+		relay.Join(context.Background(), c, up) // closes both
+	}()
+	defer front.Close()
 
 	c, _ := net.Dial("tcp", front.Addr().String())
 	c.Write([]byte("hello"))

@@ -81,7 +81,13 @@ func (j *Joiner) Join(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err
 	}
 	p.mu.Unlock()
 	p.teardown(nil, false)
-	return aToB, bToA, p.result()
+	err = p.result()
+	if ctx.Err() != nil && (err == nil || errors.Is(err, net.ErrClosed)) {
+		// Whoever cancelled ctx may have closed a connection before
+		// AfterFunc's teardown ran; the cancellation is the cause.
+		err = context.Cause(ctx)
+	}
+	return aToB, bToA, err
 }
 
 // pair is one Join in progress. Direction i copies from conns[i] to
