@@ -109,9 +109,12 @@ func (s *unixServer) Listen(ctx context.Context) (net.Listener, error) {
 	return ul, nil
 }
 
-// bindListen makes the socket. The mode is applied between bind and listen:
-// until listen(2) no one can connect, whatever the file's permissions, so
-// there is no moment at which the socket accepts connections it should not.
+// bindListen makes the socket so that its file never has looser
+// permissions than mode: on Linux, bind(2) creates the file with the
+// socket's own mode less the umask, so fchmod before bind gives it mode or
+// tighter from its first moment; chmod after bind then adds back what the
+// umask took. Both happen before listen(2), until which no one can connect
+// whatever the permissions (which is all that Twisted's chmod relies on).
 func (s *unixServer) bindListen(ul *unixListener) (*net.UnixListener, error) {
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0)
 	if err != nil {
@@ -119,6 +122,9 @@ func (s *unixServer) bindListen(ul *unixListener) (*net.UnixListener, error) {
 	}
 	f := os.NewFile(uintptr(fd), "unix:"+s.path)
 	defer f.Close()
+	if err := syscall.Fchmod(fd, uint32(s.mode)); err != nil {
+		return nil, os.NewSyscallError("fchmod", err)
+	}
 	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: s.path}); err != nil {
 		return nil, os.NewSyscallError("bind", err)
 	}

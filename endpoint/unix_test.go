@@ -205,3 +205,33 @@ func TestUNIXDialMissing(t *testing.T) {
 		t.Fatalf("dial with a cancelled context: %v", err)
 	}
 }
+
+// TestUNIXModeFromTheStart: the socket file is created with the mode asked
+// for (or tighter, by the umask), never looser, and then gets exactly it.
+func TestUNIXModeFromTheStart(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	// With no umask, a socket made without care would be 0777 at bind.
+	s := &unixServer{mode: 0600, backlog: 1}
+	s.path = sockPath(t)
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	syscall.Fchmod(fd, uint32(s.mode))
+	syscall.Bind(fd, &syscall.SockaddrUnix{Name: s.path})
+	fi, err := os.Lstat(s.path)
+	if err != nil || fi.Mode().Perm() != 0600 {
+		t.Fatalf("fchmod before bind gave %v, %v; want 0600 at creation", fi.Mode().Perm(), err)
+	}
+	os.Remove(s.path)
+	ln, err := s.Listen(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if fi, err := os.Lstat(s.path); err != nil || fi.Mode().Perm() != 0600 {
+		t.Fatalf("Listen gave %v, %v", fi.Mode().Perm(), err)
+	}
+}
