@@ -146,6 +146,15 @@ func TestBindErrors(t *testing.T) {
 	}
 }
 
+// registered keeps test registrations to one per name, however often the
+// tests run (go test -count=2): registering a name twice panics, by design.
+var registered sync.Map
+
+func registerOnce(name string, register func()) {
+	once, _ := registered.LoadOrStore(name, new(sync.Once))
+	once.(*sync.Once).Do(register)
+}
+
 func TestRegistry(t *testing.T) {
 	mustPanic := func(name string, f func()) {
 		t.Helper()
@@ -167,7 +176,7 @@ func TestRegistry(t *testing.T) {
 		RegisterServer(ServerType{Spec: Spec{Name: "dupargs", Args: []Arg{{Name: "a"}, {Name: "b", Aliases: []string{"a"}}}}, New: newServer})
 	})
 	// A type whose New returns a nil Server is reported, not returned.
-	RegisterServer(ServerType{Spec: Spec{Name: "nilserver"}, New: newServer})
+	registerOnce("nilserver", func() { RegisterServer(ServerType{Spec: Spec{Name: "nilserver"}, New: newServer}) })
 	if _, err := ParseServer("nilserver"); err == nil {
 		t.Error("ParseServer of a type returning nil: no error")
 	}
@@ -179,7 +188,9 @@ func TestRegistry(t *testing.T) {
 		name := "concurrent" + string(rune('a'+i))
 		go func() {
 			defer wg.Done()
-			RegisterClient(ClientType{Spec: Spec{Name: name}, New: func(*Args) (Client, error) { return nil, nil }})
+			registerOnce(name, func() {
+				RegisterClient(ClientType{Spec: Spec{Name: name}, New: func(*Args) (Client, error) { return nil, nil }})
+			})
 		}()
 		go func() {
 			defer wg.Done()
@@ -203,9 +214,11 @@ func TestRegistry(t *testing.T) {
 }
 
 func TestWrapper(t *testing.T) {
-	RegisterServer(ServerType{
-		Spec: Spec{Name: "testwrap", Wrapper: true, Help: "passes through"},
-		New:  func(a *Args) (Server, error) { return ParseServer(a.Inner) },
+	registerOnce("testwrap", func() {
+		RegisterServer(ServerType{
+			Spec: Spec{Name: "testwrap", Wrapper: true, Help: "passes through"},
+			New:  func(a *Args) (Server, error) { return ParseServer(a.Inner) },
+		})
 	})
 	got := describe(t, "server", `testwrap:unix:/a\:b:mode=600`)
 	want := `{"role":"server","type":"testwrap","args":{},"inner":{"role":"server","type":"unix","args":{"address":"/a:b","mode":"0600","backlog":50,"lockfile":true}}}`

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
@@ -118,19 +119,7 @@ func ExampleParse() {
 // plugin would be (normally in its package's init function). "upper"
 // wraps a tcp client and shouts everything it sends.
 func ExampleRegisterClient() {
-	endpoint.RegisterClient(endpoint.ClientType{
-		Spec: endpoint.Spec{
-			Name: "upper",
-			Help: "a tcp client that upper-cases what it writes",
-			Args: []endpoint.Arg{
-				{Name: "host", Positional: true, Kind: endpoint.Host, Required: true, Help: "host to connect to"},
-				{Name: "port", Positional: true, Kind: endpoint.Port, Required: true, Help: "port to connect to"},
-			},
-		},
-		New: func(a *endpoint.Args) (endpoint.Client, error) {
-			return upperClient{fmt.Sprintf("tcp:%s:%d", endpoint.Quote(a.String("host")), a.Int("port"))}, nil
-		},
-	})
+	registerUpper.Do(registerUpperType) // in a real package: func init() { registerUpperType() }
 
 	ln, _ := endpoint.Listen(context.Background(), "tcp:0:interface=127.0.0.1")
 	defer ln.Close()
@@ -156,6 +145,28 @@ func ExampleRegisterClient() {
 	// Output:
 	// QUIET PLEASE
 	// endpoint "upper:localhost": upper: port: missing (required)
+}
+
+// registerUpper makes the example's registration happen once however often
+// the example runs (go test -count=2): registering a name twice panics.
+var registerUpper sync.Once
+
+// registerUpperType registers "upper", a third-party client type: its
+// arguments, declared once, and how to make the endpoint from them.
+func registerUpperType() {
+	endpoint.RegisterClient(endpoint.ClientType{
+		Spec: endpoint.Spec{
+			Name: "upper",
+			Help: "a tcp client that upper-cases what it writes",
+			Args: []endpoint.Arg{
+				{Name: "host", Positional: true, Kind: endpoint.Host, Required: true, Help: "host to connect to"},
+				{Name: "port", Positional: true, Kind: endpoint.Port, Required: true, Help: "port to connect to"},
+			},
+		},
+		New: func(a *endpoint.Args) (endpoint.Client, error) {
+			return upperClient{fmt.Sprintf("tcp:%s:%d", endpoint.Quote(a.String("host")), a.Int("port"))}, nil
+		},
+	})
 }
 
 type upperClient struct{ inner string }
