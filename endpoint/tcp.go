@@ -162,11 +162,26 @@ type tcpClient struct {
 }
 
 func (c *tcpClient) Dial(ctx context.Context) (net.Conn, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, c.timeout,
-		fmt.Errorf("timeout=%d expired: %w", int(c.timeout.Seconds()), context.DeadlineExceeded))
+	ctx, cancel := withTimeoutArg(ctx, c.timeout)
 	defer cancel()
 	conn, err := c.dial(ctx)
 	return conn, contextError(ctx, err)
+}
+
+// timeoutExpired is the cause of a dial's context ending at its timeout=
+// argument; it matches context.DeadlineExceeded. A named type, not an error
+// made per dial, because a relay dials once per connection.
+type timeoutExpired time.Duration
+
+func (t timeoutExpired) Error() string {
+	return fmt.Sprintf("timeout=%d expired: %v", int(time.Duration(t).Seconds()), context.DeadlineExceeded)
+}
+
+func (t timeoutExpired) Unwrap() error { return context.DeadlineExceeded }
+
+// withTimeoutArg bounds ctx by a timeout= argument.
+func withTimeoutArg(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, d, timeoutExpired(d))
 }
 
 // contextError makes an error that the context caused say so under

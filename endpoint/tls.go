@@ -493,8 +493,7 @@ type tlsClient struct {
 // certificate the client does not accept is Dial's error. The context and
 // the timeout bound both; cancelling the context interrupts the handshake.
 func (c *tlsClient) Dial(ctx context.Context) (net.Conn, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, c.timeout,
-		fmt.Errorf("timeout=%d expired: %w", int(c.timeout.Seconds()), context.DeadlineExceeded))
+	ctx, cancel := withTimeoutArg(ctx, c.timeout)
 	defer cancel()
 	raw, err := c.dial(ctx)
 	if err != nil {

@@ -197,8 +197,7 @@ func (c *unixClient) Dial(ctx context.Context) (net.Conn, error) {
 				Err: errorf(ErrNoLockOwner, nil, fmt.Sprintf("checkPID=1: no live process holds %s.lock", c.path))}
 		}
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, c.timeout,
-		fmt.Errorf("timeout=%d expired: %w", int(c.timeout.Seconds()), context.DeadlineExceeded))
+	ctx, cancel := withTimeoutArg(ctx, c.timeout)
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.path)
