@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -418,7 +419,9 @@ func newCertStore(input, typ string, files *serverFiles) (*certStore, error) {
 }
 
 // check reloads the files if the interval has passed and they changed. A
-// failed reload keeps the configuration in use.
+// failed reload keeps the configuration in use and is logged (slog's
+// default logger), since no caller is there to be told; it is tried again
+// when the files change again.
 func (s *certStore) check() {
 	now := time.Now()
 	if now.UnixNano() < s.next.Load() || !s.mu.TryLock() {
@@ -427,7 +430,9 @@ func (s *certStore) check() {
 	defer s.mu.Unlock()
 	s.next.Store(now.Add(s.every).UnixNano())
 	if changed(s.seen) {
-		s.loadLocked()
+		if err := s.loadLocked(); err != nil {
+			slog.Warn("TLS files changed but do not load; keeping the certificates in use", "error", err)
+		}
 	}
 }
 
