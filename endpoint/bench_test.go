@@ -27,15 +27,7 @@ func BenchmarkDialTCP(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
+	serveEach(ln, func(c net.Conn) { io.Copy(io.Discard, c) })
 	cli, err := ParseClient(fmt.Sprintf("tcp:127.0.0.1:%d", ln.Addr().(*net.TCPAddr).Port))
 	if err != nil {
 		b.Fatal(err)
@@ -58,15 +50,7 @@ func BenchmarkDialTCPBaseline(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
+	serveEach(ln, func(c net.Conn) { io.Copy(io.Discard, c) })
 	var d net.Dialer
 	b.ReportAllocs()
 	for b.Loop() {

@@ -85,23 +85,14 @@ func TestHAProxyBehindHAProxy(t *testing.T) {
 		err           error
 	}
 	results := make(chan served, 10)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(20 * time.Second))
-				// The peer's address, as the application sees it, is
-				// echoed before the data.
-				fmt.Fprintf(c, "%s\n", c.RemoteAddr())
-				_, err := io.Copy(c, c)
-				results <- served{c.RemoteAddr().String(), c.LocalAddr().String(), err}
-			}()
-		}
-	}()
+	serveEach(ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		// The peer's address, as the application sees it, is echoed
+		// before the data.
+		fmt.Fprintf(c, "%s\n", c.RemoteAddr())
+		_, err := io.Copy(c, c)
+		results <- served{c.RemoteAddr().String(), c.LocalAddr().String(), err}
+	})
 	v1, v2 := freePort(t), freePort(t)
 	cfg := haproxyDefaults + fmt.Sprintf(`
 frontend send_v1

@@ -96,7 +96,7 @@ func dnsReply(q []byte, name string, addrs []netip.Addr) []byte {
 // IPv6 one unreachable. The client resolves both, tries IPv6 first (the
 // resolver's RFC 6724 order), and after attemptDelay races IPv4, which wins.
 func TestHappyEyeballsResolved(t *testing.T) {
-	hang := netip.MustParseAddrPort(blackhole6(t))
+	hang := netip.MustParseAddrPort(blackholeOn(t, "tcp6:0:0:[::1]"))
 	// The IPv4 server on the same port number as the IPv6 blackhole.
 	good := listen(t, "tcp:"+strconv.Itoa(int(hang.Port()))+":interface=127.0.0.1")
 	accepted := make(chan net.Addr, 1)
@@ -136,20 +136,4 @@ func TestHappyEyeballsResolved(t *testing.T) {
 	if !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
 		t.Fatalf("unknown name: %v", err)
 	}
-}
-
-// blackhole6 is blackhole on ::1.
-func blackhole6(t *testing.T) string {
-	t.Helper()
-	ln := listen(t, "tcp6:0:0:[::1]")
-	addr := ln.Addr().String()
-	for i := 0; i < 8; i++ {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err != nil {
-			return addr
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Fatal("backlog=0 did not make the IPv6 accept queue fill")
-	return ""
 }

@@ -26,6 +26,23 @@ func listen(t *testing.T, s string) net.Listener {
 
 func portOf(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 
+// serveEach accepts until ln is closed, and calls f for each connection in
+// a goroutine of its own, closing the connection when f returns.
+func serveEach(ln net.Listener, f func(net.Conn)) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				f(c)
+			}()
+		}
+	}()
+}
+
 // echoOnce accepts one connection, echoes it until EOF and closes it.
 func echoOnce(t *testing.T, ln net.Listener) <-chan net.Addr {
 	peers := make(chan net.Addr, 1)
@@ -65,13 +82,18 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
-// blackhole returns the address of a listener whose accept queue is full,
-// so that a new connection's SYN is dropped and the connect hangs until it
-// is abandoned: a loopback stand-in for an unroutable address. It also
-// shows that backlog= reaches listen(2).
+// blackhole returns the address of a listener on 127.0.0.1 whose accept
+// queue is full, so that a new connection's SYN is dropped and the connect
+// hangs until it is abandoned: a loopback stand-in for an unroutable
+// address. It also shows that backlog= reaches listen(2).
 func blackhole(t *testing.T) string {
+	return blackholeOn(t, "tcp:0:interface=127.0.0.1:backlog=0")
+}
+
+// blackholeOn is blackhole for a server string with backlog 0.
+func blackholeOn(t *testing.T, s string) string {
 	t.Helper()
-	ln := listen(t, "tcp:0:interface=127.0.0.1:backlog=0")
+	ln := listen(t, s)
 	addr := ln.Addr().String()
 	// Linux queues backlog+1 connections; fill the queue until a connect hangs.
 	for i := 0; i < 8; i++ {
@@ -81,7 +103,7 @@ func blackhole(t *testing.T) string {
 		}
 		t.Cleanup(func() { c.Close() })
 	}
-	t.Fatal("backlog=0 did not make the accept queue fill: backlog is not applied")
+	t.Fatalf("%s did not make the accept queue fill: backlog is not applied", s)
 	return ""
 }
 

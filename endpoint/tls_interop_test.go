@@ -120,23 +120,14 @@ func sClient(t *testing.T, addr string, args ...string) (string, error) {
 func serveLine(t *testing.T, ln net.Listener) <-chan served {
 	t.Helper()
 	out := make(chan served, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				line, err := bufio.NewReader(c).ReadString('\n')
-				if err == nil {
-					_, err = io.WriteString(c, "tether: "+line)
-				}
-				out <- served{c, int64(len(line)), err}
-			}()
+	serveEach(ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err == nil {
+			_, err = io.WriteString(c, "tether: "+line)
 		}
-	}()
+		out <- served{c, int64(len(line)), err}
+	})
 	return out
 }
 

@@ -163,20 +163,11 @@ type served struct {
 func serveEcho(t *testing.T, ln net.Listener) <-chan served {
 	t.Helper()
 	out := make(chan served, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				n, err := io.Copy(c, c)
-				out <- served{c, n, err}
-			}()
-		}
-	}()
+	serveEach(ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.Copy(c, c)
+		out <- served{c, n, err}
+	})
 	return out
 }
 
