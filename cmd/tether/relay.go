@@ -40,16 +40,40 @@ logged with its reason. Running out of file descriptors pauses accepting
 (5ms, doubling to 1s) instead of stopping the relay.
 
 One log line (log/slog, on stderr) is written per connection when it ends:
-the peer as the listening socket reports it, the duration, and the bytes
-from and to the peer (in JSON, durations are in seconds). --quiet leaves
-out these lines and keeps warnings.
+the peer as LISTEN reports it, the duration, and the bytes from and to
+the peer (in JSON, durations are in seconds). Behind a load balancer, a
+haproxy: LISTEN reports the original client that the PROXY protocol header
+names; a connection whose header is missing or malformed is closed and
+logged, and nothing is dialled for it. When CONNECT is exec:, the line
+also has the program's exit status ("exit"), and a status other than 0 is
+the line's error; the program's standard error is logged line by line
+("exec: stderr"). --quiet leaves out all these lines and keeps warnings.
+
+--proxy-protocol v1 or v2 sends the server behind the relay a PROXY
+protocol header first, naming the original client and the address it
+connected to, as haproxy's send-proxy and send-proxy-v2 do; the server
+must expect it (haproxy's accept-proxy, nginx's proxy_protocol, tether's
+haproxy: endpoint). The header is written in the connection's goroutine,
+after the dial and before any byte of the client's. A CONNECT that is a
+haproxy: client sends the header itself, naming the original client too
+(in version 1 unless --proxy-protocol says v2); the relay then writes no
+second one.
+
+  $ tether relay --proxy-protocol v2 tcp:443 tcp:10.0.0.5:8443
+  $ tether relay tcp:7000 exec:sh:-c:'tr a-z A-Z'
+
+--dev-cert is for development: if LISTEN is a tls: or ssl: server that
+names no certificate, tether makes a throwaway self-signed one, says so on
+stderr with its SHA-256 fingerprint, and deletes it at exit (see tether
+serve --help).
 
 SIGINT or SIGTERM stops listening at once, lets connections in flight finish
 for up to --drain-timeout, then closes what is left and exits 0; a second
 signal closes them at once.
 
-Exit codes: 0 after a signal, 1 if listening fails, 2 for bad usage or an
-endpoint string that does not parse. Flags go before the endpoint strings.
+Exit codes: 0 after a signal, 1 if listening (or making the --dev-cert
+certificate) fails, 2 for bad usage or an endpoint string that does not
+parse. Flags go before the endpoint strings.
 
 Flags:
 `
@@ -60,6 +84,7 @@ type serverFlags struct {
 	drain     time.Duration
 	logFormat string
 	quiet     bool
+	devCert   bool
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
@@ -67,6 +92,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.drain, "drain-timeout", endpoint.DefaultDrainTimeout, "after SIGINT or SIGTERM, how long connections in flight may take to finish")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&f.quiet, "quiet", false, "log only warnings and errors, not one line per connection")
+	fs.BoolVar(&f.devCert, "dev-cert", false, "if LISTEN is a tls: or ssl: server without a certificate, serve a throwaway self-signed one (development only)")
 }
 
 // logger checks the flags and makes the logger, writing to w.
@@ -97,6 +123,11 @@ type relayCmd struct {
 	target endpoint.Client
 	joiner relay.Joiner
 	log    *slog.Logger
+	// proxyVersion is the PROXY protocol version to send (1 or 2), or 0.
+	proxyVersion int
+	// proxyByClient says CONNECT is a haproxy: client, which sends the
+	// header itself.
+	proxyByClient bool
 }
 
 func runRelay(e *env, args []string) int {
@@ -105,6 +136,7 @@ func runRelay(e *env, args []string) int {
 	var sf serverFlags
 	sf.register(fs)
 	idle := fs.Duration("idle-timeout", 0, "close a connection once nothing has moved either way for this long (0: never)")
+	proxyProto := fs.String("proxy-protocol", "", "send CONNECT first a PROXY protocol header of this `version` (v1 or v2) naming the original client")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), relayUsage)
 		fs.PrintDefaults()
@@ -120,37 +152,121 @@ func runRelay(e *env, args []string) int {
 	if err == nil && *idle < 0 {
 		err = fmt.Errorf("--idle-timeout %v is negative", *idle)
 	}
+	r := &relayCmd{joiner: relay.Joiner{IdleTimeout: *idle}, log: log}
+	switch *proxyProto {
+	case "":
+	case "v1", "v2":
+		r.proxyVersion = int((*proxyProto)[1] - '0')
+	default:
+		if err == nil {
+			err = fmt.Errorf("--proxy-protocol %q: want v1 or v2", *proxyProto)
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(e.stderr, "tether relay:", err)
 		return exitUsage
 	}
-	srv, err := endpoint.ParseServer(fs.Arg(0))
+	listen, attrs, cleanup, code := devCert(e, "relay", fs.Arg(0), sf.devCert)
+	defer cleanup()
+	if code >= 0 {
+		return code
+	}
+	srv, err := endpoint.ParseServer(listen)
 	if err != nil {
+		fmt.Fprintln(e.stderr, "tether relay:", err)
+		devCertHint(e, "relay", fs.Arg(0), sf.devCert)
+		return exitUsage
+	}
+	if r.target, err = endpoint.ParseClient(fs.Arg(1)); err != nil {
 		fmt.Fprintln(e.stderr, "tether relay:", err)
 		return exitUsage
 	}
-	target, err := endpoint.ParseClient(fs.Arg(1))
-	if err != nil {
-		fmt.Fprintln(e.stderr, "tether relay:", err)
-		return exitUsage
+	if a, err := endpoint.ClientArgs(fs.Arg(1)); err == nil && a.Spec.Name == "haproxy" {
+		r.proxyByClient = true
 	}
-	r := &relayCmd{target: target, joiner: relay.Joiner{IdleTimeout: *idle}, log: log}
+	setDefaultLogger(e, log)
 	return serveUntilSignal(e, "relay", srv, endpoint.HandlerFunc(r.handle), &sf, log,
-		"endpoint", fs.Arg(0), "target", fs.Arg(1))
+		append([]any{"endpoint", fs.Arg(0), "target", fs.Arg(1)}, attrs...)...)
 }
+
+// proxyHeaderTimeout bounds writing the PROXY protocol header.
+const proxyHeaderTimeout = 10 * time.Second
 
 // handle relays one accepted connection.
 func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 	start := time.Now()
+	if badProxyHeader(r.log, conn, start) {
+		return
+	}
 	peer := addrString(conn.RemoteAddr())
-	up, err := r.target.Dial(ctx)
+	dialCtx := ctx
+	if r.proxyByClient {
+		v := max(r.proxyVersion, 1)
+		dialCtx = endpoint.WithProxyHeader(ctx, &endpoint.ProxyHeader{Version: v,
+			Source: conn.RemoteAddr(), Destination: conn.LocalAddr()})
+	}
+	up, err := r.target.Dial(dialCtx)
 	if err != nil {
 		conn.Close()
 		r.log.Warn("dial failed; connection closed", "peer", peer, "duration", time.Since(start), "error", err)
 		return
 	}
+	if r.proxyVersion != 0 && !r.proxyByClient {
+		up.SetWriteDeadline(time.Now().Add(proxyHeaderTimeout))
+		err := endpoint.WriteProxyHeader(up, r.proxyVersion, conn.RemoteAddr(), conn.LocalAddr())
+		if err != nil {
+			conn.Close()
+			up.Close()
+			r.log.Warn("sending the PROXY protocol header failed; connection closed", "peer", peer,
+				"duration", time.Since(start), "error", err)
+			return
+		}
+		up.SetWriteDeadline(time.Time{})
+	}
 	fromPeer, toPeer, err := r.joiner.Join(ctx, conn, up)
-	logEnd(r.log, peer, start, fromPeer, toPeer, err)
+	var more []any
+	// Join has closed up; an exec: program has exited by now.
+	if p, ok := up.(interface {
+		Wait() error
+		ProcessState() *os.ProcessState
+	}); ok {
+		if ps := p.ProcessState(); ps != nil {
+			more = append(more, "exit", ps.String())
+		}
+		if werr := p.Wait(); werr != nil && err == nil {
+			err = fmt.Errorf("%s: %w", up.RemoteAddr(), werr)
+		}
+	}
+	logEnd(r.log, peer, start, fromPeer, toPeer, err, more...)
+}
+
+// badProxyHeader reads the PROXY protocol header of a connection accepted
+// by a haproxy: server, here in the connection's goroutine, so that its
+// peer is the original client. A missing or malformed header closes the
+// connection, is logged, and makes it return true.
+func badProxyHeader(log *slog.Logger, conn net.Conn, start time.Time) bool {
+	pc, ok := conn.(interface {
+		Header() (*endpoint.ProxyHeader, error)
+	})
+	if !ok {
+		return false
+	}
+	if _, err := pc.Header(); err != nil {
+		conn.Close()
+		log.Warn("bad PROXY protocol header; connection closed", "peer", addrString(conn.RemoteAddr()),
+			"duration", time.Since(start), "error", err)
+		return true
+	}
+	return false
+}
+
+// setDefaultLogger makes log the default logger, which endpoints log with
+// (an exec: client logs its program's standard error there), when tether
+// writes to the process's own stderr: not when a test runs it in-process.
+func setDefaultLogger(e *env, log *slog.Logger) {
+	if e.stderr == os.Stderr {
+		slog.SetDefault(log)
+	}
 }
 
 // logEnd writes the line that ends every connection.

@@ -518,7 +518,8 @@ func TestRelayFDStorm(t *testing.T) {
 
 func TestRelayUsage(t *testing.T) {
 	if code, out, _ := runCmd("relay", "--help"); code != exitOK || !strings.Contains(out, "Usage: tether relay") ||
-		!strings.Contains(out, "--drain-timeout") || !strings.Contains(out, "$ tether relay") {
+		!strings.Contains(out, "--drain-timeout") || !strings.Contains(out, "$ tether relay") ||
+		!strings.Contains(out, "-proxy-protocol version") || !strings.Contains(out, "-dev-cert") {
 		t.Errorf("relay --help = %d, %q", code, out)
 	}
 	for _, args := range [][]string{
@@ -531,6 +532,10 @@ func TestRelayUsage(t *testing.T) {
 		{"relay", "--log-format", "xml", "tcp:0", "tcp:localhost:1"},
 		{"relay", "--idle-timeout", "-1s", "tcp:0", "tcp:localhost:1"},
 		{"relay", "--nosuch", "tcp:0", "tcp:localhost:1"},
+		{"relay", "--proxy-protocol", "v3", "tcp:0", "tcp:localhost:1"},
+		{"relay", "--proxy-protocol", "1", "tcp:0", "tcp:localhost:1"},
+		{"relay", "--dev-cert", "unix:/tmp/x.sock", "tcp:localhost:1"},
+		{"relay", "tls:0", "tcp:localhost:1"},
 	} {
 		if code, _, errOut := runCmd(args...); code != exitUsage || errOut == "" {
 			t.Errorf("%q = %d, %q; want exit 2 and a message", args, code, errOut)

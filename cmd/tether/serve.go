@@ -40,15 +40,34 @@ SERVICE (default echo):
   $ tether serve unix:/tmp/discard.sock discard
   $ tether serve tcp:8080:interface=127.0.0.1 exec -- /bin/cat
   $ tether serve tcp:2000 exec -- sh -c 'echo "hello $TETHER_PEER"; date'
+  $ tether serve haproxy:tcp:7000 exec -- sh -c 'echo "you are $TETHER_PEER"'
+  $ tether serve --dev-cert tls:8443:interface=127.0.0.1
+  $ systemd-socket-activate -l 7777 tether serve systemd:domain=INET6:index=0
 
 Logging, --max-conns and the handling of SIGINT and SIGTERM are those of
-tether relay: one log line per connection as it ends; a signal stops
+tether relay: one log line per connection as it ends, naming the peer as
+LISTEN reports it (a haproxy: LISTEN: the original client that the PROXY
+protocol header names, which TETHER_PEER holds too; a connection whose
+header is missing or malformed is closed and logged); a signal stops
 listening, lets connections finish for up to --drain-timeout (an exec
 COMMAND still running then is killed), and exits 0.
 
-Exit codes: 0 after a signal, 1 if listening fails, 2 for bad usage, an
-endpoint string that does not parse, or a COMMAND that cannot be found.
-Flags go before LISTEN.
+--dev-cert is for development, when LISTEN is a tls: server with neither
+certificate= nor certDir=, or an ssl: server with neither privateKey nor
+certKey whose default privateKey file (server.pem in the current
+directory) does not exist, also inside haproxy:. tether then makes a
+throwaway self-signed certificate for localhost, 127.0.0.1, ::1 and the
+interface (if one is given and is not every address), writes it to a
+private temporary directory deleted when tether exits, adds it to LISTEN
+(certificate= and privateKey= for tls:, privateKey= and certKey= for
+ssl:) and says so on stderr, with its SHA-256 fingerprint for clients to
+check or pin. Without --dev-cert nothing is made, and such a LISTEN is an
+error. --dev-cert with any other LISTEN is a usage error; with a LISTEN
+that names a certificate it makes nothing.
+
+Exit codes: 0 after a signal, 1 if listening (or making the --dev-cert
+certificate) fails, 2 for bad usage, an endpoint string that does not
+parse, or a COMMAND that cannot be found. Flags go before LISTEN.
 
 Flags:
 `
@@ -114,12 +133,20 @@ func runServe(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "tether serve:", err)
 		return exitUsage
 	}
-	srv, err := endpoint.ParseServer(rest[0])
+	listen, attrs, cleanup, code := devCert(e, "serve", rest[0], sf.devCert)
+	defer cleanup()
+	if code >= 0 {
+		return code
+	}
+	srv, err := endpoint.ParseServer(listen)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "tether serve:", err)
+		devCertHint(e, "serve", rest[0], sf.devCert)
 		return exitUsage
 	}
-	return serveUntilSignal(e, "serve", srv, serviceHandler(svc, log), &sf, log, "endpoint", rest[0], "service", name)
+	setDefaultLogger(e, log)
+	return serveUntilSignal(e, "serve", srv, serviceHandler(svc, log), &sf, log,
+		append([]any{"endpoint", rest[0], "service", name}, attrs...)...)
 }
 
 // serviceHandler runs svc for a connection, closes the connection when the
@@ -127,6 +154,9 @@ func runServe(e *env, args []string) int {
 func serviceHandler(svc service, log *slog.Logger) endpoint.Handler {
 	return endpoint.HandlerFunc(func(ctx context.Context, c net.Conn) {
 		start := time.Now()
+		if badProxyHeader(log, c, start) {
+			return
+		}
 		peer := addrString(c.RemoteAddr())
 		stop := context.AfterFunc(ctx, func() { c.Close() })
 		fromPeer, toPeer, err := svc(ctx, c)

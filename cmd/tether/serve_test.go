@@ -153,7 +153,8 @@ func TestServeQuietAndSignal(t *testing.T) {
 
 func TestServeUsage(t *testing.T) {
 	if code, out, _ := runCmd("serve", "--help"); code != exitOK || !strings.Contains(out, "Usage: tether serve") ||
-		!strings.Contains(out, "exec -- COMMAND") || !strings.Contains(out, "$ tether serve") {
+		!strings.Contains(out, "exec -- COMMAND") || !strings.Contains(out, "$ tether serve") ||
+		!strings.Contains(out, "-dev-cert") {
 		t.Errorf("serve --help = %d, %q", code, out)
 	}
 	for _, args := range [][]string{
@@ -166,6 +167,8 @@ func TestServeUsage(t *testing.T) {
 		{"serve", "tcp:nope"},
 		{"serve", "--log-format", "yaml", "tcp:0"},
 		{"serve", "--drain-timeout", "-1s", "tcp:0"},
+		{"serve", "--dev-cert", "tcp:0"},
+		{"serve", "ssl:0:privateKey=/no/such/key.pem"},
 	} {
 		if code, _, errOut := runCmd(args...); code != exitUsage || errOut == "" {
 			t.Errorf("%q = %d, %q; want exit 2 and a message", args, code, errOut)
