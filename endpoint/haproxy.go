@@ -44,7 +44,7 @@ func init() {
 			Wrapper: true,
 			Help:    "send a PROXY protocol header at the start of each connection, for a server behind which tether relays",
 			Notes: "Not in Twisted. The header names the addresses that endpoint.WithProxyHeader put in Dial's " +
-				"context (tether relay --proxy-protocol puts the original client's there); without them it is " +
+				"context (tether relay puts the original client's there, as v1, or v2 with --proxy-protocol v2); without them it is " +
 				"a v1 \"PROXY UNKNOWN\", which tells the server to use the connection's own addresses.",
 		},
 		New: func(a *Args) (Client, error) {
