@@ -223,7 +223,13 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 		}
 		up.SetWriteDeadline(time.Time{})
 	}
-	fromPeer, toPeer, err := r.joiner.Join(ctx, conn, up)
+	in := conn
+	if pc, ok := conn.(*endpoint.ProxyConn); ok {
+		// Its header is read and nothing after it is held back: relay the
+		// socket itself, which keeps the splice path.
+		in = pc.NetConn()
+	}
+	fromPeer, toPeer, err := r.joiner.Join(ctx, in, up)
 	var more []any
 	// Join has closed up; an exec: program has exited by now.
 	if p, ok := up.(interface {
