@@ -2,6 +2,7 @@ package endpoint_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
@@ -320,4 +322,64 @@ func ExampleServer_stop() {
 	// Output:
 	// lock while listening: true
 	// gone after Close: true true
+}
+
+// Listen and Dial parse and use a string in one call, for programs that
+// have nothing to do between the two.
+func ExampleListen() {
+	ln, err := endpoint.Listen(context.Background(), "tcp:0:interface=127.0.0.1")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ln.Close()
+	go func() {
+		c, _ := ln.Accept()
+		io.WriteString(c, "hi")
+		c.Close()
+	}()
+	c, err := endpoint.Dial(context.Background(), fmt.Sprintf("tcp:127.0.0.1:%d", ln.Addr().(*net.TCPAddr).Port))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	b, _ := io.ReadAll(c)
+	fmt.Println(string(b))
+
+	// A port in use is an error that says so.
+	_, err = endpoint.Listen(context.Background(), fmt.Sprintf("tcp:%d:interface=127.0.0.1", ln.Addr().(*net.TCPAddr).Port))
+	fmt.Println(errors.Is(err, syscall.EADDRINUSE))
+	// Output:
+	// hi
+	// true
+}
+
+// ServerArgs shows what a string means, every default filled in, as
+// `tether describe` prints it.
+func ExampleServerArgs() {
+	a, err := endpoint.ServerArgs("unix:/run/app.sock:mode=660")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	b, _ := json.Marshal(a)
+	fmt.Println(string(b))
+	fmt.Println(a.Mode("mode"), a.Bool("lockfile"))
+	// Output:
+	// {"role":"server","type":"unix","args":{"address":"/run/app.sock","mode":"0660","backlog":50,"lockfile":true}}
+	// -rw-rw---- true
+}
+
+// RunAll starts several services, all or none: here the second cannot
+// listen, so the first is closed again and the error returned at once.
+func ExampleRunAll() {
+	busy, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer busy.Close()
+	echo := endpoint.HandlerFunc(func(ctx context.Context, c net.Conn) { io.Copy(c, c) })
+	a, _ := endpoint.NewService("tcp:0:interface=127.0.0.1", echo)
+	b, _ := endpoint.NewService(fmt.Sprintf("tcp:%d:interface=127.0.0.1", busy.Addr().(*net.TCPAddr).Port), echo)
+	err := endpoint.RunAll(context.Background(), a, b)
+	fmt.Println(errors.Is(err, syscall.EADDRINUSE))
+	// Output: true
 }
