@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -110,11 +111,38 @@ func (l *tlsLoader) stamp(path string) {
 
 func (l *tlsLoader) read(arg, path string) ([]byte, error) {
 	l.stamp(path)
-	b, err := os.ReadFile(path)
+	b, err := readPEMFile(path)
 	if err != nil {
 		return nil, &tlsFileError{Arg: arg, Path: path, Msg: "cannot be read", Err: err}
 	}
 	return b, nil
+}
+
+// maxPEMFile bounds what is read of a key, certificate or parameters file:
+// a bundle of every public CA is about 200 KiB.
+const maxPEMFile = 4 << 20
+
+// readPEMFile reads a regular file of at most maxPEMFile bytes. A string
+// naming a FIFO, a device such as /dev/zero or a huge file fails at once
+// instead of hanging the parse or filling memory.
+func readPEMFile(path string) ([]byte, error) {
+	// O_NONBLOCK: opening a FIFO with no writer would otherwise block.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%v)", fi.Mode().Type())
+	}
+	if fi.Size() > maxPEMFile {
+		return nil, fmt.Errorf("%d bytes, more than a PEM file of keys and certificates needs (%d)", fi.Size(), maxPEMFile)
+	}
+	return io.ReadAll(io.LimitReader(f, maxPEMFile))
 }
 
 // pemFiles lists the files of dir ending in ".pem", sorted, as Twisted's
@@ -461,7 +489,7 @@ func (s *certStore) loadLocked() error {
 // dhParamsCheck checks that path is a PEM file of Diffie-Hellman
 // parameters. crypto/tls does no finite-field DHE, so they are not used.
 func dhParamsCheck(path string) error {
-	data, err := os.ReadFile(path)
+	data, err := readPEMFile(path)
 	if err != nil {
 		return &tlsFileError{Arg: "dhParameters", Path: path, Msg: "cannot be read", Err: err}
 	}
