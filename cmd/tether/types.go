@@ -80,7 +80,11 @@ func synopsis(s endpoint.Spec) string {
 		b.WriteString(":INNER")
 	}
 	for _, a := range s.Args {
-		if !a.Positional {
+		switch {
+		case a.Positional:
+		case a.Required:
+			fmt.Fprintf(&b, ":%s=...", a.Name)
+		default:
 			fmt.Fprintf(&b, "[:%s=...]", a.Name)
 		}
 	}
