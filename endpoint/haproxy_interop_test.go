@@ -28,40 +28,11 @@ const haproxyBin = "/usr/sbin/haproxy"
 // logs (its log goes to stdout); it waits until addr accepts connections.
 func startHAProxy(t *testing.T, cfg, addr string) *syncBuffer {
 	t.Helper()
-	if _, err := os.Stat(haproxyBin); err != nil {
-		t.Fatalf("%v: install Debian's haproxy package (apt-get install haproxy)", err)
-	}
 	path := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(haproxyBin, "-f", path, "-db")
-	logs := &syncBuffer{}
-	cmd.Stdout = logs
-	cmd.Stderr = logs
-	startHelper(t, cmd)
-	exited := make(chan struct{})
-	go func() {
-		cmd.Process.Wait()
-		close(exited)
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return logs
-		}
-		select {
-		case <-exited:
-			t.Fatalf("haproxy exited:\n%s", logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("haproxy does not listen on %s:\n%s", addr, logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return startProxyPeer(t, "haproxy", haproxyBin, []string{"-f", path, "-db"}, addr)
 }
 
 const haproxyDefaults = `global

@@ -23,9 +23,10 @@ import (
 // only for what those cannot be made to do: a silent proxy, SOCKS5 reply
 // codes other than refused, answers cut short or malformed.
 
-// startProxyPeer runs a proxy program from the Debian package pkg and
-// waits until it accepts connections on addr.
-func startProxyPeer(t *testing.T, pkg, bin string, args []string, addr string) {
+// startProxyPeer runs a program from the Debian package pkg (bin is its
+// name on PATH, or a path), waits until it accepts connections on addr, and
+// returns what it writes to stdout and stderr.
+func startProxyPeer(t *testing.T, pkg, bin string, args []string, addr string) *syncBuffer {
 	t.Helper()
 	path, err := exec.LookPath(bin)
 	if err != nil {
@@ -46,7 +47,7 @@ func startProxyPeer(t *testing.T, pkg, bin string, args []string, addr string) {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			return
+			return logs
 		}
 		select {
 		case <-exited:
@@ -390,25 +391,7 @@ func TestProxyHandshakeTimeout(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := openFDs(t)
-			ctx, cancel = context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() {
-				c, err := cli.Dial(ctx)
-				if c != nil {
-					c.Close()
-				}
-				done <- err
-			}()
-			time.Sleep(100 * time.Millisecond)
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(5 * time.Second):
-				t.Fatal("Dial did not return after cancel")
-			}
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("cancelled Dial: %v, want context.Canceled", err)
-			}
+			dialCancelled(t, cli)
 			waitClosed("cancel")
 			if after := openFDs(t); after > before {
 				t.Fatalf("cancelled Dial left %d file descriptors open", after-before)

@@ -221,6 +221,16 @@ func TestTCPDialCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := openFDs(t)
+	dialCancelled(t, cli)
+	if after := openFDs(t); after > before {
+		t.Fatalf("cancelled Dial left %d file descriptors open", after-before)
+	}
+}
+
+// dialCancelled starts cli.Dial, cancels it 100ms later, and checks that
+// Dial returns promptly with an error matching context.Canceled.
+func dialCancelled(t *testing.T, cli Client) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -233,15 +243,12 @@ func TestTCPDialCancel(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	cancel()
 	select {
-	case err = <-done:
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled Dial: %v, want context.Canceled", err)
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Dial did not return after cancel")
-	}
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled Dial: %v, want context.Canceled", err)
-	}
-	if after := openFDs(t); after > before {
-		t.Fatalf("cancelled Dial left %d file descriptors open", after-before)
 	}
 }
 
