@@ -117,33 +117,47 @@ func startTether(t *testing.T, argv ...string) *proc {
 	return p
 }
 
+// waitUntil waits until found, called with p.mu held, reports true; it
+// looks again whenever tether writes a line, for up to 15 s. Once tether
+// has exited all it wrote has been read, so one last look decides.
+func (p *proc) waitUntil(what string, found func() bool) {
+	p.t.Helper()
+	look := func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return found()
+	}
+	deadline := time.After(15 * time.Second)
+	for !look() {
+		select {
+		case <-p.more:
+		case <-p.exited:
+			if !look() {
+				p.t.Fatalf("tether exited (%v) without %s", p.err, what)
+			}
+			return
+		case <-deadline:
+			p.t.Fatalf("no %s in 15s", what)
+		}
+	}
+}
+
 // waitLog waits for a log line with message msg that satisfies match (if
 // not nil) and returns it.
 func (p *proc) waitLog(msg string, match func(map[string]any) bool) map[string]any {
 	p.t.Helper()
-	deadline := time.After(15 * time.Second)
-	for seen := 0; ; {
-		p.mu.Lock()
+	var line map[string]any
+	seen := 0
+	p.waitUntil(fmt.Sprintf("logging %q", msg), func() bool {
 		for ; seen < len(p.logs); seen++ {
 			if l := p.logs[seen]; l["msg"] == msg && (match == nil || match(l)) {
-				p.mu.Unlock()
-				return l
+				line = l
+				return true
 			}
 		}
-		p.mu.Unlock()
-		select {
-		case <-p.more:
-		case <-p.exited:
-			p.mu.Lock()
-			n := len(p.logs)
-			p.mu.Unlock()
-			if seen == n {
-				p.t.Fatalf("tether exited (%v) without logging %q", p.err, msg)
-			}
-		case <-deadline:
-			p.t.Fatalf("no log line %q in 15s", msg)
-		}
-	}
+		return false
+	})
+	return line
 }
 
 // count returns how many log lines with message msg there are so far.

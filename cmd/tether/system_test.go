@@ -46,30 +46,18 @@ func freePort(t *testing.T) int {
 // waitRaw waits for a line of tether's stderr (JSON or not) containing s.
 func (p *proc) waitRaw(s string) string {
 	p.t.Helper()
-	deadline := time.After(15 * time.Second)
-	for seen := 0; ; {
-		p.mu.Lock()
+	var line string
+	seen := 0
+	p.waitUntil(fmt.Sprintf("a line with %q", s), func() bool {
 		for ; seen < len(p.raw); seen++ {
 			if strings.Contains(p.raw[seen], s) {
-				l := p.raw[seen]
-				p.mu.Unlock()
-				return l
+				line = p.raw[seen]
+				return true
 			}
 		}
-		p.mu.Unlock()
-		select {
-		case <-p.more:
-		case <-p.exited:
-			p.mu.Lock()
-			n := len(p.raw)
-			p.mu.Unlock()
-			if seen == n {
-				p.t.Fatalf("exited (%v) without writing %q", p.err, s)
-			}
-		case <-deadline:
-			p.t.Fatalf("no line with %q in 15s", s)
-		}
-	}
+		return false
+	})
+	return line
 }
 
 // peerIs matches a log line whose peer is addr.
