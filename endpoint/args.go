@@ -84,6 +84,10 @@ type Arg struct {
 	// segment that is left (exec:sh:-c:date gives argv sh, -c, date);
 	// Args.Strings reads them. Given by keyword, it takes one value.
 	Variadic bool
+	// Secret says the value must not be shown: Redact, error messages,
+	// describe's JSON and tether's logs write "xxxxx" for it, as
+	// url.URL.Redacted does for a password.
+	Secret bool
 	// Min and Max bound an Int argument when Max > Min.
 	Min, Max int64
 	// Help is one line saying what the argument means.

@@ -281,6 +281,9 @@ func (v *Value) JSONValue() any {
 	if v.Absent {
 		return nil
 	}
+	if v.Arg.Secret {
+		return redacted
+	}
 	if v.Arg.Variadic {
 		return v.List
 	}

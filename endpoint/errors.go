@@ -35,13 +35,15 @@ type Error struct {
 	// Op is what was being done: "parse", "listen" or "dial".
 	Op string
 	// Input is the endpoint string as the user wrote it (or the canonical
-	// form of the Description, when there was no string).
+	// form of the Description, when there was no string). Error shows it
+	// with secret arguments redacted (see Redact); Input keeps them.
 	Input string
 	// Type is the endpoint type, lower case, when it is known.
 	Type string
 	// Arg names the argument at fault, or is empty.
 	Arg string
-	// Value is the argument's value as written, when Arg is set.
+	// Value is the argument's value as written, when Arg is set. Error
+	// does not show the value of a secret argument.
 	Value string
 	// Want says what was wanted, e.g. "a number 0-65535"; may be empty.
 	Want string
@@ -55,7 +57,7 @@ type Error struct {
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("endpoint ")
-	b.WriteString(strconv.Quote(e.Input))
+	b.WriteString(strconv.Quote(Redact(e.Input)))
 	b.WriteString(": ")
 	var op *net.OpError
 	if e.Op != "" && e.Op != "parse" && !errors.As(e.Err, &op) {
@@ -72,7 +74,11 @@ func (e *Error) Error() string {
 	case e.Arg != "" && e.Want != "":
 		b.WriteString(e.Arg)
 		b.WriteByte(' ')
-		b.WriteString(strconv.Quote(e.Value))
+		if secretKeys()[e.Arg] {
+			b.WriteString(strconv.Quote(redacted))
+		} else {
+			b.WriteString(strconv.Quote(e.Value))
+		}
 		b.WriteString(" is not ")
 		b.WriteString(e.Want)
 	case e.Arg != "":

@@ -81,7 +81,7 @@ func tunnelArgs(what, example, userHelp, passHelp string) []Arg {
 		{Name: "proxy", Kind: String, Required: true,
 			Help: "client endpoint that reaches the " + what + ", its ':' escaped: " + example},
 		{Name: "username", Kind: String, Help: userHelp},
-		{Name: "password", Kind: String, Help: passHelp},
+		{Name: "password", Kind: String, Secret: true, Help: passHelp},
 		withHelp(timeoutArg, "seconds the whole attempt (reaching the proxy, its handshake) may take"),
 	}
 }

@@ -186,7 +186,7 @@ func runRelay(e *env, args []string) int {
 	}
 	setDefaultLogger(e, log)
 	return serveUntilSignal(e, "relay", srv, endpoint.HandlerFunc(r.handle), &sf, log,
-		append([]any{"endpoint", fs.Arg(0), "target", fs.Arg(1)}, attrs...)...)
+		append([]any{"endpoint", endpoint.Redact(fs.Arg(0)), "target", endpoint.Redact(fs.Arg(1))}, attrs...)...)
 }
 
 // proxyHeaderTimeout bounds writing the PROXY protocol header.

@@ -566,3 +566,27 @@ func TestRelayUsage(t *testing.T) {
 		t.Errorf("relay on a port in use = %d, %q; want 1", code, errOut)
 	}
 }
+
+// TestRelayKeepsSecretsOutOfLogs: a proxy password in CONNECT appears in no
+// log line, neither when listening nor when a dial through the proxy fails.
+func TestRelayKeepsSecretsOutOfLogs(t *testing.T) {
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := closed.Addr().String()
+	closed.Close() // the proxy refuses: every dial fails
+	target := "socks5:db:5432:username=u:password=hunter2:proxy=" + endpoint.Quote("tcp:"+proxy)
+	p := startTether(t, tetherBin, "relay", "--log-format", "json", serverEndpoint(t, "tcp"), target)
+	c := dialAddr(t, "tcp", p.addr())
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.Read(make([]byte, 1))
+	p.waitLog("dial failed; connection closed", nil)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.raw {
+		if strings.Contains(l, "hunter2") {
+			t.Errorf("a log line shows the password: %s", l)
+		}
+	}
+}

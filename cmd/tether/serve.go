@@ -146,7 +146,7 @@ func runServe(e *env, args []string) int {
 	}
 	setDefaultLogger(e, log)
 	return serveUntilSignal(e, "serve", srv, serviceHandler(svc, log), &sf, log,
-		append([]any{"endpoint", rest[0], "service", name}, attrs...)...)
+		append([]any{"endpoint", endpoint.Redact(rest[0]), "service", name}, attrs...)...)
 }
 
 // serviceHandler runs svc for a connection, closes the connection when the

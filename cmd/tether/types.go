@@ -91,6 +91,15 @@ func synopsis(s endpoint.Spec) string {
 	return b.String()
 }
 
+// kindText names an argument's kind, and says when its value is secret
+// (never shown in errors, logs or describe).
+func kindText(a endpoint.Arg) string {
+	if a.Secret {
+		return a.Kind.String() + ", secret"
+	}
+	return a.Kind.String()
+}
+
 // defaultText says what an absent argument means.
 func defaultText(a endpoint.Arg) string {
 	switch {
@@ -114,7 +123,7 @@ func writeTypes(w io.Writer, role string, specs []endpoint.Spec) {
 			if len(a.Aliases) > 0 {
 				name += " (or " + strings.Join(a.Aliases, ", ") + ")"
 			}
-			fmt.Fprintf(w, "    %-22s %-12s %-14s %s\n", name, a.Kind, defaultText(a), a.Help)
+			fmt.Fprintf(w, "    %-22s %-12s %-14s %s\n", name, kindText(a), defaultText(a), a.Help)
 		}
 	}
 }
@@ -129,7 +138,8 @@ An endpoint string is TYPE, then arguments separated by ':'. Positional
 arguments come in the order shown; any argument may be given by name as
 KEY=VALUE, in any order. A backslash makes the next character literal
 (` + "`\\:` `\\=` `\\\\`" + `), and a value that begins with '[' runs to its ']'
-(` + "`tcp:80:interface=[::1]`" + `).
+(` + "`tcp:80:interface=[::1]`" + `). A secret argument's value is shown as xxxxx in
+errors, logs and ` + "`tether describe`" + ` (see endpoint.Redact).
 `
 
 func writeReference(w io.Writer, servers, clients []endpoint.Spec) {
@@ -157,7 +167,7 @@ func writeReference(w io.Writer, servers, clients []endpoint.Spec) {
 					name += " (positional)"
 				}
 				cell := strings.NewReplacer("|", `\|`)
-				fmt.Fprintf(w, "| %s | %s | %s | %s |\n", name, a.Kind, cell.Replace(defaultText(a)), cell.Replace(a.Help))
+				fmt.Fprintf(w, "| %s | %s | %s | %s |\n", name, kindText(a), cell.Replace(defaultText(a)), cell.Replace(a.Help))
 			}
 		}
 	}
