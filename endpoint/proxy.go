@@ -70,8 +70,9 @@ func init() {
 	})
 }
 
-const proxyPasswordNote = "The password is part of the string, and shows wherever the string does: error messages, " +
-	"tether describe, the command line of a process given it."
+const proxyPasswordNote = "The password is a secret argument: error messages, tether's logs and tether describe " +
+	"show it as xxxxx (endpoint.Redact). It is still part of the string, so a process given the string on its " +
+	"command line shows it to anyone who can list processes."
 
 // tunnelArgs declares the arguments of a proxy client type.
 func tunnelArgs(what, example, userHelp, passHelp string) []Arg {
