@@ -127,6 +127,7 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"tcp:80", "tcp:80:interface=127.0.0.1", `unix:C\:/x:mode=660`, "tcp:host=[2001:db8::1]:port=443",
 		"x:a=b=c", `x:[a\]b]`, "x::", `\`, "x:[", "a:b:d=1:c", "tcp:port=80:port=81", "TCP:0:backlog=0",
+		`socks5:h:1:proxy=tcp\:p\:2:username=u:password=p`, `haproxy:socks5:h:1:password=x`,
 	} {
 		f.Add(s)
 	}
@@ -150,8 +151,13 @@ func FuzzParse(f *testing.F) {
 		if canon2 := d2.String(); canon2 != canon {
 			t.Fatalf("canonical form not stable: %q then %q", canon, canon2)
 		}
-		// The typed layer must not panic either.
+		// The typed layer and Redact must not panic either.
 		ServerArgs(s)
 		ClientArgs(s)
+		if r := Redact(s); r != s {
+			if _, err := Parse(r); err != nil {
+				t.Fatalf("Redact(%q) = %q, which does not parse: %v", s, r, err)
+			}
+		}
 	})
 }
