@@ -279,7 +279,6 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 			lists[pos] = append(lists[pos], p)
 			continue
 		}
-		p := p
 		texts[pos] = &p
 		pos++
 	}
