@@ -136,6 +136,24 @@ func sdReadListenFDs(getenv func(string) string, pid int) ([]sdPassedFD, string)
 	return fds, ""
 }
 
+// socketDomain returns a socket's address family, from its own address
+// (SO_DOMAIN would do on Linux, but not elsewhere).
+func socketDomain(fd int) (int, error) {
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		return 0, err
+	}
+	switch sa.(type) {
+	case *syscall.SockaddrInet4:
+		return syscall.AF_INET, nil
+	case *syscall.SockaddrInet6:
+		return syscall.AF_INET6, nil
+	case *syscall.SockaddrUnix:
+		return syscall.AF_UNIX, nil
+	}
+	return 0, fmt.Errorf("address family of %T unknown", sa)
+}
+
 // errSDWrongDomain marks a socket of another address family than the one
 // asked for, so that the error can name the domain argument.
 var errSDWrongDomain = errors.New("wrong address family")
@@ -144,7 +162,7 @@ var errSDWrongDomain = errors.New("wrong address family")
 // returns nil: it must be an open stream socket, listening, of the domain
 // asked for (0 for any). what names the socket in messages.
 func sdCheckListening(fd, domain int, what string) error {
-	d, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_DOMAIN)
+	d, err := socketDomain(fd)
 	switch {
 	case errors.Is(err, syscall.EBADF):
 		return errorf(ErrBadArgument, err, what+" is not open")

@@ -72,19 +72,24 @@ func fileArgError(a *Args, err error) error {
 // adding or removing a directory entry the directory's times.
 type fileStamp struct {
 	path         string
-	exists       bool
-	dev, ino     uint64
-	size         int64
-	mtime, ctime int64
+	exists   bool
+	dev, ino uint64
+	size     int64
+	mtime    int64
 }
 
+// stampOf records what a file is now: a file replaced by rename has a new
+// inode, one rewritten in place a new modification time or size.
 func stampOf(path string) fileStamp {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
+	fi, err := os.Stat(path)
+	if err != nil {
 		return fileStamp{path: path}
 	}
-	return fileStamp{path: path, exists: true, dev: uint64(st.Dev), ino: uint64(st.Ino), size: st.Size,
-		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
+	s := fileStamp{path: path, exists: true, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		s.dev, s.ino = uint64(st.Dev), uint64(st.Ino)
+	}
+	return s
 }
 
 // changed reports whether any of the stamped files is not as it was.

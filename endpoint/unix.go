@@ -116,7 +116,7 @@ func (s *unixServer) Listen(ctx context.Context) (net.Listener, error) {
 // umask took. Both happen before listen(2), until which no one can connect
 // whatever the permissions (which is all that Twisted's chmod relies on).
 func (s *unixServer) bindListen(ul *unixListener) (*net.UnixListener, error) {
-	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0)
+	fd, err := unixSocket()
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
