@@ -71,7 +71,7 @@ func fileArgError(a *Args, err error) error {
 // (rename over it) changes the inode, rewriting it the size or times, and
 // adding or removing a directory entry the directory's times.
 type fileStamp struct {
-	path         string
+	path     string
 	exists   bool
 	dev, ino uint64
 	size     int64
