@@ -17,7 +17,9 @@ func init() {
 			Name: "stdio",
 			Help: "one connection made of standard input and standard output (inetd-style)",
 			Notes: "Twisted's stdio: takes no arguments. The listener's first Accept returns the connection; " +
-				"later ones wait until the listener is closed and then fail with net.ErrClosed. CloseWrite closes " +
+				"later ones wait until the listener is closed, which closing the connection also does, and then " +
+				"fail with net.ErrClosed: a server on stdio: ends with its one connection (tether relay stdio: " +
+				"tcp:host:port exits when the relayed connection is done). CloseWrite closes " +
 				"standard output, Close both. When standard input is a socket (inetd, systemd Accept=yes), " +
 				"RemoteAddr and LocalAddr are that socket's addresses. Standard input and output can be taken " +
 				"once per process, by this server or the stdio client.",
@@ -80,10 +82,14 @@ func (s *stdioServer) Listen(ctx context.Context) (net.Listener, error) {
 	if err := takeStdio(in, true); err != nil {
 		return nil, &net.OpError{Op: "listen", Net: "stdio", Err: err}
 	}
-	return &stdioListener{conn: newStdioConn(in, out), closed: make(chan struct{})}, nil
+	l := &stdioListener{conn: newStdioConn(in, out), closed: make(chan struct{})}
+	l.conn.onClose = func() { l.Close() }
+	return l, nil
 }
 
-// stdioListener hands out its one connection, then waits to be closed.
+// stdioListener hands out its one connection; when that connection is
+// closed the listener closes too, so that a server on stdio: (tether relay
+// stdio: ..., inetd style) ends with its one connection.
 type stdioListener struct {
 	conn   *stdioConn
 	mu     sync.Mutex
@@ -152,6 +158,7 @@ type stdioConn struct {
 	outOnce        sync.Once
 	inErr, outErr  error
 	closeWriteOnce sync.Once
+	onClose        func() // the listener's Close, for a server's connection
 }
 
 func newStdioConn(in, out *os.File) *stdioConn {
@@ -230,6 +237,9 @@ func (c *stdioConn) CloseWrite() error {
 // when its input does.
 func (c *stdioConn) Close() error {
 	errIn, errOut := c.closeIn(), c.closeOut()
+	if c.onClose != nil {
+		c.onClose()
+	}
 	if errIn == nil {
 		errIn = errOut
 	}

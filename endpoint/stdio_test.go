@@ -221,3 +221,30 @@ func TestStdioParse(t *testing.T) {
 		t.Errorf("stdio:x: %v", err)
 	}
 }
+
+// Closing the one connection closes the listener: a server on stdio:
+// (an accept loop, a Service, tether relay) ends with it.
+func TestStdioServerEndsWithItsConnection(t *testing.T) {
+	in, out, toIn, _ := stdioPipes(t)
+	ln, err := (&stdioServer{in: in, out: out}).Listen(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &Service{Endpoint: listenerServer{ln}, Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
+		io.Copy(io.Discard, c)
+	})}
+	if err := svc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- svc.Serve(context.Background()) }()
+	toIn.Close() // end of standard input: the handler returns, the Service closes the connection
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve = %v, want nil once the listener closed itself", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still running after stdio's one connection ended")
+	}
+}

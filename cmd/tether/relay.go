@@ -33,6 +33,10 @@ user space.
   $ tether relay tcp:5432:interface=127.0.0.1 unix:/run/postgresql/.s.PGSQL.5432
   $ tether relay unix:/run/app.sock:mode=660 tcp:localhost:9000
   $ tether relay --max-conns 500 --idle-timeout 10m --log-format json tcp:443 tcp:backend:443
+  $ tether relay --quiet stdio: tcp:db.internal:5432
+
+With stdio: as LISTEN (inetd, or ssh's ProxyCommand) standard input and
+output are the one connection, and tether exits when it is done.
 
 A connection is dialled in its own goroutine, never in the accept loop; if
 the dial fails, that one accepted connection is closed and the failure is
@@ -321,6 +325,11 @@ func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handl
 		stop()
 	case err := <-served:
 		// Serve has drained already.
+		if err == nil {
+			// The listener closed itself: stdio:'s one connection is done.
+			log.Info("stopped: the listener has closed")
+			return exitOK
+		}
 		log.Error("accepting failed", "error", err)
 		log.Info("stopped")
 		return exitFailure

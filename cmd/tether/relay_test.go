@@ -590,3 +590,31 @@ func TestRelayKeepsSecretsOutOfLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayStdio: tether relay stdio: CONNECT, as inetd or ssh's
+// ProxyCommand runs it, relays standard input and output to CONNECT and
+// exits 0 when that one connection is done.
+func TestRelayStdio(t *testing.T) {
+	ln, target := listenTest(t, "tcp")
+	echoServer(ln)
+	cmd := exec.Command(tetherBin, "relay", "--quiet", "stdio:", target)
+	cmd.Stdin = strings.NewReader("over stdio")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() {
+		out, err = cmd.Output()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("tether relay stdio: did not exit after its connection ended; stderr:\n%s", stderr.String())
+	}
+	if err != nil || string(out) != "over stdio" {
+		t.Fatalf("relay stdio: output %q, %v; stderr:\n%s", out, err, stderr.String())
+	}
+}
