@@ -72,7 +72,7 @@ func init() {
 
 const proxyPasswordNote = "The password is a secret argument: error messages, tether's logs and tether describe " +
 	"show it as xxxxx (endpoint.Redact). It is still part of the string, so a process given the string on its " +
-	"command line shows it to anyone who can list processes."
+	"command line shows it to anyone who can list processes: passwordFile= reads it from a file instead."
 
 // tunnelArgs declares the arguments of a proxy client type.
 func tunnelArgs(what, example, userHelp, passHelp string) []Arg {
@@ -83,6 +83,8 @@ func tunnelArgs(what, example, userHelp, passHelp string) []Arg {
 			Help: "client endpoint that reaches the " + what + ", its ':' escaped: " + example},
 		{Name: "username", Kind: String, Help: userHelp},
 		{Name: "password", Kind: String, Secret: true, Help: passHelp},
+		{Name: "passwordFile", Kind: String,
+			Help: "file whose first line is the password, read when the string is parsed; keeps it off command lines"},
 		withHelp(timeoutArg, "seconds the whole attempt (reaching the proxy, its handshake) may take"),
 	}
 }
@@ -131,10 +133,21 @@ func newTunnelClient(a *Args) (*tunnelClient, error) {
 		}
 	}
 	switch {
+	case !a.Absent("password") && !a.Absent("passwordFile"):
+		return nil, argError(a, "passwordFile", "cannot be given with password=: give one of them", nil)
 	case !a.Absent("username"):
 		c.auth, c.user, c.pass = true, a.String("username"), a.String("password")
+		if !a.Absent("passwordFile") {
+			pass, err := readPasswordFile(a.String("passwordFile"))
+			if err != nil {
+				return nil, argError(a, "passwordFile", err.Error(), err)
+			}
+			c.pass = pass
+		}
 	case !a.Absent("password"):
 		return nil, argError(a, "password", "needs username= (the user it is the password of)", nil)
+	case !a.Absent("passwordFile"):
+		return nil, argError(a, "passwordFile", "needs username= (the user it is the password of)", nil)
 	}
 	inner, err := ParseClient(a.String("proxy"))
 	if err != nil {
@@ -142,6 +155,17 @@ func newTunnelClient(a *Args) (*tunnelClient, error) {
 	}
 	c.proxy = inner
 	return c, nil
+}
+
+// readPasswordFile returns the first line of a small regular file,
+// without its line ending.
+func readPasswordFile(path string) (string, error) {
+	b, err := readPEMFile(path)
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSuffix(line, "\r"), nil
 }
 
 func newSOCKS5Client(a *Args) (Client, error) {

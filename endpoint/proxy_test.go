@@ -146,6 +146,15 @@ func TestSOCKS5Auth(t *testing.T) {
 	checkRaw(t, c, proxy)
 	roundTrip(t, c)
 
+	// The password from a file, its line ending dropped.
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("s3cret\n"), 0600)
+	c, err = Dial(context.Background(), proxyString("socks5", "127.0.0.1", port, proxy, ":username=alice:passwordFile="+Quote(pwFile)))
+	if err != nil {
+		t.Fatalf("password from a file: %v", err)
+	}
+	roundTrip(t, c)
+
 	for _, extra := range []string{":username=alice:password=wrong", ""} {
 		s := proxyString("socks5", "127.0.0.1", port, proxy, extra)
 		_, err := Dial(context.Background(), s)
@@ -327,6 +336,10 @@ func TestProxyParseErrors(t *testing.T) {
 		{`socks5:[fe80::1%eth0]:443:proxy=tcp\:127.0.0.1\:1080`, "host", "zone"},
 		{`socks5:example.com:http:proxy=tcp\:127.0.0.1\:1080`, "port", "0-65535"},
 		{`socks5:example.com:443:proxy=tcp\:127.0.0.1\:1080:timeout=0`, "timeout", "seconds"},
+		{`socks5:example.com:443:proxy=tcp\:127.0.0.1\:1080:username=u:password=p:passwordFile=/x`, "passwordFile", "one of them"},
+		{`socks5:example.com:443:proxy=tcp\:127.0.0.1\:1080:passwordFile=/x`, "passwordFile", "needs username"},
+		{`socks5:example.com:443:proxy=tcp\:127.0.0.1\:1080:username=u:passwordFile=/nonexistent/pw`, "passwordFile", "no such file"},
+		{`httpconnect:example.com:443:proxy=tcp\:127.0.0.1\:1080:username=u:passwordFile=/dev/zero`, "passwordFile", "not a regular file"},
 	} {
 		_, err := ParseClient(tc.s)
 		var e *Error
