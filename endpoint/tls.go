@@ -23,7 +23,10 @@ const verifyNotes = "The server's certificate is always verified, against the gi
 	"the handshake. insecureSkipVerify=1 turns every check off, so that anyone in the path can read and change " +
 	"the connection: use it only to test. The name is sent as SNI unless it is an IP address. " +
 	"timeout bounds the whole attempt, handshake included. In TLS 1.3 a server's refusal of the client's " +
-	"certificate comes after the client's handshake is done: it is the first Read's error, not Dial's. "
+	"certificate comes after the client's handshake is done: it is the first Read's error, not Dial's. " +
+	"The client certificate and trust roots are read when the string is parsed and again, at a Dial, when " +
+	"their files have changed (looked at, at most once a second); files that fail to load leave the last " +
+	"good ones in use. "
 
 const timeoutTLSHelp = "seconds the whole attempt (resolving, connecting, handshake) may take"
 
@@ -214,7 +217,7 @@ func newSSLServer(a *Args) (Server, error) {
 			return nil, fileArgError(a, err)
 		}
 	}
-	store, err := newCertStore(a.Input, a.Spec.Name, files)
+	store, err := newCertStore(a.Input, a.Spec.Name, files.load)
 	if err != nil {
 		return nil, fileArgError(a, err)
 	}
@@ -268,7 +271,7 @@ func newTLSServer(a *Args) (Server, error) {
 	if files.alpn, err = alpnList(a, "alpn"); err != nil {
 		return nil, err
 	}
-	store, err := newCertStore(a.Input, a.Spec.Name, files)
+	store, err := newCertStore(a.Input, a.Spec.Name, files.load)
 	if err != nil {
 		return nil, fileArgError(a, err)
 	}
@@ -408,36 +411,52 @@ func (c *handshakeConn) handshakeDone() {
 
 // clientTLSConfig makes a client's configuration from its arguments:
 // certArg and keyArg name its client certificate's files, rootsArg its
-// trust roots.
-func clientTLSConfig(a *Args, name, certArg, keyArg, rootsArg string) (*tls.Config, error) {
-	cfg := &tls.Config{ServerName: name, InsecureSkipVerify: a.Bool("insecureSkipVerify")}
-	l := &tlsLoader{now: time.Now()}
+// trust roots. The files are read now, and again when they change (see
+// certStore), so that a client whose certificate is renewed on disk, or
+// whose roots change, picks that up at its next Dial.
+func clientTLSConfig(a *Args, name, certArg, keyArg, rootsArg string) (*certStore, error) {
+	base := &tls.Config{ServerName: name, InsecureSkipVerify: a.Bool("insecureSkipVerify")}
+	var err error
+	if base.NextProtos, err = alpnList(a, "alpn"); err != nil {
+		return nil, err
+	}
+	var certPath, keyPath, kArg, rootsPath string
 	switch {
 	case !a.Absent(certArg):
-		certPath, keyPath, kArg := a.String(certArg), a.String(certArg), certArg
+		certPath, keyPath, kArg = a.String(certArg), a.String(certArg), certArg
 		if !a.Absent(keyArg) {
 			keyPath, kArg = a.String(keyArg), keyArg
 		}
-		pair, err := l.keyPair(certArg, certPath, kArg, keyPath)
-		if err != nil {
-			return nil, fileArgError(a, err)
-		}
-		cfg.Certificates = []tls.Certificate{*pair}
 	case !a.Absent(keyArg):
 		return nil, argError(a, keyArg, "needs "+certArg+"= (the certificate it is the key of)", nil)
 	}
 	if !a.Absent(rootsArg) {
-		pool, err := l.certPool(rootsArg, a.String(rootsArg))
-		if err != nil {
-			return nil, fileArgError(a, err)
+		rootsPath = a.String(rootsArg)
+	}
+	load := func() (*tlsState, []fileStamp, error) {
+		l := &tlsLoader{now: time.Now()}
+		cfg := base.Clone()
+		if certPath != "" {
+			pair, err := l.keyPair(certArg, certPath, kArg, keyPath)
+			if err != nil {
+				return nil, l.stamps, err
+			}
+			cfg.Certificates = []tls.Certificate{*pair}
 		}
-		cfg.RootCAs = pool
+		if rootsPath != "" {
+			pool, err := l.certPool(rootsArg, rootsPath)
+			if err != nil {
+				return nil, l.stamps, err
+			}
+			cfg.RootCAs = pool
+		}
+		return &tlsState{config: cfg}, l.stamps, nil
 	}
-	var err error
-	if cfg.NextProtos, err = alpnList(a, "alpn"); err != nil {
-		return nil, err
+	store, err := newCertStore(a.Input, a.Spec.Name, load)
+	if err != nil {
+		return nil, fileArgError(a, err)
 	}
-	return cfg, nil
+	return store, nil
 }
 
 func newSSLClient(a *Args) (Client, error) {
@@ -445,19 +464,19 @@ func newSSLClient(a *Args) (Client, error) {
 	if !a.Absent("hostname") {
 		name = a.String("hostname")
 	}
-	cfg, err := clientTLSConfig(a, name, "certKey", "privateKey", "caCertsDir")
+	store, err := clientTLSConfig(a, name, "certKey", "privateKey", "caCertsDir")
 	if err != nil {
 		return nil, err
 	}
-	return &tlsClient{dial: tcpPart(a).dial, timeout: a.Duration("timeout"), config: cfg}, nil
+	return &tlsClient{dial: tcpPart(a).dial, timeout: a.Duration("timeout"), store: store}, nil
 }
 
 func newTLSClient(a *Args) (Client, error) {
-	cfg, err := clientTLSConfig(a, a.String("host"), "certificate", "privateKey", "trustRoots")
+	store, err := clientTLSConfig(a, a.String("host"), "certificate", "privateKey", "trustRoots")
 	if err != nil {
 		return nil, err
 	}
-	c := &tlsClient{timeout: a.Duration("timeout"), config: cfg}
+	c := &tlsClient{timeout: a.Duration("timeout"), store: store}
 	if a.Absent("endpoint") {
 		c.dial = tcpPart(a).dial
 		return c, nil
@@ -486,7 +505,7 @@ func tcpPart(a *Args) *tcpClient {
 type tlsClient struct {
 	dial    func(ctx context.Context) (net.Conn, error)
 	timeout time.Duration
-	config  *tls.Config
+	store   *certStore
 }
 
 // Dial connects and completes the handshake before returning, so that a
@@ -499,10 +518,12 @@ func (c *tlsClient) Dial(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, contextError(ctx, err)
 	}
-	tc := tls.Client(raw, c.config)
+	c.store.check()
+	cfg := c.store.state.Load().config
+	tc := tls.Client(raw, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		return nil, contextError(ctx, fmt.Errorf("TLS handshake with %s (%s): %w", c.config.ServerName, raw.RemoteAddr(), err))
+		return nil, contextError(ctx, fmt.Errorf("TLS handshake with %s (%s): %w", cfg.ServerName, raw.RemoteAddr(), err))
 	}
 	return tc, nil
 }

@@ -902,3 +902,61 @@ func TestTLSFilesNotRegular(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSClientReload: a client parsed once reads its trust roots (and
+// client certificate) again when their files change, so a long-running
+// relay follows a CA rotation without a restart.
+func TestTLSClientReload(t *testing.T) {
+	a, b := newPKI(t, "ca-a"), newPKI(t, "ca-b")
+	dir := t.TempDir()
+	certFile, keyFile, roots := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "roots.pem")
+	c1, k1 := a.leaf("one", leafOpts{})
+	writePEM(t, certFile, c1)
+	writePEM(t, keyFile, k1)
+	writePEM(t, roots, &pem.Block{Type: "CERTIFICATE", Bytes: a.ca.Raw})
+
+	ln := tlsListen(t, "tls:0:interface=127.0.0.1:certificate="+certFile+":privateKey="+keyFile)
+	ln.store.every = 0
+	ln.store.next.Store(0)
+	serveEcho(t, ln)
+
+	cli, err := ParseClient(fmt.Sprintf("tls:localhost:%d:trustRoots=%s", tlsPort(ln), roots))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := cli.(*client).c.(*tlsClient).store
+	store.every = 0 // look at the files at every Dial, not once a second
+	store.next.Store(0)
+	dial := func() (*tls.Conn, error) {
+		c, err := cli.Dial(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.(*tls.Conn), nil
+	}
+	first, err := dial()
+	if err != nil || peerCN(first) != "one" {
+		t.Fatalf("first dial: %v", err)
+	}
+
+	// The server moves to CA B; until the client's roots follow, it refuses.
+	c2, k2 := b.leaf("two", leafOpts{})
+	replaceFile(t, certFile, c2)
+	replaceFile(t, keyFile, k2)
+	if _, err := dial(); err == nil {
+		t.Fatal("a certificate from CA B accepted with roots of CA A")
+	}
+	replaceFile(t, roots, &pem.Block{Type: "CERTIFICATE", Bytes: b.ca.Raw})
+	second, err := dial()
+	if err != nil || peerCN(second) != "two" {
+		t.Fatalf("after the roots file changed: %v", err)
+	}
+	echo(t, first, "the first connection is untouched")
+
+	// A broken roots file keeps the roots in use.
+	os.WriteFile(roots, []byte("not PEM"), 0600)
+	if _, err := dial(); err != nil {
+		t.Fatalf("after a broken roots file: %v, want the last good roots kept", err)
+	}
+}

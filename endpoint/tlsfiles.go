@@ -422,14 +422,16 @@ func (f *serverFiles) build(l *tlsLoader) (*tlsState, error) {
 // a TLS server's files changed.
 const reloadCheckInterval = time.Second
 
-// A certStore holds a TLS server's current configuration and replaces it
-// when its files change. Handshakes call check, which costs an atomic load
-// except once per interval, when it stats the files; it never blocks a
-// handshake behind another one's reload.
+// A certStore holds a TLS endpoint's current configuration, server's or
+// client's, and replaces it when its files change. Handshakes call check,
+// which costs an atomic load except once per interval, when it stats the
+// files; it never blocks a handshake behind another one's reload.
 type certStore struct {
 	input, typ string // for errors from Reload
-	files      *serverFiles
-	every      time.Duration
+	// load reads the files and builds the configuration, returning the
+	// stamps of what it read even when it fails.
+	load  func() (*tlsState, []fileStamp, error)
+	every time.Duration
 
 	state atomic.Pointer[tlsState]
 	next  atomic.Int64 // UnixNano before which check does nothing
@@ -439,9 +441,9 @@ type certStore struct {
 }
 
 // newCertStore loads the files once; an error is the parse-time error.
-func newCertStore(input, typ string, files *serverFiles) (*certStore, error) {
-	s := &certStore{input: input, typ: typ, files: files, every: reloadCheckInterval}
-	st, stamps, err := files.load()
+func newCertStore(input, typ string, load func() (*tlsState, []fileStamp, error)) (*certStore, error) {
+	s := &certStore{input: input, typ: typ, load: load, every: reloadCheckInterval}
+	st, stamps, err := load()
 	if err != nil {
 		return nil, err
 	}
@@ -477,7 +479,7 @@ func (s *certStore) reload() error {
 }
 
 func (s *certStore) loadLocked() error {
-	st, stamps, err := s.files.load()
+	st, stamps, err := s.load()
 	s.seen = stamps
 	if err != nil {
 		var fe *tlsFileError
