@@ -6,28 +6,12 @@ import "strings"
 const redacted = "xxxxx"
 
 // secretKeys returns the names (and aliases) of every registered
-// argument declared Secret.
+// argument declared Secret. The map is never changed after it is read
+// here: registration replaces it, under the lock, rather than adding to it.
 func secretKeys() map[string]bool {
 	registry.RLock()
 	defer registry.RUnlock()
-	keys := map[string]bool{}
-	add := func(s *Spec) {
-		for _, a := range s.Args {
-			if a.Secret {
-				keys[a.Name] = true
-				for _, al := range a.Aliases {
-					keys[al] = true
-				}
-			}
-		}
-	}
-	for _, t := range registry.servers {
-		add(&t.Spec)
-	}
-	for _, t := range registry.clients {
-		add(&t.Spec)
-	}
-	return keys
+	return registry.secrets
 }
 
 // Redact returns s with the value of every secret argument (a proxy's

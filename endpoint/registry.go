@@ -28,6 +28,33 @@ var registry struct {
 	sync.RWMutex
 	servers map[string]*ServerType
 	clients map[string]*ClientType
+	// secrets holds the names and aliases of every Secret argument, kept
+	// as types register so that Redact and Error need not scan them.
+	secrets map[string]bool
+}
+
+// noteSecrets records s's secret arguments; registry must be locked. It
+// makes a new map rather than change the old one, which secretKeys'
+// callers may be reading without the lock.
+func noteSecrets(s *Spec) {
+	var names []string
+	for _, a := range s.Args {
+		if a.Secret {
+			names = append(names, a.Name)
+			names = append(names, a.Aliases...)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	secrets := make(map[string]bool, len(registry.secrets)+len(names))
+	for k := range registry.secrets {
+		secrets[k] = true
+	}
+	for _, n := range names {
+		secrets[n] = true
+	}
+	registry.secrets = secrets
 }
 
 func checkSpec(kind string, s *Spec, hasNew bool) string {
@@ -75,6 +102,7 @@ func RegisterServer(t ServerType) {
 		panic("endpoint: RegisterServer called twice for type " + name)
 	}
 	registry.servers[name] = &t
+	noteSecrets(&t.Spec)
 }
 
 // RegisterClient makes a client endpoint type available to ParseClient,
@@ -90,6 +118,7 @@ func RegisterClient(t ClientType) {
 		panic("endpoint: RegisterClient called twice for type " + name)
 	}
 	registry.clients[name] = &t
+	noteSecrets(&t.Spec)
 }
 
 // ServerTypes returns the registered server types, sorted by name.
