@@ -9,42 +9,18 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tether-endpoints/tether/internal/testpeer"
 )
 
 // These tests run real peers: Debian's haproxy, and Twisted's haproxy
 // wrapper under Debian's python3. Without them they fail, not skip (CI
 // installs them: apt-get install haproxy python3-twisted).
-
-const haproxyBin = "/usr/sbin/haproxy"
-
-// startHAProxy runs haproxy in the foreground with cfg and returns what it
-// logs (its log goes to stdout); it waits until addr accepts connections.
-func startHAProxy(t *testing.T, cfg, addr string) *syncBuffer {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return startProxyPeer(t, "haproxy", haproxyBin, []string{"-f", path, "-db"}, addr)
-}
-
-const haproxyDefaults = `global
-    log stdout format raw local0 info
-    nbthread 1
-defaults
-    mode tcp
-    log global
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-`
 
 // TestHAProxyBehindHAProxy puts haproxy with send-proxy and send-proxy-v2
 // in front of tether's haproxy: server: the served connection sees the
@@ -64,8 +40,8 @@ func TestHAProxyBehindHAProxy(t *testing.T) {
 		_, err := io.Copy(c, c)
 		results <- served{c.RemoteAddr().String(), c.LocalAddr().String(), err}
 	})
-	v1, v2 := freePort(t), freePort(t)
-	cfg := haproxyDefaults + fmt.Sprintf(`
+	v1, v2 := testpeer.FreePort(t), testpeer.FreePort(t)
+	cfg := fmt.Sprintf(`
 frontend send_v1
     bind 127.0.0.1:%d
     default_backend tether_v1
@@ -77,7 +53,7 @@ frontend send_v2
 backend tether_v2
     server tether 127.0.0.1:%d send-proxy-v2
 `, v1, portOf(ln), v2, portOf(ln))
-	startHAProxy(t, cfg, fmt.Sprintf("127.0.0.1:%d", v1))
+	testpeer.StartHAProxy(t, cfg, fmt.Sprintf("127.0.0.1:%d", v1))
 	<-results // startHAProxy's own probe
 	for _, port := range []int{v2, v1} {
 		front := fmt.Sprintf("127.0.0.1:%d", port)
@@ -121,8 +97,8 @@ func TestHAProxyIntoHAProxy(t *testing.T) {
 			}()
 		}
 	}()
-	accept, plain := freePort(t), freePort(t)
-	cfg := haproxyDefaults + fmt.Sprintf(`
+	accept, plain := testpeer.FreePort(t), testpeer.FreePort(t)
+	cfg := fmt.Sprintf(`
 frontend plain
     bind 127.0.0.1:%d
     default_backend echo
@@ -133,7 +109,7 @@ frontend accept
 backend echo
     server echo 127.0.0.1:%d
 `, plain, accept, portOf(echo))
-	logs := startHAProxy(t, cfg, fmt.Sprintf("127.0.0.1:%d", plain))
+	logs := testpeer.StartHAProxy(t, cfg, fmt.Sprintf("127.0.0.1:%d", plain))
 
 	cli, err := ParseClient(fmt.Sprintf("haproxy:tcp:127.0.0.1:%d", accept))
 	if err != nil {
@@ -195,7 +171,7 @@ func TestHAProxyTwisted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := startHelper(t, cmd)
+	stderr := testpeer.Start(t, cmd)
 	br := bufio.NewReader(out)
 	portLine := make(chan string, 1)
 	go func() {

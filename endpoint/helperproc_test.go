@@ -8,9 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -169,44 +167,4 @@ func helperStdioClient() {
 		fmt.Fprintln(c, string(r))
 	}
 	c.Close()
-}
-
-// startHelper starts cmd and kills it when the test ends, logging its
-// stderr if the test failed.
-func startHelper(t *testing.T, cmd *exec.Cmd) *syncBuffer {
-	t.Helper()
-	stderr := &syncBuffer{}
-	if cmd.Stderr == nil {
-		cmd.Stderr = stderr
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", cmd.Path, stderr.String())
-		}
-	})
-	return stderr
-}
-
-// syncBuffer is a strings.Builder that a process may write while a test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

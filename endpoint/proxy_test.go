@@ -9,12 +9,13 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tether-endpoints/tether/internal/testpeer"
 )
 
 // The socks5 and httpconnect tests run real proxies: Debian's microsocks
@@ -23,54 +24,16 @@ import (
 // only for what those cannot be made to do: a silent proxy, SOCKS5 reply
 // codes other than refused, answers cut short or malformed.
 
-// startProxyPeer runs a program from the Debian package pkg (bin is its
-// name on PATH, or a path), waits until it accepts connections on addr, and
-// returns what it writes to stdout and stderr.
-func startProxyPeer(t *testing.T, pkg, bin string, args []string, addr string) *syncBuffer {
-	t.Helper()
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		t.Fatalf("%v: install Debian's %s package (apt-get install %s)", err, pkg, pkg)
-	}
-	cmd := exec.Command(path, args...)
-	logs := &syncBuffer{}
-	cmd.Stdout = logs
-	cmd.Stderr = logs
-	startHelper(t, cmd)
-	exited := make(chan struct{})
-	go func() {
-		cmd.Process.Wait()
-		close(exited)
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return logs
-		}
-		select {
-		case <-exited:
-			t.Fatalf("%s exited:\n%s", bin, logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not listen on %s:\n%s", bin, addr, logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // startMicrosocks runs a SOCKS5 proxy; with user and pass, it requires them.
 func startMicrosocks(t *testing.T, user, pass string) string {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
 	_, port, _ := net.SplitHostPort(addr)
 	args := []string{"-i", "127.0.0.1", "-p", port}
 	if user != "" {
 		args = append(args, "-u", user, "-P", pass)
 	}
-	startProxyPeer(t, "microsocks", "microsocks", args, addr)
+	testpeer.StartListening(t, "microsocks", "microsocks", args, addr)
 	return addr
 }
 
@@ -78,7 +41,7 @@ func startMicrosocks(t *testing.T, user, pass string) string {
 // user and pass, it requires them.
 func startTinyproxy(t *testing.T, user, pass string) string {
 	t.Helper()
-	port := freePort(t)
+	port := testpeer.FreePort(t)
 	// No ConnectPort line: CONNECT to every port is allowed.
 	cfg := fmt.Sprintf("Port %d\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 30\nMaxClients 20\nLogLevel Info\n", port)
 	if user != "" {
@@ -89,7 +52,7 @@ func startTinyproxy(t *testing.T, user, pass string) string {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	startProxyPeer(t, "tinyproxy", "tinyproxy", []string{"-d", "-c", path}, addr)
+	testpeer.StartListening(t, "tinyproxy", "tinyproxy", []string{"-d", "-c", path}, addr)
 	return addr
 }
 

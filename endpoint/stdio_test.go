@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tether-endpoints/tether/internal/testpeer"
 )
 
 // stdioPipes returns the files a stdio endpoint is given in place of
@@ -140,7 +142,7 @@ func TestStdioProcess(t *testing.T) {
 	cmd.Stdin = strings.NewReader("tether\n")
 	var stdout strings.Builder
 	cmd.Stdout = &stdout
-	stderr := &syncBuffer{}
+	stderr := &testpeer.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%v; stderr:\n%s", err, stderr)
@@ -170,13 +172,11 @@ func TestStdioProcess(t *testing.T) {
 // starts a process per connection with the connection as its standard
 // input and output, and stdio: serves it, naming the real peer.
 func TestStdioInetd(t *testing.T) {
-	if _, err := os.Stat(socketActivate); err != nil {
-		t.Fatalf("%v: install Debian's systemd package (apt-get install systemd)", err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	testpeer.Need(t, socketActivate, "systemd")
+	addr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
 	cmd := exec.Command(socketActivate, append([]string{"--inetd", "--accept", "-l", addr,
 		"-E", helperEnv + "=stdio-server", "-E", helperRaceEnv}, helperArgs()...)...)
-	stderr := startHelper(t, cmd)
+	stderr := testpeer.Start(t, cmd)
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(stderr.String(), "Listening on") {
 		if time.Now().After(deadline) {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tether-endpoints/tether/internal/testpeer"
 )
 
 func TestSystemdReadListenFDs(t *testing.T) {
@@ -216,21 +218,10 @@ func listenServer(t *testing.T, srv Server) net.Listener {
 
 const socketActivate = "/usr/bin/systemd-socket-activate"
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // activated is a helper process that systemd-socket-activate started.
 type activated struct {
 	lines  chan string // the helper's stdout
-	stderr *syncBuffer
+	stderr *testpeer.Buffer
 }
 
 // activate runs systemd-socket-activate with args, which must open n
@@ -238,9 +229,7 @@ type activated struct {
 // listen. The helper starts only at the first connection.
 func activate(t *testing.T, n int, args []string, listen ...string) *activated {
 	t.Helper()
-	if _, err := os.Stat(socketActivate); err != nil {
-		t.Fatalf("%v: install Debian's systemd package (apt-get install systemd)", err)
-	}
+	testpeer.Need(t, socketActivate, "systemd")
 	args = append(args, "-E", helperEnv+"=listen", "-E", helperRaceEnv, "-E", "TETHER_TEST_LISTEN="+strings.Join(listen, ";"))
 	cmd := exec.Command(socketActivate, append(args, helperArgs()...)...)
 	out, err := cmd.StdoutPipe()
@@ -248,7 +237,7 @@ func activate(t *testing.T, n int, args []string, listen ...string) *activated {
 		t.Fatal(err)
 	}
 	a := &activated{lines: make(chan string, 100)}
-	a.stderr = startHelper(t, cmd)
+	a.stderr = testpeer.Start(t, cmd)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
@@ -311,7 +300,7 @@ func greet(t *testing.T, network, addr string) (n string, peer string, local net
 }
 
 func TestSystemdActivate(t *testing.T) {
-	port := freePort(t)
+	port := testpeer.FreePort(t)
 	sock := filepath.Join(t.TempDir(), "s.sock")
 	inet := fmt.Sprintf("127.0.0.1:%d", port)
 	a := activate(t, 2, []string{"-l", inet, "-l", sock, "--fdname=web:admin"},
@@ -357,7 +346,7 @@ func TestSystemdActivate(t *testing.T) {
 // TestSystemdNotListening passes a datagram socket, which cannot be
 // listened on.
 func TestSystemdNotListening(t *testing.T) {
-	port := freePort(t)
+	port := testpeer.FreePort(t)
 	a := activate(t, 1, []string{"--datagram", "-l", fmt.Sprintf("127.0.0.1:%d", port)},
 		"systemd:domain=INET:index=0")
 	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))

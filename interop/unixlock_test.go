@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
+
+	"github.com/tether-endpoints/tether/internal/testpeer"
 )
 
 // The UNIX lock file is Twisted's: PATH.lock, a symbolic link to the
@@ -52,25 +54,7 @@ type twistedServer struct {
 	lines  chan string   // its stdout, line by line
 	done   chan struct{} // closed when it has exited and been reaped
 	err    error         // Wait's error, once done is closed
-	stderr *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer safe to read while exec writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	stderr *testpeer.Buffer
 }
 
 // runTwistedServer starts the Twisted server on path and returns it with
@@ -80,7 +64,7 @@ func runTwistedServer(t *testing.T, path string) (*twistedServer, string) {
 	t.Helper()
 	requireTwisted(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	s := &twistedServer{lines: make(chan string, 16), done: make(chan struct{}), stderr: &syncBuffer{}}
+	s := &twistedServer{lines: make(chan string, 16), done: make(chan struct{}), stderr: &testpeer.Buffer{}}
 	s.cmd = exec.CommandContext(ctx, python, "testdata/twisted_unix_server.py", path)
 	s.cmd.WaitDelay = 5 * time.Second
 	stdin, err := s.cmd.StdinPipe()

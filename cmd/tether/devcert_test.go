@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
+
+	"github.com/tether-endpoints/tether/internal/testpeer"
 )
 
 const opensslBin = "/usr/bin/openssl"
@@ -75,7 +77,7 @@ func pinnedEcho(t *testing.T, addr, fingerprint, msg string) {
 // addr and openssl x509 for its SHA-256 fingerprint.
 func opensslFingerprint(t *testing.T, addr string) string {
 	t.Helper()
-	need(t, opensslBin, "openssl")
+	testpeer.Need(t, opensslBin, "openssl")
 	sc := exec.Command(opensslBin, "s_client", "-connect", addr, "-servername", "localhost")
 	sc.Stdin = strings.NewReader("")
 	pemOut, err := sc.Output()

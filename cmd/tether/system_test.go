@@ -4,44 +4,19 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tether-endpoints/tether/internal/testpeer"
 )
 
 // These tests run tether with real peers: Debian's haproxy and
 // systemd-socket-activate, and openssl (devcert_test.go). Without them they
 // fail, not skip: CI installs them (apt-get install haproxy systemd openssl).
 
-const (
-	haproxyBin    = "/usr/sbin/haproxy"
-	sdActivateBin = "/usr/bin/systemd-socket-activate"
-)
-
-// need fails the test if the program at path, from the Debian package pkg,
-// is missing.
-func need(t *testing.T, path, pkg string) {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("%v: install Debian's %s package (apt-get install %s)", err, pkg, pkg)
-	}
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+const sdActivateBin = "/usr/bin/systemd-socket-activate"
 
 // waitRaw waits for a line of tether's stderr (JSON or not) containing s.
 func (p *proc) waitRaw(s string) string {
@@ -65,89 +40,11 @@ func peerIs(addr string) func(map[string]any) bool {
 	return func(l map[string]any) bool { return l["peer"] == addr }
 }
 
-// lockedBuffer collects a helper's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// waitFor waits until s is in what haproxy logged.
-func (b *lockedBuffer) waitFor(t *testing.T, s string) {
+// startHAProxy runs haproxy with cfg, waiting until its frontend on
+// 127.0.0.1:probe (one without accept-proxy) accepts connections.
+func startHAProxy(t *testing.T, cfg string, probe int) *testpeer.Buffer {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(b.String(), s); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("haproxy did not log %q:\n%s", s, b)
-		}
-	}
-}
-
-const haproxyDefaults = `global
-    log stdout format raw local0 info
-    nbthread 1
-defaults
-    mode tcp
-    log global
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-`
-
-// startHAProxy runs haproxy in the foreground with cfg (after
-// haproxyDefaults) and returns what it logs; it waits until probe, a
-// frontend without accept-proxy, accepts connections.
-func startHAProxy(t *testing.T, cfg string, probe int) *lockedBuffer {
-	t.Helper()
-	need(t, haproxyBin, "haproxy")
-	path := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(haproxyDefaults+cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logs := &lockedBuffer{}
-	cmd := exec.Command(haproxyBin, "-f", path, "-db")
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("haproxy's log:\n%s", logs)
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", probe)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return logs
-		}
-		select {
-		case <-exited:
-			t.Fatalf("haproxy exited:\n%s", logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("haproxy does not listen on %s:\n%s", addr, logs)
-		}
-	}
+	return testpeer.StartHAProxy(t, cfg, fmt.Sprintf("127.0.0.1:%d", probe))
 }
 
 // echoThrough sends msg on a new connection to addr, half-closes, and
@@ -173,7 +70,7 @@ func echoThrough(t *testing.T, addr, msg string) string {
 func TestRelayProxyProtocolIntoHAProxy(t *testing.T) {
 	echo, _ := listenTest(t, "tcp")
 	echoServer(echo)
-	plain, accept := freePort(t), freePort(t)
+	plain, accept := testpeer.FreePort(t), testpeer.FreePort(t)
 	logs := startHAProxy(t, fmt.Sprintf(`
 frontend plain
     bind 127.0.0.1:%d
@@ -200,7 +97,7 @@ backend echo
 			p := startTether(t, append(args, "tcp:0:interface=127.0.0.1", tc.connect)...)
 			relayAddr := p.addr()
 			client := echoThrough(t, relayAddr, fmt.Sprintf("hello %d", i))
-			logs.waitFor(t, fmt.Sprintf("accepted client=%s dst=%s", client, relayAddr))
+			logs.WaitFor(t, fmt.Sprintf("accepted client=%s dst=%s", client, relayAddr))
 			if l := p.waitLog("connection ended", nil); l["peer"] != client || l["error"] != nil {
 				t.Errorf("relay's log line %v; want peer %s", l, client)
 			}
@@ -243,7 +140,7 @@ func TestRelayProxyProtocolIntoTether(t *testing.T) {
 func TestServeBehindHAProxy(t *testing.T) {
 	p := startTether(t, tetherBin, "serve", "--log-format", "json", "haproxy:tcp:0:interface=127.0.0.1")
 	serveAddr := p.addr()
-	v1, v2 := freePort(t), freePort(t)
+	v1, v2 := testpeer.FreePort(t), testpeer.FreePort(t)
 	startHAProxy(t, fmt.Sprintf(`
 frontend send_v1
     bind 127.0.0.1:%d
@@ -281,7 +178,7 @@ backend tether_v2
 // on an INET socket, a UNIX socket, and sockets chosen by name; a name
 // that was not passed fails clearly.
 func TestServeSystemdActivation(t *testing.T) {
-	need(t, sdActivateBin, "systemd")
+	testpeer.Need(t, sdActivateBin, "systemd")
 	// activate runs tether serve under systemd-socket-activate with one
 	// -l per address, and connects to dial, which starts tether.
 	activate := func(t *testing.T, sdArgs []string, listen string) *proc {
@@ -304,7 +201,7 @@ func TestServeSystemdActivation(t *testing.T) {
 	}
 
 	t.Run("INET index", func(t *testing.T) {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
 		p := activate(t, []string{"-l", addr}, "systemd:domain=INET:index=0")
 		echo(t, p, "tcp", addr)
 		if got := p.addr(); got != addr {
@@ -317,7 +214,7 @@ func TestServeSystemdActivation(t *testing.T) {
 		echo(t, p, "unix", path)
 	})
 	t.Run("names", func(t *testing.T) {
-		first, second := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		first, second := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t)), fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
 		p := activate(t, []string{"-l", first, "-l", second, "--fdname=admin:web"}, "systemd:domain=INET:name=web")
 		p.waitRaw("Listening on " + first)
 		echo(t, p, "tcp", second)
@@ -326,7 +223,7 @@ func TestServeSystemdActivation(t *testing.T) {
 		}
 	})
 	t.Run("wrong name", func(t *testing.T) {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
 		p := activate(t, []string{"-l", addr, "--fdname=web"}, "systemd:domain=INET:name=www")
 		p.waitRaw("Listening on " + addr)
 		dialAddr(t, "tcp", addr)
