@@ -28,6 +28,16 @@ const verifyNotes = "The server's certificate is always verified, against the gi
 	"their files have changed (looked at, at most once a second); files that fail to load leave the last " +
 	"good ones in use. "
 
+// Arguments the ssl and tls clients share, declared once.
+var (
+	clientKeyArg = Arg{Name: "privateKey", Kind: String,
+		Help: "PEM file of the client certificate's private key"}
+	clientALPNArg = Arg{Name: "alpn", Kind: String,
+		Help: "ALPN protocols to offer, comma-separated, most preferred first"}
+	insecureSkipVerifyArg = Arg{Name: "insecureSkipVerify", Kind: Bool, Default: "0",
+		Help: "1 accepts any certificate for any name: INSECURE, for tests only"}
+)
+
 const timeoutTLSHelp = "seconds the whole attempt (resolving, connecting, handshake) may take"
 
 func init() {
@@ -108,16 +118,12 @@ func init() {
 				hostArg, connectPortArg, withHelp(timeoutArg, timeoutTLSHelp), bindAddressArg,
 				{Name: "certKey", Kind: String,
 					Help: "PEM file of a client certificate (and its key, if privateKey is absent)"},
-				{Name: "privateKey", Kind: String,
-					Help: "PEM file of the client certificate's private key"},
+				clientKeyArg,
 				{Name: "caCertsDir", Kind: String,
 					Help: "directory of .pem files (or one PEM file) of the CAs to trust instead of the system's"},
 				{Name: "hostname", Kind: Host,
 					Help: "name to verify the certificate against and send as SNI; absent means host"},
-				{Name: "alpn", Kind: String,
-					Help: "ALPN protocols to offer, comma-separated, most preferred first"},
-				{Name: "insecureSkipVerify", Kind: Bool, Default: "0",
-					Help: "1 accepts any certificate for any name: INSECURE, for tests only"},
+				clientALPNArg, insecureSkipVerifyArg,
 			},
 			FillGaps: true,
 			Notes: "Twisted's ssl client verifies nothing unless hostname= is given; this one always verifies. " +
@@ -138,16 +144,12 @@ func init() {
 				positional(withHelp(timeoutArg, timeoutTLSHelp)), positional(bindAddressArg),
 				{Name: "certificate", Positional: true, Kind: String,
 					Help: "PEM file of a client certificate (and its key, if privateKey is absent)"},
-				{Name: "privateKey", Positional: true, Kind: String,
-					Help: "PEM file of the client certificate's private key"},
+				positional(clientKeyArg),
 				{Name: "trustRoots", Positional: true, Kind: String,
 					Help: "directory of .pem files (or one PEM file) of the CAs to trust instead of the system's"},
 				{Name: "endpoint", Positional: true, Kind: String,
 					Help: "client endpoint to connect through instead of TCP to host:port, its ':' escaped (tcp\\:10.0.0.1\\:443)"},
-				{Name: "alpn", Kind: String,
-					Help: "ALPN protocols to offer, comma-separated, most preferred first"},
-				{Name: "insecureSkipVerify", Kind: Bool, Default: "0",
-					Help: "1 accepts any certificate for any name: INSECURE, for tests only"},
+				clientALPNArg, insecureSkipVerifyArg,
 			},
 			Notes: "Twisted's tls client, whose arguments may all be given positionally in the order shown. " +
 				verifyNotes + "Twisted's timeout covers connecting only. With endpoint= the connection is made by " +
