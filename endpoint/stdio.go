@@ -152,13 +152,12 @@ func (stdioAddr) String() string  { return "stdio" }
 // stdioConn is a connection made of two files: it reads one and writes the
 // other. Closing it closes both.
 type stdioConn struct {
-	in, out        *os.File
-	local, remote  net.Addr
-	inOnce         sync.Once
-	outOnce        sync.Once
-	inErr, outErr  error
-	closeWriteOnce sync.Once
-	onClose        func() // the listener's Close, for a server's connection
+	in, out       *os.File
+	local, remote net.Addr
+	inOnce        sync.Once
+	outOnce       sync.Once
+	inErr, outErr error
+	onClose       func() // the listener's Close, for a server's connection
 }
 
 func newStdioConn(in, out *os.File) *stdioConn {

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,7 +36,9 @@ func TestMain(m *testing.M) {
 	tetherBin = filepath.Join(dir, "tether")
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
-		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
+		fmt.Fprintln(os.Stderr, "building tether needs the go command on PATH:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	build := []string{"build", "-o", tetherBin}
 	if os.Getenv("TETHER_TEST_RACE") != "" { // check the command itself for races, slowly
