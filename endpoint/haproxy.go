@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tether-endpoints/tether/internal/abort"
 )
 
 func init() {
@@ -518,10 +520,10 @@ func (c *proxyClient) Dial(ctx context.Context) (net.Conn, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetWriteDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(aLongTimeAgo) })
 	_, err = conn.Write(b)
 	if !stop() || err != nil {
-		conn.Close()
+		abort.Conn(conn)
 		if ctx.Err() != nil {
 			err = fmt.Errorf("writing the PROXY protocol header: %w", context.Cause(ctx))
 		}
@@ -589,6 +591,7 @@ type ProxyConn struct {
 	headerDL   time.Time // the header's deadline, while it is read
 	readDL     time.Time // the caller's read deadline
 	readDLSent bool      // the caller set one before the header was read
+	cause      error     // why HandshakeContext's context ended the read
 }
 
 func (c *ProxyConn) readHeader() {
@@ -599,6 +602,9 @@ func (c *ProxyConn) readHeader() {
 		if c.readDLSent && !c.readDL.IsZero() && c.readDL.Before(dl) {
 			dl = c.readDL
 		}
+		if c.cause != nil { // HandshakeContext's context has already ended
+			dl = aLongTimeAgo
+		}
 		c.conn.SetReadDeadline(dl)
 		c.mu.Unlock()
 
@@ -607,17 +613,39 @@ func (c *ProxyConn) readHeader() {
 		c.mu.Lock()
 		c.done = true
 		c.conn.SetReadDeadline(c.readDL)
+		cause := c.cause
 		c.mu.Unlock()
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			switch {
+			case cause != nil:
+				err = proxyError(cause, "reading it was cancelled")
+			case errors.Is(err, os.ErrDeadlineExceeded):
 				err = proxyError(err, "none arrived within %v", c.timeout)
 			}
 			c.err = &net.OpError{Op: "read", Net: "haproxy", Source: c.conn.LocalAddr(), Addr: c.conn.RemoteAddr(), Err: err}
-			c.conn.Close()
+			// The client never sent what it owed: a reset, not a clean end.
+			abort.Conn(c.conn)
 			return
 		}
 		c.hdr = h
 	})
+}
+
+// HandshakeContext reads the PROXY protocol header now, if that has not
+// been done, within the header timeout and until ctx ends; it returns the
+// header's error. endpoint.Handshake calls it.
+func (c *ProxyConn) HandshakeContext(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.done {
+			c.cause = context.Cause(ctx)
+			c.conn.SetReadDeadline(aLongTimeAgo)
+		}
+	})
+	defer stop()
+	c.readHeader()
+	return c.err
 }
 
 // Header reads the PROXY protocol header if that has not been done, and

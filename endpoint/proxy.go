@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tether-endpoints/tether/internal/abort"
 )
 
 func init() {
@@ -215,8 +217,8 @@ func (c *tunnelClient) Dial(ctx context.Context) (net.Conn, error) {
 	// must interrupt them: an expired deadline does, and leaves the
 	// connection as it was if the handshake ends first.
 	stop := context.AfterFunc(ctx, func() {
-		if conn.SetDeadline(time.Unix(1, 0)) != nil {
-			conn.Close() // an inner endpoint without deadlines
+		if conn.SetDeadline(aLongTimeAgo) != nil {
+			abort.Conn(conn) // an inner endpoint without deadlines
 		}
 	})
 	err = c.handshake(conn)
@@ -224,13 +226,13 @@ func (c *tunnelClient) Dial(ctx context.Context) (net.Conn, error) {
 		if err == nil {
 			return conn, nil
 		}
-		conn.Close()
+		abort.Conn(conn)
 		return nil, &net.OpError{Op: "dial", Net: c.typ, Addr: conn.RemoteAddr(), Err: err}
 	}
 	// Whatever the handshake's outcome (an i/o timeout, a closed
 	// connection, even success), the context ended it; the error says
 	// so, and is a timeout if the context's deadline passed.
-	conn.Close()
+	abort.Conn(conn)
 	return nil, fmt.Errorf("%s handshake with %s: %w", c.typ, conn.RemoteAddr(), context.Cause(ctx))
 }
 

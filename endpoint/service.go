@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tether-endpoints/tether/internal/abort"
 )
 
 // A Handler serves one connection. ServeConn runs in the connection's own
@@ -269,32 +271,10 @@ func (s *Service) drain(cancelConns context.CancelCauseFunc, cut <-chan struct{}
 	cancelConns(cause)
 	s.mu.Lock()
 	for c := range s.conns {
-		abort(c)
+		abort.Conn(c)
 	}
 	s.mu.Unlock()
 	<-done
-}
-
-// abort closes c with a reset where it can (SO_LINGER 0 on TCP), looking
-// through wrappers that expose their connection with NetConn, as tls.Conn
-// and ProxyConn do.
-func abort(c net.Conn) {
-	inner := c
-	for {
-		if l, ok := inner.(interface{ SetLinger(int) error }); ok {
-			l.SetLinger(0)
-			break
-		}
-		w, ok := inner.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		inner = w.NetConn()
-	}
-	c.Close()
-	if inner != c {
-		inner.Close()
-	}
 }
 
 // acceptLoop accepts until the listener is closed, handing each connection

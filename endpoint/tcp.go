@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/tether-endpoints/tether/internal/abort"
 )
 
 func init() {
@@ -340,7 +342,7 @@ func raceDial(ctx context.Context, d *net.Dialer, addrs []netip.AddrPort, delay 
 				winner = r.conn
 				cancel()
 			case r.err == nil:
-				r.conn.Close()
+				abort.Conn(r.conn) // a loser of the race: never used
 			case firstErr == nil:
 				firstErr = r.err
 			}

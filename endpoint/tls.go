@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tether-endpoints/tether/internal/abort"
 )
 
 // defaultHandshakeTimeout bounds a server handshake when the string does
@@ -326,7 +328,8 @@ func (l *TLSListener) Accept() (net.Conn, error) {
 	}
 	hc := &handshakeConn{Conn: raw, until: time.Now().Add(l.timeout)}
 	raw.SetDeadline(hc.until)
-	return tls.Server(hc, l.config), nil
+	hc.tls = tls.Server(hc, l.config)
+	return hc.tls, nil
 }
 
 // Close closes the port; connections already accepted stay open.
@@ -342,32 +345,50 @@ func (l *TLSListener) Addr() net.Addr { return l.inner.Addr() }
 // certificate with files that do not change atomically.
 func (l *TLSListener) Reload() error { return l.store.reload() }
 
-// configFor gives each handshake the current configuration, and ends the
-// handshake deadline once the peer is verified.
+// configFor gives each handshake the current configuration, and starts
+// the watch that ends the handshake deadline when the handshake is over.
 func (l *TLSListener) configFor(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	l.store.check()
-	cfg := l.store.state.Load().config.Clone()
 	if hc, ok := hello.Conn.(*handshakeConn); ok {
-		cfg.VerifyConnection = func(tls.ConnectionState) error {
-			hc.handshakeDone()
-			return nil
-		}
+		hc.watchOnce.Do(func() { go hc.watch() })
 	}
-	return cfg, nil
+	return l.store.state.Load().config, nil
 }
 
 // handshakeConn is the TCP connection under a server's *tls.Conn. Until the
-// handshake has verified the peer it keeps a deadline on the socket, the
-// earlier of the handshake's and the one the user set; then the user's
-// alone. crypto/tls has no hook at the very end of a server handshake, so
-// the deadline ends at VerifyConnection, when only the client's last
-// flight (its Finished message) is still to come.
+// handshake is over it keeps a deadline on the socket, the earlier of the
+// handshake's and the one the user set; then the user's alone.
+//
+// crypto/tls has no hook at the end of a server handshake, and its last
+// callback (VerifyConnection) comes, in TLS 1.3 without client
+// certificates, before the client's last flight: ending the deadline there
+// let a client that stops after its ClientHello hold the connection
+// forever. So the end is learned exactly: the handshake holds the
+// connection's handshake lock from start to end, and a goroutine started
+// inside it (from GetConfigForClient) waits for that lock with
+// ConnectionState, which returns only when the handshake has finished or
+// failed. The goroutine lives as long as the handshake, no longer.
 type handshakeConn struct {
 	net.Conn
+	tls       *tls.Conn
+	watchOnce sync.Once
+
 	mu     sync.Mutex
 	until  time.Time // the handshake deadline; zero once done
 	rd, wd time.Time // the user's deadlines
 }
+
+// watch waits for the handshake that is running to end, and lifts its
+// deadline if it succeeded. A failed handshake keeps it: the connection is
+// of no further use.
+func (c *handshakeConn) watch() {
+	if c.tls.ConnectionState().HandshakeComplete {
+		c.handshakeDone()
+	}
+}
+
+// NetConn returns the TCP connection, so that endpoint.Abort reaches it.
+func (c *handshakeConn) NetConn() net.Conn { return c.Conn }
 
 func earlier(user, hs time.Time) time.Time {
 	if hs.IsZero() || (!user.IsZero() && user.Before(hs)) {
@@ -524,7 +545,7 @@ func (c *tlsClient) Dial(ctx context.Context) (net.Conn, error) {
 	cfg := c.store.state.Load().config
 	tc := tls.Client(raw, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		raw.Close()
+		abort.Conn(raw)
 		return nil, contextError(ctx, fmt.Errorf("TLS handshake with %s (%s): %w", cfg.ServerName, raw.RemoteAddr(), err))
 	}
 	return tc, nil

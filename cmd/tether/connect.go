@@ -71,6 +71,8 @@ func runConnect(e *env, args []string) int {
 		}
 	}
 	if err != nil {
+		// The stream was cut: the peer must not take it for a whole one.
+		endpoint.Abort(conn)
 		fmt.Fprintln(e.stderr, "tether connect:", err)
 		return exitFailure
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,16 +39,27 @@ user space.
 With stdio: as LISTEN (inetd, or ssh's ProxyCommand) standard input and
 output are the one connection, and tether exits when it is done.
 
-A connection is dialled in its own goroutine, never in the accept loop; if
-the dial fails, that one accepted connection is closed and the failure is
+A connection is first fully established, in its own goroutine and never
+in the accept loop: a tls: or ssl: LISTEN's handshake is completed (within
+its handshakeTimeout) and a haproxy: LISTEN's header read, and only then is
+CONNECT dialled, so a client that never finishes its handshake, or that
+clientCA= refuses, never reaches the server behind the relay. If any of
+this fails, or the dial does, that one connection is reset and the failure
 logged with its reason. Running out of file descriptors pauses accepting
 (5ms, doubling to 1s) instead of stopping the relay.
+
+A connection that ends in error (a reset or failure on either side, the
+idle timeout, a drain cut short) is aborted on both sides: each peer gets a
+TCP reset, and a TLS peer no close_notify, so that no one takes a cut
+stream for a complete one. A UNIX socket, a pipe or an exec: program
+cannot be told: its peer sees an ordinary end, and the connection's log
+line says so with "abort_unsignalled" (peer, upstream, or both).
 
 One log line (log/slog, on stderr) is written per connection when it ends:
 the peer as LISTEN reports it, the duration, and the bytes from and to
 the peer (in JSON, durations are in seconds). Behind a load balancer, a
 haproxy: LISTEN reports the original client that the PROXY protocol header
-names; a connection whose header is missing or malformed is closed and
+names; a connection whose header is missing or malformed is reset and
 logged, and nothing is dialled for it. When CONNECT is exec:, the line
 also has the program's exit status ("exit"), and a status other than 0 is
 the line's error; the program's standard error is logged line by line
@@ -72,8 +84,8 @@ stderr with its SHA-256 fingerprint, and deletes it at exit (see tether
 serve --help).
 
 SIGINT or SIGTERM stops listening at once, lets connections in flight finish
-for up to --drain-timeout, then closes what is left and exits 0; a second
-signal closes them at once.
+for up to --drain-timeout, then resets what is left and exits 0; a second
+signal resets them at once.
 
 Exit codes: 0 after a signal, 1 if listening (or making the --dev-cert
 certificate) fails, 2 for bad usage or an endpoint string that does not
@@ -196,10 +208,13 @@ func runRelay(e *env, args []string) int {
 // proxyHeaderTimeout bounds writing the PROXY protocol header.
 const proxyHeaderTimeout = 10 * time.Second
 
-// handle relays one accepted connection.
+// handle relays one accepted connection. The upstream is dialled only
+// once the connection is fully established (its TLS handshake done, its
+// PROXY header read), so that a client that never finishes, or that a
+// clientCA= refuses, costs the service behind the relay nothing.
 func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 	start := time.Now()
-	if badProxyHeader(r.log, conn, start) {
+	if !establish(ctx, r.log, conn, start) {
 		return
 	}
 	peer := addrString(conn.RemoteAddr())
@@ -211,18 +226,17 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 	}
 	up, err := r.target.Dial(dialCtx)
 	if err != nil {
-		conn.Close()
-		r.log.Warn("dial failed; connection closed", "peer", peer, "duration", time.Since(start), "error", err)
+		r.log.Warn("dial failed; connection reset", append([]any{"peer", peer, "duration", time.Since(start),
+			"error", err}, unsignalled(endpoint.Abort(conn), nil)...)...)
 		return
 	}
 	if r.proxyVersion != 0 && !r.proxyByClient {
 		up.SetWriteDeadline(time.Now().Add(proxyHeaderTimeout))
 		err := endpoint.WriteProxyHeader(up, r.proxyVersion, conn.RemoteAddr(), conn.LocalAddr())
 		if err != nil {
-			conn.Close()
-			up.Close()
-			r.log.Warn("sending the PROXY protocol header failed; connection closed", "peer", peer,
-				"duration", time.Since(start), "error", err)
+			r.log.Warn("sending the PROXY protocol header failed; connection reset", append([]any{"peer", peer,
+				"duration", time.Since(start), "error", err},
+				unsignalled(endpoint.Abort(conn), endpoint.Abort(up))...)...)
 			return
 		}
 		up.SetWriteDeadline(time.Time{})
@@ -233,7 +247,8 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 		// socket itself, which keeps the splice path.
 		in = pc.NetConn()
 	}
-	fromPeer, toPeer, err := r.joiner.Join(ctx, in, up)
+	res := r.joiner.Join(ctx, in, up)
+	err = res.Err
 	var more []any
 	// Join has closed up; an exec: program has exited by now.
 	if p, ok := up.(interface {
@@ -247,27 +262,50 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 			err = fmt.Errorf("%s: %w", up.RemoteAddr(), werr)
 		}
 	}
-	logEnd(r.log, peer, start, fromPeer, toPeer, err, more...)
+	more = append(more, unsignalledSides(res.Unsignalled[0], res.Unsignalled[1])...)
+	logEnd(r.log, peer, start, res.AToB, res.BToA, err, more...)
 }
 
-// badProxyHeader reads the PROXY protocol header of a connection accepted
-// by a haproxy: server, here in the connection's goroutine, so that its
-// peer is the original client. A missing or malformed header closes the
-// connection, is logged, and makes it return true.
-func badProxyHeader(log *slog.Logger, conn net.Conn, start time.Time) bool {
-	pc, ok := conn.(interface {
-		Header() (*endpoint.ProxyHeader, error)
-	})
-	if !ok {
-		return false
-	}
-	if _, err := pc.Header(); err != nil {
-		conn.Close()
-		log.Warn("bad PROXY protocol header; connection closed", "peer", addrString(conn.RemoteAddr()),
-			"duration", time.Since(start), "error", err)
+// establish completes an accepted connection's opening phases (a TLS
+// handshake, a PROXY protocol header) here, in the connection's goroutine,
+// each within its own timeout. If one fails, the connection is reset, the
+// failure logged, and establish returns false.
+func establish(ctx context.Context, log *slog.Logger, conn net.Conn, start time.Time) bool {
+	err := endpoint.Handshake(ctx, conn)
+	if err == nil {
 		return true
 	}
+	msg := "TLS handshake failed; connection reset"
+	if errors.Is(err, endpoint.ErrProxyHeader) {
+		msg = "bad PROXY protocol header; connection reset"
+	}
+	log.Warn(msg, append([]any{"peer", addrString(conn.RemoteAddr()), "duration", time.Since(start), "error", err},
+		unsignalled(endpoint.Abort(conn), nil)...)...)
 	return false
+}
+
+// unsignalled turns the errors of aborting the peer's and the upstream's
+// connections into the log attribute that says which of them could not be
+// told that their stream was cut (see endpoint.ErrAbortUnsignalled).
+func unsignalled(peerErr, upErr error) []any {
+	return unsignalledSides(errors.Is(peerErr, endpoint.ErrAbortUnsignalled),
+		errors.Is(upErr, endpoint.ErrAbortUnsignalled))
+}
+
+// unsignalledSides is the "abort_unsignalled" log attribute: "peer",
+// "upstream" or "peer,upstream", the sides whose transport (a UNIX socket,
+// a pipe) could not carry the reset of an aborted connection, so that they
+// saw an ordinary end of a cut stream. Nothing when both were told.
+func unsignalledSides(peer, upstream bool) []any {
+	switch {
+	case peer && upstream:
+		return []any{"abort_unsignalled", "peer,upstream"}
+	case peer:
+		return []any{"abort_unsignalled", "peer"}
+	case upstream:
+		return []any{"abort_unsignalled", "upstream"}
+	}
+	return nil
 }
 
 // setDefaultLogger makes log the default logger, which endpoints log with

@@ -149,22 +149,33 @@ func runServe(e *env, args []string) int {
 		append([]any{"endpoint", endpoint.Redact(rest[0]), "service", name}, attrs...)...)
 }
 
-// serviceHandler runs svc for a connection, closes the connection when the
-// server gives up draining, and logs the connection's end.
+// serviceHandler runs svc for a connection once it is established, resets
+// the connection when the server gives up draining or the service fails
+// mid-stream, and logs the connection's end.
 func serviceHandler(svc service, log *slog.Logger) endpoint.Handler {
 	return endpoint.HandlerFunc(func(ctx context.Context, c net.Conn) {
 		start := time.Now()
-		if badProxyHeader(log, c, start) {
+		if !establish(ctx, log, c, start) {
 			return
 		}
 		peer := addrString(c.RemoteAddr())
-		stop := context.AfterFunc(ctx, func() { c.Close() })
+		cut := make(chan error, 1)
+		stop := context.AfterFunc(ctx, func() { cut <- endpoint.Abort(c) })
 		fromPeer, toPeer, err := svc(ctx, c)
-		if !stop() && ctx.Err() != nil {
+		var more []any
+		var exited *exec.ExitError
+		switch {
+		case !stop():
 			err = context.Cause(ctx)
+			more = unsignalled(<-cut, nil)
+		case err != nil && !errors.As(err, &exited):
+			// A transport error: the peer must not take what it got
+			// for the whole stream. (An exec: COMMAND's exit status is
+			// no such error: its output ended where it chose.)
+			more = unsignalled(endpoint.Abort(c), nil)
 		}
 		c.Close()
-		logEnd(log, peer, start, fromPeer, toPeer, err)
+		logEnd(log, peer, start, fromPeer, toPeer, err, more...)
 	})
 }
 

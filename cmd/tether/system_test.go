@@ -168,7 +168,7 @@ backend tether_v2
 	if got, _ := io.ReadAll(c); len(got) != 0 {
 		t.Errorf("a connection without a PROXY header was answered: %q", got)
 	}
-	l := p.waitLog("bad PROXY protocol header; connection closed", nil)
+	l := p.waitLog("bad PROXY protocol header; connection reset", nil)
 	if e, _ := l["error"].(string); l["peer"] != c.LocalAddr().String() || !strings.Contains(e, "PROXY") {
 		t.Errorf("log line %v", l)
 	}

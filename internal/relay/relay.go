@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tether-endpoints/tether/internal/abort"
 )
 
 // ErrIdle is the error Join returns when it ended a pair because nothing
@@ -31,14 +33,28 @@ type Joiner struct {
 	IdleTimeout time.Duration
 }
 
+// A Result is what Join reports of a pair once both directions are done.
+type Result struct {
+	// AToB and BToA are the bytes moved each way.
+	AToB, BToA int64
+	// Err is the first real error: nil when both directions ended at end
+	// of file, ErrIdle after the idle timeout, context.Cause(ctx) when ctx
+	// was cancelled, or the error of the read or write that failed.
+	Err error
+	// Unsignalled says, for a and for b, that the pair was aborted but the
+	// connection's transport could not tell its peer so (a UNIX stream
+	// socket, a pipe): that peer saw an ordinary end of a cut stream.
+	Unsignalled [2]bool
+}
+
 // Join is Joiner{}.Join: no idle timeout.
-func Join(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err error) {
+func Join(ctx context.Context, a, b net.Conn) Result {
 	var j Joiner
 	return j.Join(ctx, a, b)
 }
 
 // Join copies from a to b and from b to a until both directions are done,
-// then closes both connections and returns the bytes moved each way.
+// then closes both connections and reports the bytes moved each way.
 //
 // When one side reaches end of file, the other side's write half is closed
 // (CloseWrite) and the reverse direction keeps flowing until it ends too. A
@@ -52,12 +68,11 @@ func Join(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err error) {
 // buffers from a pool; a direction reading from a socket holds one only
 // while data is arriving, one reading from anything else while it waits.
 //
-// err is the first real error: nil when both directions ended at end of
-// file, ErrIdle after the idle timeout, context.Cause(ctx) when ctx was
-// cancelled, or the error of the read or write that failed. On any of these
-// both connections are reset (SO_LINGER 0 for TCP), so that a peer never
-// mistakes a broken stream for a complete one.
-func (j *Joiner) Join(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err error) {
+// When the pair ends in error (Result.Err is not nil), both connections
+// are aborted (see internal/abort): the socket under every wrapper is reset
+// and no TLS close_notify is sent, so that a peer never mistakes a broken
+// stream for a complete one. A clean end closes them with Close.
+func (j *Joiner) Join(ctx context.Context, a, b net.Conn) Result {
 	p := &pair{conns: [2]net.Conn{a, b}, idle: j.IdleTimeout, start: time.Now()}
 	p.live[0].Store(true)
 	p.live[1].Store(true)
@@ -68,10 +83,11 @@ func (j *Joiner) Join(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err
 	}
 	stop := context.AfterFunc(ctx, func() { p.teardown(context.Cause(ctx), true) })
 
+	var r Result
 	done := make(chan int64, 1)
 	go func() { done <- p.copyHalf(0) }() // a to b
-	bToA = p.copyHalf(1)                  // b to a
-	aToB = <-done
+	r.BToA = p.copyHalf(1)                // b to a
+	r.AToB = <-done
 
 	stop()
 	p.mu.Lock()
@@ -81,13 +97,15 @@ func (j *Joiner) Join(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err
 	}
 	p.mu.Unlock()
 	p.teardown(nil, false)
-	err = p.result()
-	if ctx.Err() != nil && (err == nil || errors.Is(err, net.ErrClosed)) {
+	p.mu.Lock()
+	r.Err, r.Unsignalled = p.err, p.unsignalled
+	p.mu.Unlock()
+	if ctx.Err() != nil && (r.Err == nil || errors.Is(r.Err, net.ErrClosed)) {
 		// Whoever cancelled ctx may have closed a connection before
 		// AfterFunc's teardown ran; the cancellation is the cause.
-		err = context.Cause(ctx)
+		r.Err = context.Cause(ctx)
 	}
-	return aToB, bToA, err
+	return r
 }
 
 // pair is one Join in progress. Direction i copies from conns[i] to
@@ -106,20 +124,15 @@ type pair struct {
 	mu   sync.Mutex
 	err  error // first real error
 	// closed is set once teardown began: errors after it are its doing.
-	closed   bool
-	finished bool
-	timer    *time.Timer
+	closed      bool
+	finished    bool
+	unsignalled [2]bool // aborted, but the transport could not say so
+	timer       *time.Timer
 	// An outstanding poke: its seq, when it was made, and last at the time.
 	poked, pokedAt, lastAtPoke int64
 }
 
 func (p *pair) now() int64 { return int64(time.Since(p.start)) }
-
-func (p *pair) result() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err
-}
 
 // copyHalf copies one direction to its end and returns the bytes moved. It
 // is named, not a closure, so that stack dumps say what a goroutine is.
@@ -189,13 +202,16 @@ func (p *pair) teardown(cause error, reset bool) {
 			p.err = cause
 		}
 		p.mu.Unlock()
-		for _, c := range p.conns {
-			if reset {
-				if tc, ok := c.(*net.TCPConn); ok {
-					tc.SetLinger(0)
-				}
+		for i, c := range p.conns {
+			if !reset {
+				c.Close()
+				continue
 			}
-			c.Close()
+			if errors.Is(abort.Conn(c), abort.ErrUnsignalled) {
+				p.mu.Lock()
+				p.unsignalled[i] = true
+				p.mu.Unlock()
+			}
 		}
 	})
 }
@@ -340,11 +356,26 @@ func copyBuffered(dst io.Writer, src net.Conn) (written int64, err error) {
 }
 
 // waitReadable blocks until a read from the socket would not block: data,
-// end of file or an error is waiting. It honours the read deadline.
+// end of file or an error is waiting. It honours the read deadline. A
+// pending socket error (a reset) is returned here: the kernel reports it
+// once, and a read after the peek would see only end of file, so a reset
+// would pass for a clean end.
 func waitReadable(rc syscall.RawConn) error {
 	var peek [1]byte
-	return rc.Read(func(fd uintptr) bool {
+	var sockErr error
+	err := rc.Read(func(fd uintptr) bool {
 		_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return err != syscall.EAGAIN
+		switch err {
+		case syscall.EAGAIN:
+			return false
+		case nil, syscall.EINTR:
+		default:
+			sockErr = os.NewSyscallError("recvfrom", err)
+		}
+		return true
 	})
+	if err != nil {
+		return err
+	}
+	return sockErr
 }

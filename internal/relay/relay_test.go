@@ -62,24 +62,17 @@ func randBytes(t testing.TB, n int) []byte {
 	return b
 }
 
-type joinResult struct {
-	aToB, bToA int64
-	err        error
-}
-
 // relayed sets up client <-> a =Join= b <-> server, with the client side
 // over network ca and the server side over network cb, and returns the
 // client's and the server's ends and Join's result, which arrives once
 // Join returns.
-func relayed(t *testing.T, ctx context.Context, j *Joiner, ca, cb string) (client, server net.Conn, res <-chan joinResult) {
+func relayed(t *testing.T, ctx context.Context, j *Joiner, ca, cb string) (client, server net.Conn, res <-chan Result) {
 	t.Helper()
 	client, a := connPair(t, ca)
 	b, server := connPair(t, cb)
-	ch := make(chan joinResult, 1)
+	ch := make(chan Result, 1)
 	go func() {
-		var r joinResult
-		r.aToB, r.bToA, r.err = j.Join(ctx, a, b)
-		ch <- r
+		ch <- j.Join(ctx, a, b)
 	}()
 	return client, server, ch
 }
@@ -91,14 +84,14 @@ func closeWrite(t *testing.T, c net.Conn) {
 	}
 }
 
-func wait(t *testing.T, ch <-chan joinResult) joinResult {
+func wait(t *testing.T, ch <-chan Result) Result {
 	t.Helper()
 	select {
 	case r := <-ch:
 		return r
 	case <-time.After(20 * time.Second):
 		t.Fatal("Join did not return")
-		return joinResult{}
+		return Result{}
 	}
 }
 
@@ -145,8 +138,8 @@ func TestJoinHalfClose(t *testing.T) {
 				t.Errorf("stream back: got %d bytes, want %d, equal %v", len(got), len(down), bytes.Equal(got, down))
 			}
 			r := wait(t, res)
-			if r.err != nil || r.aToB != int64(len(up)) || r.bToA != int64(len(down)) {
-				t.Errorf("Join = %d, %d, %v; want %d, %d, nil", r.aToB, r.bToA, r.err, len(up), len(down))
+			if r.Err != nil || r.AToB != int64(len(up)) || r.BToA != int64(len(down)) {
+				t.Errorf("Join = %d, %d, %v; want %d, %d, nil", r.AToB, r.BToA, r.Err, len(up), len(down))
 			}
 		})
 	}
@@ -166,7 +159,7 @@ func TestJoinReset(t *testing.T) {
 	server.(*net.TCPConn).SetLinger(0)
 	server.Close()
 	r := wait(t, res)
-	if r.err == nil {
+	if r.Err == nil {
 		t.Error("Join after a reset returned no error")
 	}
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -181,8 +174,8 @@ func TestJoinCancel(t *testing.T) {
 	client, _, res := relayed(t, ctx, &Joiner{}, "tcp", "unix")
 	cancel(stop)
 	r := wait(t, res)
-	if !errors.Is(r.err, stop) {
-		t.Errorf("Join after cancel = %v, want %v", r.err, stop)
+	if !errors.Is(r.Err, stop) {
+		t.Errorf("Join after cancel = %v, want %v", r.Err, stop)
 	}
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadAll(client); err == nil {
@@ -194,15 +187,15 @@ func TestJoinIdle(t *testing.T) {
 	const idle = 100 * time.Millisecond
 	t.Run("silent", func(t *testing.T) {
 		_, _, res := relayed(t, context.Background(), &Joiner{IdleTimeout: idle}, "tcp", "tcp")
-		if r := wait(t, res); !errors.Is(r.err, ErrIdle) {
-			t.Errorf("Join = %v, want ErrIdle", r.err)
+		if r := wait(t, res); !errors.Is(r.Err, ErrIdle) {
+			t.Errorf("Join = %v, want ErrIdle", r.Err)
 		}
 	})
 	t.Run("half-closed and silent", func(t *testing.T) {
 		client, _, res := relayed(t, context.Background(), &Joiner{IdleTimeout: idle}, "unix", "tcp")
 		closeWrite(t, client)
-		if r := wait(t, res); !errors.Is(r.err, ErrIdle) {
-			t.Errorf("Join = %v, want ErrIdle", r.err)
+		if r := wait(t, res); !errors.Is(r.Err, ErrIdle) {
+			t.Errorf("Join = %v, want ErrIdle", r.Err)
 		}
 	})
 	// A trickle slower than one read per timeout in neither direction, but
@@ -223,8 +216,8 @@ func TestJoinIdle(t *testing.T) {
 				t.Fatalf("server got %d bytes, %v; want 12 and end of file", len(got), err)
 			}
 			server.Close()
-			if r := wait(t, res); r.err != nil {
-				t.Errorf("Join = %v, want nil: a trickle is not idle", r.err)
+			if r := wait(t, res); r.Err != nil {
+				t.Errorf("Join = %v, want nil: a trickle is not idle", r.Err)
 			}
 		})
 	}
@@ -325,8 +318,8 @@ func TestSpliceNoPipe(t *testing.T) {
 		t.Fatalf("got %d bytes, %v", len(got), err)
 	}
 	server.Close()
-	if r := wait(t, res); r.err != nil || r.aToB != int64(len(data)) {
-		t.Errorf("Join = %d, %v", r.aToB, r.err)
+	if r := wait(t, res); r.Err != nil || r.AToB != int64(len(data)) {
+		t.Errorf("Join = %d, %v", r.AToB, r.Err)
 	}
 }
 
@@ -341,12 +334,10 @@ func TestJoinPokedKeepsData(t *testing.T) {
 		t.Run(tc.a+"-"+tc.b, func(t *testing.T) {
 			client, a := connPair(t, tc.a)
 			b, server := connPair(t, tc.b)
-			res := make(chan joinResult, 1)
+			res := make(chan Result, 1)
 			j := &Joiner{IdleTimeout: time.Hour}
 			go func() {
-				var r joinResult
-				r.aToB, r.bToA, r.err = j.Join(context.Background(), a, b)
-				res <- r
+				res <- j.Join(context.Background(), a, b)
 			}()
 			stop := make(chan struct{})
 			poked := make(chan int)
@@ -392,8 +383,8 @@ func TestJoinPokedKeepsData(t *testing.T) {
 				t.Errorf("after %d pokes: got %d and %d bytes, want %d and %d, intact: %v %v",
 					n, len(gotUp), len(gotDown), len(up), len(down), bytes.Equal(gotUp, up), bytes.Equal(gotDown, down))
 			}
-			if r := wait(t, res); r.err != nil {
-				t.Errorf("Join = %v", r.err)
+			if r := wait(t, res); r.Err != nil {
+				t.Errorf("Join = %v", r.Err)
 			}
 			t.Logf("%d pokes", n)
 		})

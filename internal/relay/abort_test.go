@@ -1,0 +1,98 @@
+package relay
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tlsPair returns the two ends of one TLS connection over loopback TCP,
+// handshake done: the client's *tls.Conn and the server's.
+func tlsPair(t *testing.T) (client, server *tls.Conn) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	rawC, rawS := connPair(t, "tcp")
+	server = tls.Server(rawS, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	client = tls.Client(rawC, &tls.Config{ServerName: "localhost", RootCAs: roots})
+	done := make(chan error, 1)
+	go func() { done <- server.Handshake() }()
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return client, server
+}
+
+// TestJoinResetReachesTLSPeer: when the upstream resets mid-stream, the
+// client of a TLS connection on the other side sees the stream fail, not a
+// close_notify and a clean end of a truncated download.
+func TestJoinResetReachesTLSPeer(t *testing.T) {
+	client, a := tlsPair(t)
+	b, server := connPair(t, "tcp")
+	res := make(chan Result, 1)
+	go func() { res <- Join(context.Background(), a, b) }()
+
+	if _, err := server.Write(make([]byte, 100<<10)); err != nil {
+		t.Fatal(err)
+	}
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(client, make([]byte, 100<<10)); err != nil {
+		t.Fatal(err)
+	}
+	server.(*net.TCPConn).SetLinger(0)
+	server.Close()
+	r := wait(t, res)
+	if r.Err == nil || r.Unsignalled != [2]bool{} {
+		t.Errorf("Join = %+v; want the upstream's reset as the error, and both sides told", r)
+	}
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("TLS client after the upstream reset: Read = %v; want a reset, not a clean end", err)
+	}
+}
+
+// TestJoinUnsignalled: a pair cut while one side is a UNIX socket reports
+// that that side could not be told, and the TCP side still gets its reset.
+func TestJoinUnsignalled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	client, server, res := relayed(t, ctx, &Joiner{}, "tcp", "unix")
+	client.Write([]byte("x"))
+	server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(server, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	r := wait(t, res)
+	if !errors.Is(r.Err, context.Canceled) || r.Unsignalled != [2]bool{false, true} {
+		t.Errorf("Join = %+v; want context.Canceled and the UNIX side (b) unsignalled", r)
+	}
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("TCP client after the cut: Read = %v; want a reset", err)
+	}
+}
