@@ -33,9 +33,10 @@ type lingerer interface{ SetLinger(sec int) error }
 // the wrappers to release what they hold. The peer of a TCP connection sees
 // a reset (ECONNRESET).
 //
-// The error is nil when the peer was told, and wraps ErrUnsignalled when
-// the connection was closed but its transport cannot carry a reset. Either
-// way c is closed when Conn returns.
+// The error is nil when the peer was told, wraps ErrUnsignalled when the
+// connection was closed but its transport cannot carry a reset, and wraps
+// net.ErrClosed when the socket was closed already. Either way c is closed
+// when Conn returns.
 func Conn(c net.Conn) error {
 	layers := []net.Conn{c}
 	inner := c
@@ -58,7 +59,12 @@ func Conn(c net.Conn) error {
 	}
 	var err error
 	if l, ok := inner.(lingerer); ok {
-		if lerr := l.SetLinger(0); lerr != nil {
+		switch lerr := l.SetLinger(0); {
+		case errors.Is(lerr, net.ErrClosed):
+			// Closed already, by whoever gave up on it first (a drain
+			// cut racing a relay's own abort): that one said how.
+			err = lerr
+		case lerr != nil:
 			err = fmt.Errorf("%w: setting SO_LINGER: %w", ErrUnsignalled, lerr)
 		}
 	} else {
