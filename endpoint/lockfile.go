@@ -13,6 +13,13 @@ import (
 // programs guard each other's sockets: a symbolic link named ADDRESS.lock
 // whose target is the owner's process ID. A symlink is made atomically, and
 // its target read without opening anything.
+//
+// The lock's directory may be writable by others, who can put anything at
+// ADDRESS.lock at any moment, a link to any file included. So the lock is
+// only ever handled with calls that act on the name itself and never
+// follow a link there: symlink, readlink and unlink (not os.Remove, whose
+// fallback is rmdir). Nothing opens, stats or changes the file a lock
+// points at; its target is only text to parse as a process ID.
 
 // errLockHeld is returned when a live process holds the lock. It matches
 // syscall.EADDRINUSE, because that is what the caller wants to know.
@@ -53,12 +60,21 @@ func acquireLock(path string) (clean bool, err error) {
 		if alive {
 			return false, &errLockHeld{path, owner}
 		}
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := syscall.Unlink(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return false, fmt.Errorf("removing stale lock file %s of dead process %d: %w", path, owner, err)
 		}
 		clean = false
 	}
 	return false, fmt.Errorf("lock file %s: gave up after losing 100 races for it", path)
+}
+
+// releaseLock removes the lock at path if this process holds it: a lock
+// that someone has replaced since is not ours to remove. Should it be
+// replaced between readlink and unlink, unlink removes only the name.
+func releaseLock(path string) {
+	if pid, _, err := lockOwner(path); err == nil && pid == os.Getpid() {
+		syscall.Unlink(path)
+	}
 }
 
 // lockOwner reads the lock at path and says whether its owner is alive.

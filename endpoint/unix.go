@@ -3,7 +3,6 @@ package endpoint
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"strings"
@@ -28,7 +27,12 @@ func init() {
 			},
 			Notes: "With lockfile=1 a live owner of ADDRESS.lock makes Listen fail with EADDRINUSE and its socket " +
 				"is left alone; a dead owner's lock and stale socket are taken over. Close removes the socket and " +
-				"the lock before it returns. @name is an abstract socket (Twisted would make a file named @name).",
+				"the lock before it returns, each only while it is still this listener's. The socket file gets exactly " +
+				"mode, whatever the umask. On Linux bind makes it so, and nothing changes it through its path afterwards " +
+				"(as Twisted's chmod after bind does), so that no one who can write to its directory can redirect that " +
+				"change to another file with a link; elsewhere the mode is set after bind without following a link. " +
+				"Listen and Close never follow a link at ADDRESS or ADDRESS.lock. " +
+				"@name is an abstract socket (Twisted would make a file named @name).",
 		},
 		New: func(a *Args) (Server, error) {
 			return &unixServer{
@@ -92,16 +96,19 @@ func (s *unixServer) Listen(ctx context.Context) (net.Listener, error) {
 		if !clean {
 			// The lock's owner is dead; its socket, if it left one, is
 			// stale. Only a socket is removed: anything else at the path
-			// is not ours to delete, and bind will report it.
-			if fi, err := os.Lstat(s.path); err == nil && fi.Mode().Type() == fs.ModeSocket {
-				os.Remove(s.path)
+			// is not ours to delete, and bind will report it. Should the
+			// entry change between the two calls, unlink still removes
+			// only a name in the directory, never what a link points at.
+			var st syscall.Stat_t
+			if err := syscall.Lstat(s.path, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFSOCK {
+				syscall.Unlink(s.path)
 			}
 		}
 	}
 	ln, err := s.bindListen(ul)
 	if err != nil {
 		if ul.lockPath != "" {
-			os.Remove(ul.lockPath)
+			releaseLock(ul.lockPath)
 		}
 		return nil, opErr(err)
 	}
@@ -109,12 +116,12 @@ func (s *unixServer) Listen(ctx context.Context) (net.Listener, error) {
 	return ul, nil
 }
 
-// bindListen makes the socket so that its file never has looser
-// permissions than mode: on Linux, bind(2) creates the file with the
-// socket's own mode less the umask, so fchmod before bind gives it mode or
-// tighter from its first moment; chmod after bind then adds back what the
-// umask took. Both happen before listen(2), until which no one can connect
-// whatever the permissions (which is all that Twisted's chmod relies on).
+// bindListen binds and listens, leaving the socket file with exactly the
+// mode asked for and no looser at any moment that matters: until listen(2)
+// no one can connect, whatever the permissions (which is all that Twisted's
+// chmod after bind relies on). It never changes the file through its path
+// after bind, which whoever can write to the directory could by then have
+// pointed at another file (see bindSocketFile).
 func (s *unixServer) bindListen(ul *unixListener) (*net.UnixListener, error) {
 	fd, err := unixSocket()
 	if err != nil {
@@ -122,27 +129,21 @@ func (s *unixServer) bindListen(ul *unixListener) (*net.UnixListener, error) {
 	}
 	f := os.NewFile(uintptr(fd), "unix:"+s.path)
 	defer f.Close()
-	if err := syscall.Fchmod(fd, uint32(s.mode)); err != nil {
-		return nil, os.NewSyscallError("fchmod", err)
+	created, err := bindSocketFile(fd, s.path, s.mode)
+	if created {
+		ul.remember()
 	}
-	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: s.path}); err != nil {
-		return nil, os.NewSyscallError("bind", err)
-	}
-	var st syscall.Stat_t
-	if err := syscall.Chmod(s.path, uint32(s.mode)); err != nil {
-		os.Remove(s.path)
-		return nil, os.NewSyscallError("chmod", err)
-	}
-	if err := syscall.Lstat(s.path, &st); err == nil {
-		ul.dev, ul.ino = uint64(st.Dev), st.Ino
+	if err != nil {
+		ul.removeSocket()
+		return nil, err
 	}
 	if err := syscall.Listen(fd, s.backlog); err != nil {
-		os.Remove(s.path)
+		ul.removeSocket()
 		return nil, os.NewSyscallError("listen", err)
 	}
 	fl, err := net.FileListener(f)
 	if err != nil {
-		os.Remove(s.path)
+		ul.removeSocket()
 		return nil, err
 	}
 	ln := fl.(*net.UnixListener)
@@ -157,24 +158,44 @@ type unixListener struct {
 	*net.UnixListener
 	path     string
 	lockPath string
-	dev, ino uint64
+	dev, ino uint64 // the socket file's, once remember has found it
+	known    bool
 	once     sync.Once
 	err      error
+}
+
+// remember notes which file at path is the socket just bound, so that
+// removeSocket deletes that one and no other. Only a socket of this
+// process's user counts: if something else is there already, someone
+// replaced ours, and nothing will be removed.
+func (l *unixListener) remember() {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(l.path, &st); err == nil &&
+		st.Mode&syscall.S_IFMT == syscall.S_IFSOCK && int(st.Uid) == os.Geteuid() {
+		l.dev, l.ino, l.known = uint64(st.Dev), st.Ino, true
+	}
+}
+
+// removeSocket removes the socket file if path still names it: another
+// process may have replaced it after taking over a lock we lost. Lstat and
+// unlink look at the name itself, never through a link; an entry swapped in
+// between them is only unlinked from a directory its swapper can write to.
+func (l *unixListener) removeSocket() {
+	if !l.known {
+		return
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(l.path, &st); err == nil && uint64(st.Dev) == l.dev && st.Ino == l.ino {
+		syscall.Unlink(l.path)
+	}
 }
 
 func (l *unixListener) Close() error {
 	l.once.Do(func() {
 		l.err = l.UnixListener.Close()
-		// Remove the file only if it is still the socket we made: another
-		// process may have replaced it after taking over a lock we lost.
-		var st syscall.Stat_t
-		if err := syscall.Lstat(l.path, &st); err == nil && uint64(st.Dev) == l.dev && st.Ino == l.ino {
-			os.Remove(l.path)
-		}
+		l.removeSocket()
 		if l.lockPath != "" {
-			if pid, _, err := lockOwner(l.lockPath); err == nil && pid == os.Getpid() {
-				os.Remove(l.lockPath)
-			}
+			releaseLock(l.lockPath)
 		}
 	})
 	return l.err

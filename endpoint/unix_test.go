@@ -206,8 +206,11 @@ func TestUNIXDialMissing(t *testing.T) {
 	}
 }
 
-// TestUNIXModeFromTheStart: the socket file is created with the mode asked
-// for (or tighter, by the umask), never looser, and then gets exactly it.
+// TestUNIXModeFromTheStart: Linux's bind(2) makes the socket file with the
+// socket's own mode less the umask, which is what Listen relies on to give
+// the file its mode at creation rather than through its path afterwards
+// (see unix_symlink_test.go for the same under a restrictive umask, and for
+// the race that a chmod by path loses).
 func TestUNIXModeFromTheStart(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
