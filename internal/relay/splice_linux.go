@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Why not the standard library's splice (TCPConn.ReadFrom, WriteTo)? It
@@ -35,10 +36,20 @@ var (
 )
 
 // pipes holds pipes for reuse. It is small and fixed: a burst of transfers
-// makes pipes that are closed as soon as it is over.
+// makes pipes that are closed as soon as it is over. Pooled pipes that sit
+// unused for pipeIdle are closed too, so a relay that has gone quiet holds
+// none (each is two file descriptors).
 var pipes = make(chan *pipe, 32)
 
+const pipeIdle = 10 * time.Second
+
+var (
+	lastGet   atomic.Int64 // when getPipe last ran, in Unix nanoseconds
+	trimArmed atomic.Bool  // a trimPipes timer is pending
+)
+
 func getPipe() (*pipe, error) {
+	lastGet.Store(time.Now().UnixNano())
 	select {
 	case p := <-pipes:
 		pipesOut.Add(1)
@@ -61,11 +72,39 @@ func putPipe(p *pipe) {
 	if p.data == 0 {
 		select {
 		case pipes <- p:
+			if trimArmed.CompareAndSwap(false, true) {
+				time.AfterFunc(pipeIdle, trimPipes)
+			}
 			return
 		default:
 		}
 	}
 	closePipe(p)
+}
+
+// trimPipes closes the pooled pipes once none has been taken for pipeIdle.
+func trimPipes() {
+	if wait := trimIdlePipes(time.Now()); wait > 0 {
+		time.AfterFunc(wait, trimPipes)
+	}
+}
+
+// trimIdlePipes closes the pooled pipes if none has been taken for
+// pipeIdle at now; else it returns how long to wait before looking again.
+func trimIdlePipes(now time.Time) time.Duration {
+	if idle := now.Sub(time.Unix(0, lastGet.Load())); idle < pipeIdle {
+		return pipeIdle - idle
+	}
+	// Disarm first: a pipe pooled from now on arms a timer of its own.
+	trimArmed.Store(false)
+	for {
+		select {
+		case p := <-pipes:
+			closePipe(p)
+		default:
+			return 0
+		}
+	}
 }
 
 // spliceable returns the raw connection of a stream socket that splice(2)
