@@ -217,21 +217,15 @@ func TestHTTPConnectTargetRefused(t *testing.T) {
 // httpconnect over tcp, with the certificate verified for the name the
 // proxy resolved.
 func TestProxyUnderTLS(t *testing.T) {
-	dev, err := NewSelfSigned("localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := dev.WriteFiles(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pki := newPKI(t, "ca")
+	certFile, keyFile := pki.issue(t.TempDir(), "localhost", leafOpts{})
 	ln := listen(t, "tls:0:interface=[::]:certificate="+Quote(certFile)+":privateKey="+Quote(keyFile))
 	serveEach(ln, func(c net.Conn) { io.Copy(c, c) })
 	for _, proxy := range []string{
 		proxyString("socks5", "localhost", portOf(ln), startMicrosocks(t, "", ""), ""),
 		proxyString("httpconnect", "localhost", portOf(ln), startTinyproxy(t, "", ""), ""),
 	} {
-		s := fmt.Sprintf("tls:localhost:%d:trustRoots=%s:endpoint=%s", portOf(ln), Quote(certFile), Quote(proxy))
+		s := fmt.Sprintf("tls:localhost:%d:trustRoots=%s:endpoint=%s", portOf(ln), Quote(pki.caFile), Quote(proxy))
 		c, err := Dial(context.Background(), s)
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)

@@ -370,24 +370,3 @@ func TestTLSInteropTwistedSSLServer(t *testing.T) {
 		echo(t, tc, "hello, "+who)
 	}
 }
-
-// TestTLSInteropFingerprint: the development certificate's fingerprint is
-// the one openssl prints.
-func TestTLSInteropFingerprint(t *testing.T) {
-	openssl := needOpenSSL(t)
-	s, err := NewSelfSigned("dev.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, _, err := s.WriteFiles(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(openssl, "x509", "-noout", "-fingerprint", "-sha256", "-in", certFile).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	if got := strings.TrimSpace(string(out)); !strings.HasSuffix(got, "="+s.Fingerprint) {
-		t.Fatalf("openssl says %s, NewSelfSigned %s", got, s.Fingerprint)
-	}
-}

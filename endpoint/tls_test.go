@@ -841,32 +841,6 @@ func TestTLSMinVersion(t *testing.T) {
 	}
 }
 
-func TestTLSSelfSigned(t *testing.T) {
-	s, err := NewSelfSigned()
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := s.WriteFiles(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("key file: %v, %v", fi.Mode(), err)
-	}
-	ln := tlsListen(t, "tls:0:interface=127.0.0.1:certificate="+certFile+":privateKey="+keyFile)
-	serveEcho(t, ln)
-	// Trusting the certificate itself, as a client told of it would.
-	tc := tlsDial(t, fmt.Sprintf("tls:localhost:%d:trustRoots=%s", tlsPort(ln), certFile))
-	got := CertFingerprint(tc.ConnectionState().PeerCertificates[0].Raw)
-	if got != s.Fingerprint || len(got) != 32*3-1 {
-		t.Fatalf("fingerprint %s, want %s", got, s.Fingerprint)
-	}
-	echo(t, tc, "dev")
-	if _, err := Dial(context.Background(), fmt.Sprintf("tls:localhost:%d", tlsPort(ln))); err == nil {
-		t.Fatal("a self-signed certificate was trusted without being asked to")
-	}
-}
-
 // TestTLSFilesNotRegular: a string naming a device, a FIFO or a directory
 // as a key or certificate fails at once, naming the argument, rather than
 // hanging the parse (a FIFO with no writer) or filling memory (/dev/zero).

@@ -71,7 +71,7 @@ func devCert(e *env, cmd, listen string, enabled bool) (out string, attrs []any,
 	if name := devCertName(iface); name != "" && !slices.Contains(hosts, name) {
 		hosts = append(hosts, name)
 	}
-	cert, err := endpoint.NewSelfSigned(hosts...)
+	cert, err := newSelfSigned(hosts...)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "tether %s: --dev-cert: making a certificate: %v\n", cmd, err)
 		return listen, nil, cleanup, exitFailure
@@ -82,7 +82,7 @@ func devCert(e *env, cmd, listen string, enabled bool) (out string, attrs []any,
 		return listen, nil, cleanup, exitFailure
 	}
 	cleanup = func() { os.RemoveAll(dir) }
-	certPath, keyPath, err := cert.WriteFiles(dir)
+	certPath, keyPath, err := cert.writeFiles(dir)
 	if err != nil {
 		cleanup()
 		fmt.Fprintf(e.stderr, "tether %s: --dev-cert: %v\n", cmd, err)

@@ -54,7 +54,7 @@ func pinnedEcho(t *testing.T, addr, fingerprint, msg string) {
 			if len(raw) == 0 {
 				return fmt.Errorf("no certificate")
 			}
-			if got := endpoint.CertFingerprint(raw[0]); got != fingerprint {
+			if got := certFingerprint(raw[0]); got != fingerprint {
 				return fmt.Errorf("certificate %s, want the printed %s", got, fingerprint)
 			}
 			return nil

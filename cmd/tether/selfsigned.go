@@ -1,4 +1,4 @@
-package endpoint
+package main
 
 import (
 	"crypto/ecdsa"
@@ -17,26 +17,26 @@ import (
 	"time"
 )
 
-// SelfSigned is a throwaway self-signed certificate, for a development
-// mode that serves TLS when the user gave no key. No client trusts it
+// selfSigned is a throwaway self-signed certificate, for --dev-cert, which
+// serves TLS when the user gave no key. No client trusts it
 // unless told to; print Fingerprint so that the user can check what a
 // client sees (openssl s_client shows it with
 // "openssl x509 -noout -fingerprint -sha256"). Making one must never be
 // silent: a program that falls back to it should say so.
-type SelfSigned struct {
+type selfSigned struct {
 	// CertPEM is the certificate, PEM-encoded.
 	CertPEM []byte
 	// KeyPEM is its private key (ECDSA P-256, PKCS #8), PEM-encoded.
 	KeyPEM []byte
 	// Fingerprint is the SHA-256 fingerprint of the certificate, as
-	// CertFingerprint writes it.
+	// certFingerprint writes it.
 	Fingerprint string
 }
 
-// NewSelfSigned makes a SelfSigned certificate for the given host names
+// newSelfSigned makes a selfSigned certificate for the given host names
 // and IP addresses (default: localhost, 127.0.0.1 and ::1), valid from an
 // hour ago for 30 days.
-func NewSelfSigned(hosts ...string) (*SelfSigned, error) {
+func newSelfSigned(hosts ...string) (*selfSigned, error) {
 	if len(hosts) == 0 {
 		hosts = []string{"localhost", "127.0.0.1", "::1"}
 	}
@@ -73,17 +73,17 @@ func NewSelfSigned(hosts ...string) (*SelfSigned, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &SelfSigned{
+	return &selfSigned{
 		CertPEM:     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:      pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-		Fingerprint: CertFingerprint(der),
+		Fingerprint: certFingerprint(der),
 	}, nil
 }
 
-// WriteFiles writes the certificate to dir/cert.pem and the key to
+// writeFiles writes the certificate to dir/cert.pem and the key to
 // dir/key.pem (readable by the owner only), for a server string such as
 // "tls:8443:certificate=DIR/cert.pem:privateKey=DIR/key.pem".
-func (s *SelfSigned) WriteFiles(dir string) (certPath, keyPath string, err error) {
+func (s *selfSigned) writeFiles(dir string) (certPath, keyPath string, err error) {
 	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	if err := os.WriteFile(keyPath, s.KeyPEM, 0o600); err != nil {
 		return "", "", err
@@ -94,10 +94,10 @@ func (s *SelfSigned) WriteFiles(dir string) (certPath, keyPath string, err error
 	return certPath, keyPath, nil
 }
 
-// CertFingerprint returns the SHA-256 fingerprint of a DER certificate as
+// certFingerprint returns the SHA-256 fingerprint of a DER certificate as
 // upper-case hex pairs joined by ':', the form of
 // "openssl x509 -noout -fingerprint -sha256".
-func CertFingerprint(der []byte) string {
+func certFingerprint(der []byte) string {
 	sum := sha256.Sum256(der)
 	var b strings.Builder
 	for i, c := range sum {
