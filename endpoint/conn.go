@@ -16,7 +16,7 @@ import (
 var ErrAbortUnsignalled = abort.ErrUnsignalled
 
 // Abort closes conn so that its peer learns the stream was cut rather than
-// finished: the socket under every wrapper (a *tls.Conn, a ProxyConn, any
+// finished: the socket under every wrapper (a *tls.Conn, a *proxyproto.Conn, any
 // connection with a NetConn method) is closed first, with SO_LINGER 0 if it
 // is TCP, so the peer gets a reset and no TLS close_notify is sent. Call it
 // instead of Close on every path that abandons a connection mid-stream:
@@ -28,7 +28,7 @@ var ErrAbortUnsignalled = abort.ErrUnsignalled
 func Abort(conn net.Conn) error { return abort.Conn(conn) }
 
 // A handshaker is a connection with a lazy opening phase that can be run
-// explicitly: *tls.Conn's handshake, ProxyConn's header.
+// explicitly: *tls.Conn's handshake, *proxyproto.Conn's header.
 type handshaker interface {
 	HandshakeContext(ctx context.Context) error
 }
@@ -44,7 +44,7 @@ type handshaker interface {
 // Call it before acting on a connection's behalf, so that nothing is done
 // for a client that has not proved who it is or where it comes from: a
 // relay dials its upstream only after Handshake succeeds. On an error the
-// connection should be aborted (see Abort); the error wraps ErrProxyHeader
+// connection should be aborted (see Abort); the error wraps proxyproto.ErrBadHeader
 // for a bad header, and is crypto/tls's for a failed handshake.
 func Handshake(ctx context.Context, conn net.Conn) error {
 	var layers []handshaker

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tether-endpoints/tether/proxyproto"
 )
 
 // stallAfterHello passes a TLS client's first write (its ClientHello) to
@@ -191,7 +193,7 @@ func TestAbortUnix(t *testing.T) {
 
 // TestHandshakeHeaderCancelled: Handshake reads a haproxy: header within
 // its context; a context that ends first ends the wait, with an error that
-// wraps ErrProxyHeader and says why.
+// wraps proxyproto.ErrBadHeader and says why.
 func TestHandshakeHeaderCancelled(t *testing.T) {
 	ln := listen(t, "haproxy:tcp:0:interface=127.0.0.1")
 	silent, err := net.Dial("tcp", ln.Addr().String())
@@ -207,8 +209,8 @@ func TestHandshakeHeaderCancelled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	err = Handshake(ctx, c)
-	if !errors.Is(err, ErrProxyHeader) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Handshake = %v; want ErrProxyHeader and the context's deadline", err)
+	if !errors.Is(err, proxyproto.ErrBadHeader) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Handshake = %v; want proxyproto.ErrBadHeader and the context's deadline", err)
 	}
 	// The silent client is reset, not closed cleanly.
 	if err := readToEnd(silent); !errors.Is(err, syscall.ECONNRESET) {

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 
 	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/proxyproto"
 )
 
 // Talk to a program over its standard input and output. CloseWrite ends
@@ -28,37 +28,10 @@ func ExampleDial_exec() {
 	// exit: <nil>
 }
 
-// Write the PROXY protocol header that tells a server behind a relay who
-// the original client was, as tether relay --proxy-protocol does.
-func ExampleWriteProxyHeader() {
-	client := &net.TCPAddr{IP: net.ParseIP("203.0.113.7"), Port: 4242}
-	server := &net.TCPAddr{IP: net.ParseIP("198.51.100.1"), Port: 443}
-	var b strings.Builder
-	endpoint.WriteProxyHeader(&b, 1, client, server)
-	fmt.Printf("%q\n", b.String())
-	// Output: "PROXY TCP4 203.0.113.7 198.51.100.1 4242 443\r\n"
-}
-
-// Read a PROXY protocol header; what follows it is left unread.
-func ExampleReadProxyHeader() {
-	r := strings.NewReader("PROXY TCP6 2001:db8::7 2001:db8::1 4243 443\r\nGET / HTTP/1.1\r\n")
-	h, err := endpoint.ReadProxyHeader(r)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Println(h.Version, h.Source, h.Destination)
-	rest, _ := io.ReadAll(r)
-	fmt.Printf("%q\n", rest)
-	// Output:
-	// 1 [2001:db8::7]:4243 [2001:db8::1]:443
-	// "GET / HTTP/1.1\r\n"
-}
-
 // A haproxy: server behind a load balancer: RemoteAddr is the client that
 // connected to the load balancer, read from the header in the
 // connection's goroutine.
-func ExampleProxyConn() {
+func ExampleListen_haproxy() {
 	ln, err := endpoint.Listen(context.Background(), "haproxy:tcp:0:interface=127.0.0.1")
 	if err != nil {
 		fmt.Println(err)
@@ -71,7 +44,7 @@ func ExampleProxyConn() {
 			return
 		}
 		defer c.Close()
-		endpoint.WriteProxyHeader(c, 2, &net.TCPAddr{IP: net.ParseIP("192.0.2.9"), Port: 5555}, c.RemoteAddr())
+		proxyproto.Write(c, 2, &net.TCPAddr{IP: net.ParseIP("192.0.2.9"), Port: 5555}, c.RemoteAddr())
 		io.WriteString(c, "hi")
 	}()
 	c, err := ln.Accept()

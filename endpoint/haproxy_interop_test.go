@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tether-endpoints/tether/internal/testpeer"
+	"github.com/tether-endpoints/tether/proxyproto"
 )
 
 // These tests run real peers: Debian's haproxy, and Twisted's haproxy
@@ -81,7 +82,7 @@ backend tether_v2
 }
 
 // TestHAProxyIntoHAProxy has tether send PROXY headers, with the haproxy:
-// client wrapper and with WriteProxyHeader, to haproxy's accept-proxy
+// client wrapper and with proxyproto.Write, to haproxy's accept-proxy
 // listener, whose log then names the original client.
 func TestHAProxyIntoHAProxy(t *testing.T) {
 	echo := listen(t, "tcp:0:interface=127.0.0.1")
@@ -116,27 +117,27 @@ backend echo
 		t.Fatal(err)
 	}
 	for i, tt := range []struct {
-		h    *ProxyHeader
+		h    *proxyproto.Header
 		want string
 	}{
-		{&ProxyHeader{Version: 1, Source: tcpAddr("203.0.113.7:4242"), Destination: tcpAddr("198.51.100.1:443")},
+		{&proxyproto.Header{Version: 1, Source: tcpAddr("203.0.113.7:4242"), Destination: tcpAddr("198.51.100.1:443")},
 			"accepted client=203.0.113.7:4242 dst=198.51.100.1:443"},
-		{&ProxyHeader{Version: 2, Source: tcpAddr("[2001:db8::7]:4243"), Destination: tcpAddr("[2001:db8::1]:443"),
-			TLVs: []ProxyTLV{{0x01, []byte("h2")}}},
+		{&proxyproto.Header{Version: 2, Source: tcpAddr("[2001:db8::7]:4243"), Destination: tcpAddr("[2001:db8::1]:443"),
+			TLVs: []proxyproto.TLV{{Type: 0x01, Value: []byte("h2")}}},
 			"accepted client=2001:db8::7:4243 dst=2001:db8::1:443"},
-		{&ProxyHeader{Version: 1}, ""}, // PROXY UNKNOWN: the real address
-		{nil, "WriteProxyHeader"},      // as tether relay --proxy-protocol v2 does it
+		{&proxyproto.Header{Version: 1}, ""}, // PROXY UNKNOWN: the real address
+		{nil, "proxyproto.Write"},            // as tether relay --proxy-protocol v2 does it
 	} {
 		var c net.Conn
 		if tt.h != nil {
-			c, err = cli.Dial(WithProxyHeader(context.Background(), tt.h))
+			c, err = cli.Dial(proxyproto.NewContext(context.Background(), tt.h))
 			if err == nil && tt.want == "" {
 				tt.want = "accepted client=" + c.LocalAddr().String()
 			}
 		} else {
 			c, err = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", accept))
 			if err == nil {
-				err = WriteProxyHeader(c, 2, tcpAddr("192.0.2.9:5555"), tcpAddr("192.0.2.1:80"))
+				err = proxyproto.Write(c, 2, tcpAddr("192.0.2.9:5555"), tcpAddr("192.0.2.1:80"))
 			}
 			tt.want = "accepted client=192.0.2.9:5555 dst=192.0.2.1:80"
 		}
@@ -163,7 +164,7 @@ backend echo
 }
 
 // TestHAProxyTwisted sends the same headers to Twisted's haproxy: server
-// and to ReadProxyHeader: both must find the same peer and host.
+// and to proxyproto.Read: both must find the same peer and host.
 func TestHAProxyTwisted(t *testing.T) {
 	const python = "/usr/bin/python3" // Debian's, with python3-twisted
 	cmd := exec.Command(python, "testdata/twisted_haproxy.py")
@@ -191,26 +192,26 @@ func TestHAProxyTwisted(t *testing.T) {
 
 	headers := []struct {
 		name         string
-		h            ProxyHeader
+		h            proxyproto.Header
 		raw          []byte // sent instead of h when set
 		twistedDrops bool   // a known difference
 	}{
-		{name: "v1 TCP4", h: ProxyHeader{Version: 1, Source: tcpAddr("203.0.113.7:4242"), Destination: tcpAddr("198.51.100.1:443")}},
-		{name: "v1 TCP6", h: ProxyHeader{Version: 1, Source: tcpAddr("[2001:db8::7]:4243"), Destination: tcpAddr("[2001:db8::1]:8443")}},
+		{name: "v1 TCP4", h: proxyproto.Header{Version: 1, Source: tcpAddr("203.0.113.7:4242"), Destination: tcpAddr("198.51.100.1:443")}},
+		{name: "v1 TCP6", h: proxyproto.Header{Version: 1, Source: tcpAddr("[2001:db8::7]:4243"), Destination: tcpAddr("[2001:db8::1]:8443")}},
 		// Twisted 22.4 drops the line that the protocol's document, and
 		// haproxy, write for UNKNOWN: its parser wants a space after it.
-		{name: "v1 UNKNOWN", h: ProxyHeader{Version: 1}, twistedDrops: true},
+		{name: "v1 UNKNOWN", h: proxyproto.Header{Version: 1}, twistedDrops: true},
 		{name: "v1 UNKNOWN with addresses", raw: []byte("PROXY UNKNOWN 1.2.3.4 5.6.7.8 1 2\r\n")},
-		{name: "v2 TCP4", h: ProxyHeader{Version: 2, Source: tcpAddr("203.0.113.7:4242"), Destination: tcpAddr("198.51.100.1:443")}},
-		{name: "v2 TCP6", h: ProxyHeader{Version: 2, Source: tcpAddr("[2001:db8::7]:4243"), Destination: tcpAddr("[2001:db8::1]:8443")}},
-		{name: "v2 TCP4 TLVs", h: ProxyHeader{Version: 2, Source: tcpAddr("192.0.2.1:1"), Destination: tcpAddr("192.0.2.2:2"),
-			TLVs: []ProxyTLV{{0x01, []byte("h2")}, {0x02, []byte("example.com")}}}},
-		{name: "v2 UDP4", h: ProxyHeader{Version: 2, Source: net.UDPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.1:53")),
+		{name: "v2 TCP4", h: proxyproto.Header{Version: 2, Source: tcpAddr("203.0.113.7:4242"), Destination: tcpAddr("198.51.100.1:443")}},
+		{name: "v2 TCP6", h: proxyproto.Header{Version: 2, Source: tcpAddr("[2001:db8::7]:4243"), Destination: tcpAddr("[2001:db8::1]:8443")}},
+		{name: "v2 TCP4 TLVs", h: proxyproto.Header{Version: 2, Source: tcpAddr("192.0.2.1:1"), Destination: tcpAddr("192.0.2.2:2"),
+			TLVs: []proxyproto.TLV{{Type: 0x01, Value: []byte("h2")}, {Type: 0x02, Value: []byte("example.com")}}}},
+		{name: "v2 UDP4", h: proxyproto.Header{Version: 2, Source: net.UDPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.1:53")),
 			Destination: net.UDPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.2:53"))}},
-		{name: "v2 UNIX", h: ProxyHeader{Version: 2, Source: &net.UnixAddr{Name: "/run/a.sock", Net: "unix"},
+		{name: "v2 UNIX", h: proxyproto.Header{Version: 2, Source: &net.UnixAddr{Name: "/run/a.sock", Net: "unix"},
 			Destination: &net.UnixAddr{Name: "/run/b.sock", Net: "unix"}}},
-		{name: "v2 LOCAL", h: ProxyHeader{Version: 2, Local: true}},
-		{name: "v2 AF_UNSPEC", h: ProxyHeader{Version: 2}},
+		{name: "v2 LOCAL", h: proxyproto.Header{Version: 2, Local: true}},
+		{name: "v2 AF_UNSPEC", h: proxyproto.Header{Version: 2}},
 		{name: "no header", raw: []byte("GET / HTTP/1.0\r\n\r\n")},
 		{name: "v2 bad version", raw: append(v2(0x21, 0x11, make([]byte, 12))[:12:12], 0x31, 0x11, 0, 12)},
 		{name: "v1 cut short", raw: []byte("PROXY TCP4 1.2.3.4\r\n")},
@@ -235,7 +236,7 @@ func TestHAProxyTwisted(t *testing.T) {
 		// What tether makes of the same bytes, on a connection whose own
 		// addresses are c's.
 		mine := ""
-		if h, err := ReadProxyHeader(bytes.NewReader(b)); err == nil {
+		if h, err := proxyproto.Read(bytes.NewReader(b)); err == nil {
 			peer, host := h.Source, h.Destination
 			if peer == nil {
 				peer, host = c.LocalAddr(), c.RemoteAddr()

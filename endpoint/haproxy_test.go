@@ -4,228 +4,37 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tether-endpoints/tether/proxyproto"
 )
+
+// sameHeader says whether two headers say the same, as their wire forms.
+func sameHeader(a, b *proxyproto.Header) bool {
+	fa, erra := a.Format()
+	fb, errb := b.Format()
+	return erra == nil && errb == nil && bytes.Equal(fa, fb)
+}
 
 func tcpAddr(s string) *net.TCPAddr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
 
-// v2 builds a version 2 header from its command and family bytes and a body.
+// v2 builds a PROXY protocol version 2 header from its command and family
+// bytes and a body.
 func v2(verCmd, fam byte, body ...[]byte) []byte {
-	b := append([]byte(nil), proxyV2Sig...)
-	b = append(b, verCmd, fam, 0, 0)
+	b := append([]byte("\r\n\r\n\x00\r\nQUIT\n"), verCmd, fam, 0, 0)
 	for _, p := range body {
 		b = append(b, p...)
 	}
 	binary.BigEndian.PutUint16(b[14:], uint16(len(b)-16))
 	return b
-}
-
-func unhex(s string) []byte {
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
-// proxyHeaderSeeds are valid headers: the fuzz seeds and the round-trip
-// table.
-var proxyHeaderSeeds = []struct {
-	in   []byte
-	want ProxyHeader
-}{
-	{[]byte("PROXY TCP4 203.0.113.7 198.51.100.1 4242 443\r\n"),
-		ProxyHeader{Version: 1, Source: tcpAddr("203.0.113.7:4242"), Destination: tcpAddr("198.51.100.1:443")}},
-	{[]byte("PROXY TCP6 2001:db8::7 2001:db8::1 4243 443\r\n"),
-		ProxyHeader{Version: 1, Source: tcpAddr("[2001:db8::7]:4243"), Destination: tcpAddr("[2001:db8::1]:443")}},
-	{[]byte("PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n"),
-		ProxyHeader{Version: 1, Source: tcpAddr("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"),
-			Destination: tcpAddr("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535")}},
-	{[]byte("PROXY TCP4 1.2.3.4 5.6.7.8 0 080\r\n"),
-		ProxyHeader{Version: 1, Source: tcpAddr("1.2.3.4:0"), Destination: tcpAddr("5.6.7.8:80")}},
-	{[]byte("PROXY UNKNOWN\r\n"), ProxyHeader{Version: 1}},
-	{[]byte("PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n"), ProxyHeader{Version: 1}},
-	{v2(0x21, 0x11, unhex("cb007107 c6336401 1092 01bb")),
-		ProxyHeader{Version: 2, Source: tcpAddr("203.0.113.7:4242"), Destination: tcpAddr("198.51.100.1:443")}},
-	{v2(0x21, 0x12, unhex("cb007107 c6336401 1092 0035")),
-		ProxyHeader{Version: 2, Source: net.UDPAddrFromAddrPort(netip.MustParseAddrPort("203.0.113.7:4242")),
-			Destination: net.UDPAddrFromAddrPort(netip.MustParseAddrPort("198.51.100.1:53"))}},
-	{v2(0x21, 0x21, unhex("20010db8000000000000000000000007 20010db8000000000000000000000001 1093 01bb")),
-		ProxyHeader{Version: 2, Source: tcpAddr("[2001:db8::7]:4243"), Destination: tcpAddr("[2001:db8::1]:443")}},
-	{v2(0x21, 0x11, unhex("cb007107 c6336401 1092 01bb"), []byte("\x01\x00\x02h2\x02\x00\x0bexample.com\x04\x00\x00")),
-		ProxyHeader{Version: 2, Source: tcpAddr("203.0.113.7:4242"), Destination: tcpAddr("198.51.100.1:443"),
-			TLVs: []ProxyTLV{{1, []byte("h2")}, {2, []byte("example.com")}, {4, nil}}}},
-	{v2(0x21, 0x31, append([]byte("/run/a.sock"), make([]byte, 97)...), append([]byte("\x00abstract"), make([]byte, 99)...)),
-		ProxyHeader{Version: 2, Source: &net.UnixAddr{Name: "/run/a.sock", Net: "unix"}, Destination: &net.UnixAddr{Name: "@abstract", Net: "unix"}}},
-	{v2(0x20, 0x00), ProxyHeader{Version: 2, Local: true}},
-	{v2(0x20, 0x11, unhex("cb007107 c6336401 1092 01bb")), ProxyHeader{Version: 2, Local: true}},
-	{v2(0x20, 0x00, []byte("\xee\x00\x01x")), ProxyHeader{Version: 2, Local: true, TLVs: []ProxyTLV{{0xee, []byte("x")}}}},
-	{v2(0x21, 0x00), ProxyHeader{Version: 2}},
-	{v2(0x21, 0x10, []byte("ignored")), ProxyHeader{Version: 2}},
-}
-
-func TestReadProxyHeader(t *testing.T) {
-	for _, tt := range proxyHeaderSeeds {
-		// What follows the header is left unread.
-		r := bytes.NewReader(append(append([]byte(nil), tt.in...), "DATA"...))
-		h, err := ReadProxyHeader(r)
-		if err != nil {
-			t.Errorf("%q: %v", tt.in, err)
-			continue
-		}
-		if !reflect.DeepEqual(*h, tt.want) {
-			t.Errorf("%q:\n got %+v\nwant %+v", tt.in, *h, tt.want)
-		}
-		if r.Len() != 4 {
-			t.Errorf("%q: %d bytes left after the header, want 4", tt.in, r.Len())
-		}
-		// Read again from what Format writes: the same header.
-		b, err := h.Format()
-		if err != nil {
-			t.Errorf("%q: Format: %v", tt.in, err)
-			continue
-		}
-		h2, err := ReadProxyHeader(bytes.NewReader(b))
-		if err != nil || !sameProxyHeader(h, h2) {
-			t.Errorf("%q: formatted as %q, read back as %+v, %v", tt.in, b, h2, err)
-		}
-	}
-}
-
-func TestReadProxyHeaderErrors(t *testing.T) {
-	long := "PROXY TCP6 " + strings.Repeat("f", 100) + "\r\n"
-	for in, msg := range map[string]string{
-		"":                                       "the connection ended before one was read",
-		"GET / HTTP/1.1\r\n":                     `missing: the connection begins with "GET / "`,
-		"PROXY":                                  "the connection ended before one was read (5 bytes)",
-		"PROXY TCP4 1.2.3.4 5.6.7.8 1 2":         "cut short",
-		"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\nmore":   "not one line ending in CRLF",
-		"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n":     "the protocol is not TCP4, TCP6 or UNKNOWN",
-		"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n":       "wants 4 fields",
-		"PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n":    "wants 4 fields",
-		"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n":    "wants 4 fields",
-		"PROXY TCP4 ::1 5.6.7.8 1 2\r\n":         `"::1" is not an IPv4 address`,
-		"PROXY TCP6 1.2.3.4 ::1 1 2\r\n":         `"1.2.3.4" is not an IPv6 address`,
-		"PROXY TCP6 fe80::1%lo ::1 1 2\r\n":      `"fe80::1%lo" is not an IPv6 address`,
-		"PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n": `"65536" is not a port`,
-		"PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n":    `"-1" is not a port`,
-		long:                                     "longer than 107 bytes",
-		string(v2(0x21, 0x11, []byte{1, 2})):     "wants 12 bytes of addresses",
-		string(v2(0x22, 0x11)):                   "command 2",
-		string(v2(0x11, 0x11)):                   "version 1",
-		string(v2(0x21, 0x41)):                   "0x41 are unknown",
-		string(v2(0x21, 0x11, make([]byte, 12), []byte{1, 0, 5, 'x'})): "TLV cut short",
-		string(proxyV2Sig[:10]):                  "version 2 header cut short",
-		"\r\n\r\n\x00\r\nQUIX\n\x21\x11\x00\x00": "missing",
-	} {
-		h, err := ReadProxyHeader(strings.NewReader(in))
-		if !errors.Is(err, ErrProxyHeader) || !strings.Contains(err.Error(), msg) {
-			t.Errorf("%q: got %+v, %v; want an error wrapping ErrProxyHeader saying %q", in, h, err, msg)
-		}
-	}
-	// A header that does not arrive whole: the declared length is not there.
-	short := v2(0x21, 0x11, make([]byte, 12))
-	if _, err := ReadProxyHeader(bytes.NewReader(short[:20])); !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Errorf("truncated v2: %v", err)
-	}
-}
-
-// sameProxyHeader compares headers as addresses: 4-in-6 addresses equal
-// their IPv4 form, as a version 1 or 2 header may write either.
-func sameProxyHeader(a, b *ProxyHeader) bool {
-	norm := func(x net.Addr) any {
-		if ap, udp, ok := proxyAddrPort(x); ok {
-			return fmt.Sprint(udp, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-		}
-		if u, ok := x.(*net.UnixAddr); ok {
-			return *u
-		}
-		return x
-	}
-	return a.Version == b.Version && a.Local == b.Local && reflect.DeepEqual(a.TLVs, b.TLVs) &&
-		reflect.DeepEqual(norm(a.Source), norm(b.Source)) && reflect.DeepEqual(norm(a.Destination), norm(b.Destination))
-}
-
-// FuzzProxyHeader reads a header, writes it and reads it again: what is
-// read must never panic, never read past the header, and survive the round
-// trip.
-func FuzzProxyHeader(f *testing.F) {
-	for _, s := range proxyHeaderSeeds {
-		f.Add(s.in)
-	}
-	f.Add([]byte("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r"))
-	f.Add([]byte("PROXY UNKNOWN \r\r\n"))
-	f.Add(v2(0x21, 0x32, make([]byte, 216)))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		r := bytes.NewReader(data)
-		h, err := ReadProxyHeader(r)
-		if err != nil {
-			if !errors.Is(err, ErrProxyHeader) {
-				t.Fatalf("error %v does not wrap ErrProxyHeader", err)
-			}
-			return
-		}
-		used := data[:len(data)-r.Len()]
-		b, err := h.Format()
-		if err != nil {
-			t.Fatalf("%q read as %+v, which Format refuses: %v", used, h, err)
-		}
-		r2 := bytes.NewReader(b)
-		h2, err := ReadProxyHeader(r2)
-		if err != nil {
-			t.Fatalf("%q read as %+v, written as %q, which reads as %v", used, h, b, err)
-		}
-		if r2.Len() != 0 {
-			t.Fatalf("%q: %d bytes of the written header left unread", b, r2.Len())
-		}
-		if !sameProxyHeader(h, h2) {
-			t.Fatalf("%q read as %+v, written as %q, read back as %+v", used, h, b, h2)
-		}
-	})
-}
-
-func TestWriteProxyHeader(t *testing.T) {
-	src, dst := tcpAddr("203.0.113.7:4242"), tcpAddr("198.51.100.1:443")
-	for _, tt := range []struct {
-		version  int
-		src, dst net.Addr
-		want     string
-	}{
-		{1, src, dst, "PROXY TCP4 203.0.113.7 198.51.100.1 4242 443\r\n"},
-		{1, tcpAddr("[::ffff:1.2.3.4]:1"), tcpAddr("5.6.7.8:2"), "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"},
-		{1, tcpAddr("1.2.3.4:1"), tcpAddr("[2001:db8::1]:2"), "PROXY TCP6 ::ffff:1.2.3.4 2001:db8::1 1 2\r\n"},
-		{1, &net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 1, Zone: "lo"}, tcpAddr("[fe80::2]:2"), "PROXY TCP6 fe80::1 fe80::2 1 2\r\n"},
-		{1, nil, dst, "PROXY UNKNOWN\r\n"},
-		{1, &net.UnixAddr{Name: "/a", Net: "unix"}, &net.UnixAddr{Name: "/b", Net: "unix"}, "PROXY UNKNOWN\r\n"},
-		{2, src, dst, string(proxyHeaderSeeds[6].in)},
-		{2, nil, nil, string(v2(0x20, 0x00))},
-		{2, &net.UnixAddr{Name: "/a", Net: "unix"}, dst, string(v2(0x20, 0x00))},
-		{2, (*net.TCPAddr)(nil), dst, string(v2(0x20, 0x00))},
-	} {
-		var b bytes.Buffer
-		if err := WriteProxyHeader(&b, tt.version, tt.src, tt.dst); err != nil || b.String() != tt.want {
-			t.Errorf("v%d %v %v: wrote %q, %v; want %q", tt.version, tt.src, tt.dst, b.String(), err, tt.want)
-		}
-	}
-	for _, h := range []ProxyHeader{
-		{Version: 3},
-		{Version: 1, TLVs: []ProxyTLV{{1, nil}}},
-		{Version: 2, Source: &net.UnixAddr{Name: strings.Repeat("x", 109), Net: "unix"}, Destination: &net.UnixAddr{Net: "unix"}},
-	} {
-		if _, err := h.Format(); !errors.Is(err, ErrProxyHeader) {
-			t.Errorf("Format(%+v) = %v, want an error", h, err)
-		}
-	}
 }
 
 // TestHAProxyServer runs haproxy:tcp in front of a handler and sends it
@@ -236,11 +45,11 @@ func TestHAProxyServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.(*server).s.(*proxyServer).timeout = 300 * time.Millisecond
 	ln, err := srv.Listen(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln.(*proxyListener).timeout = 300 * time.Millisecond
 	type served struct {
 		remote, local net.Addr
 		data          string
@@ -297,7 +106,12 @@ func TestHAProxyServer(t *testing.T) {
 	if r.err != nil || r.data != "hello" || r.remote.String() != "203.0.113.7:4242" || r.local.String() != "198.51.100.1:443" {
 		t.Errorf("v1: %+v", r)
 	}
-	c, r = send(string(proxyHeaderSeeds[9].in)+"v2 data", true)
+	v2Header, err := (&proxyproto.Header{Version: 2, Source: tcpAddr("203.0.113.7:4242"),
+		Destination: tcpAddr("198.51.100.1:443"), TLVs: []proxyproto.TLV{{Type: 1, Value: []byte("h2")}}}).Format()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, r = send(string(v2Header)+"v2 data", true)
 	c.Close()
 	if r.err != nil || r.data != "v2 data" || r.remote.String() != "203.0.113.7:4242" {
 		t.Errorf("v2: %+v", r)
@@ -312,7 +126,7 @@ func TestHAProxyServer(t *testing.T) {
 	}
 	// A bad header fails that connection, which is closed.
 	c, r = send("GET / HTTP/1.0\r\n\r\n", false)
-	if !errors.Is(r.err, ErrProxyHeader) || r.remote.String() != c.LocalAddr().String() {
+	if !errors.Is(r.err, proxyproto.ErrBadHeader) || r.remote.String() != c.LocalAddr().String() {
 		t.Errorf("no header: %+v", r)
 	}
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -323,7 +137,7 @@ func TestHAProxyServer(t *testing.T) {
 	// The idle client's header never comes.
 	select {
 	case r := <-results:
-		if !errors.Is(r.err, ErrProxyHeader) || !errors.Is(r.err, os.ErrDeadlineExceeded) ||
+		if !errors.Is(r.err, proxyproto.ErrBadHeader) || !errors.Is(r.err, os.ErrDeadlineExceeded) ||
 			!strings.Contains(r.err.Error(), "none arrived within 300ms") {
 			t.Errorf("idle client: %v", r.err)
 		}
@@ -366,10 +180,10 @@ func TestProxyConnDeadline(t *testing.T) {
 	defer sc2.Close()
 	io.WriteString(c2, "PROXY UNKNOWN\r\n")
 	sc2.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	if _, err := sc2.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ErrProxyHeader) {
+	if _, err := sc2.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, proxyproto.ErrBadHeader) {
 		t.Errorf("Read after the header: %v, want the caller's deadline", err)
 	}
-	if h, err := sc2.(*ProxyConn).Header(); err != nil || h.Version != 1 {
+	if h, err := sc2.(*proxyproto.Conn).Header(); err != nil || h.Version != 1 {
 		t.Errorf("Header: %+v, %v", h, err)
 	}
 }
@@ -383,17 +197,17 @@ func TestHAProxyClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		h          *ProxyHeader
+		h          *proxyproto.Header
 		wantRemote string
 	}{
-		{&ProxyHeader{Version: 2, Source: tcpAddr("[2001:db8::7]:4243"), Destination: tcpAddr("[2001:db8::1]:443"),
-			TLVs: []ProxyTLV{{0xe0, []byte("tether")}}}, "[2001:db8::7]:4243"},
-		{&ProxyHeader{Version: 1, Source: tcpAddr("203.0.113.7:4242"), Destination: tcpAddr("198.51.100.1:443")}, "203.0.113.7:4242"},
+		{&proxyproto.Header{Version: 2, Source: tcpAddr("[2001:db8::7]:4243"), Destination: tcpAddr("[2001:db8::1]:443"),
+			TLVs: []proxyproto.TLV{{Type: 0xe0, Value: []byte("tether")}}}, "[2001:db8::7]:4243"},
+		{&proxyproto.Header{Version: 1, Source: tcpAddr("203.0.113.7:4242"), Destination: tcpAddr("198.51.100.1:443")}, "203.0.113.7:4242"},
 		{nil, ""}, // no header in the context: UNKNOWN, the real address
 	} {
 		ctx := context.Background()
 		if tt.h != nil {
-			ctx = WithProxyHeader(ctx, tt.h)
+			ctx = proxyproto.NewContext(ctx, tt.h)
 		}
 		c, err := cli.Dial(ctx)
 		if err != nil {
@@ -411,7 +225,7 @@ func TestHAProxyClient(t *testing.T) {
 		if got := sc.RemoteAddr().String(); got != want {
 			t.Errorf("RemoteAddr %s, want %s", got, want)
 		}
-		if h, _ := sc.(*ProxyConn).Header(); tt.h != nil && !sameProxyHeader(h, tt.h) {
+		if h, _ := sc.(*proxyproto.Conn).Header(); tt.h != nil && !sameHeader(h, tt.h) {
 			t.Errorf("header %+v, want %+v", h, tt.h)
 		}
 		buf := make([]byte, 4)
@@ -422,7 +236,7 @@ func TestHAProxyClient(t *testing.T) {
 		c.Close()
 	}
 	// A header that cannot be written is refused before dialling.
-	if _, err := cli.Dial(WithProxyHeader(context.Background(), &ProxyHeader{Version: 7})); !errors.Is(err, ErrProxyHeader) {
+	if _, err := cli.Dial(proxyproto.NewContext(context.Background(), &proxyproto.Header{Version: 7})); !errors.Is(err, proxyproto.ErrBadHeader) {
 		t.Errorf("Dial with a bad header: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/proxyproto"
 )
 
 // TestRelayFault is the fault-injection suite of issue 9: "a relay's first
@@ -180,7 +181,7 @@ func (env *faultEnv) dial(t *testing.T, kind, addr string, proxyVersion int, dea
 		e.conn = tc
 	}
 	if strings.HasPrefix(kind, "haproxy:") {
-		if err := endpoint.WriteProxyHeader(e.conn, proxyVersion, raw.LocalAddr(), raw.RemoteAddr()); err != nil {
+		if err := proxyproto.Write(e.conn, proxyVersion, raw.LocalAddr(), raw.RemoteAddr()); err != nil {
 			t.Fatalf("writing the PROXY header: %v", err)
 		}
 	}
@@ -612,7 +613,7 @@ func TestRelayPROXYHeaderBeforeDial(t *testing.T) {
 
 	good := dialAddr(t, "tcp", addr)
 	good.SetDeadline(time.Now().Add(15 * time.Second))
-	if err := endpoint.WriteProxyHeader(good, 2, good.LocalAddr(), good.RemoteAddr()); err != nil {
+	if err := proxyproto.Write(good, 2, good.LocalAddr(), good.RemoteAddr()); err != nil {
 		t.Fatal(err)
 	}
 	io.WriteString(good, "hello")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tether-endpoints/tether/endpoint"
 	"github.com/tether-endpoints/tether/internal/relay"
+	"github.com/tether-endpoints/tether/proxyproto"
 )
 
 func init() {
@@ -221,7 +222,7 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 	dialCtx := ctx
 	if r.proxyByClient {
 		v := max(r.proxyVersion, 1)
-		dialCtx = endpoint.WithProxyHeader(ctx, &endpoint.ProxyHeader{Version: v,
+		dialCtx = proxyproto.NewContext(ctx, &proxyproto.Header{Version: v,
 			Source: conn.RemoteAddr(), Destination: conn.LocalAddr()})
 	}
 	up, err := r.target.Dial(dialCtx)
@@ -232,7 +233,7 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 	}
 	if r.proxyVersion != 0 && !r.proxyByClient {
 		up.SetWriteDeadline(time.Now().Add(proxyHeaderTimeout))
-		err := endpoint.WriteProxyHeader(up, r.proxyVersion, conn.RemoteAddr(), conn.LocalAddr())
+		err := proxyproto.Write(up, r.proxyVersion, conn.RemoteAddr(), conn.LocalAddr())
 		if err != nil {
 			r.log.Warn("sending the PROXY protocol header failed; connection reset", append([]any{"peer", peer,
 				"duration", time.Since(start), "error", err},
@@ -242,7 +243,7 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 		up.SetWriteDeadline(time.Time{})
 	}
 	in := conn
-	if pc, ok := conn.(*endpoint.ProxyConn); ok {
+	if pc, ok := conn.(*proxyproto.Conn); ok {
 		// Its header is read and nothing after it is held back: relay the
 		// socket itself, which keeps the splice path.
 		in = pc.NetConn()
@@ -276,7 +277,7 @@ func establish(ctx context.Context, log *slog.Logger, conn net.Conn, start time.
 		return true
 	}
 	msg := "TLS handshake failed; connection reset"
-	if errors.Is(err, endpoint.ErrProxyHeader) {
+	if errors.Is(err, proxyproto.ErrBadHeader) {
 		msg = "bad PROXY protocol header; connection reset"
 	}
 	log.Warn(msg, append([]any{"peer", addrString(conn.RemoteAddr()), "duration", time.Since(start), "error", err},

@@ -26,7 +26,7 @@ type wrapper interface{ NetConn() net.Conn }
 type lingerer interface{ SetLinger(sec int) error }
 
 // Conn closes c abortively. It looks through wrappers (NetConn, as
-// *tls.Conn and endpoint's ProxyConn expose) to the innermost connection,
+// *tls.Conn and proxyproto.Conn expose) to the innermost connection,
 // sets SO_LINGER to 0 on it if it is a TCP socket, and closes it first, so
 // that nothing a wrapper would write on Close (a TLS close_notify, which
 // tells the peer the stream ended cleanly) reaches the wire; then it closes
