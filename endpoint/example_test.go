@@ -258,14 +258,14 @@ func fetchGreeting(ctx context.Context, server endpoint.Client) (string, error) 
 
 // A library function that accepts endpoints as parameters.
 func Example_acceptingEndpoints() {
-	svc, _ := endpoint.NewService("tcp:0:interface=127.0.0.1", endpoint.HandlerFunc(
-		func(ctx context.Context, c net.Conn) { io.WriteString(c, "greetings") }))
+	svc := &endpoint.Service{Handler: endpoint.HandlerFunc(
+		func(ctx context.Context, c net.Conn) { io.WriteString(c, "greetings") })}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	svc.Start(ctx)
-	go svc.Serve(ctx)
+	ln, _ := endpoint.Listen(ctx, "tcp:0:interface=127.0.0.1")
+	go svc.Serve(ctx, ln)
 
-	cli, _ := endpoint.ParseClient(fmt.Sprintf("tcp:127.0.0.1:%d", svc.Addr().(*net.TCPAddr).Port))
+	cli, _ := endpoint.ParseClient(fmt.Sprintf("tcp:127.0.0.1:%d", ln.Addr().(*net.TCPAddr).Port))
 	msg, err := fetchGreeting(ctx, cli)
 	fmt.Println(msg, err)
 	// Output: greetings <nil>
@@ -369,6 +369,37 @@ func ExampleServerArgs() {
 	// Output:
 	// {"role":"server","type":"unix","args":{"address":"/run/app.sock","mode":"0660","backlog":50,"lockfile":true}}
 	// -rw-rw---- true
+}
+
+// Serve a listener the program made itself, and stop as net/http's
+// Server does: Shutdown refuses new connections at once and waits for the
+// ones in hand until its context ends, then cuts them.
+func ExampleService_Shutdown() {
+	ln, err := endpoint.Listen(context.Background(), "tcp:0:interface=127.0.0.1")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	svc := &endpoint.Service{Handler: endpoint.HandlerFunc(func(ctx context.Context, c net.Conn) {
+		io.Copy(c, c) // echo, until the client is done
+	})}
+	served := make(chan error, 1)
+	go func() { served <- svc.Serve(context.Background(), ln) }()
+
+	c, _ := net.Dial("tcp", ln.Addr().String())
+	buf := make([]byte, 5)
+	io.WriteString(c, "hello")
+	io.ReadFull(c, buf) // served
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- svc.Shutdown(ctx) }()
+	io.WriteString(c, "again")
+	io.ReadFull(c, buf) // still served while Shutdown waits
+	c.Close()           // the one connection in hand finishes: Shutdown returns
+	fmt.Printf("%s; Shutdown: %v; Serve: %v\n", buf, <-shut, <-served)
+	// Output: again; Shutdown: <nil>; Serve: <nil>
 }
 
 // RunAll starts several services, all or none: here the second cannot

@@ -41,36 +41,40 @@ var (
 // connections when its DrainTimeout is zero.
 const DefaultDrainTimeout = 10 * time.Second
 
-// A Service listens on a server endpoint and hands each connection to a
-// Handler: Twisted's strports.service. Run listens when it starts, failing
-// at once with the listen error if it cannot; when its context ends or Stop
-// is called it stops listening, lets the connections in hand finish for up
-// to DrainTimeout, then resets what is left and returns; Close cuts the
-// wait short.
+// A Service serves connections with a Handler, each in a goroutine of its
+// own: Twisted's strports.service, in the shape of net/http's Server. Run
+// listens on Endpoint and serves; Serve serves a listener the caller made.
+// Shutdown stops accepting and waits for the connections in hand; Close
+// cuts them at once. A connection that is cut is reset at the socket under
+// every wrapper (see Abort), so no peer takes a cut stream for a whole one.
 //
-// A Service is used once; its exported fields must not change after Start.
+// The zero value, given a Handler, is ready to Serve. A Service is used
+// once: after Shutdown or Close, Serve and Run return at once. Its
+// exported fields must not change once it serves.
 type Service struct {
-	// Endpoint is where to listen.
+	// Endpoint is where Run listens. Serve does not use it.
 	Endpoint Server
 	// Handler serves each connection.
 	Handler Handler
-	// DrainTimeout bounds how long stopping waits for connections to
-	// finish: zero means DefaultDrainTimeout, negative means not at all.
+	// DrainTimeout bounds how long Serve and Run wait for connections to
+	// finish when their context ends or their listener closes: zero means
+	// DefaultDrainTimeout, negative means not at all. Shutdown's context
+	// bounds Shutdown instead.
 	DrainTimeout time.Duration
 	// MaxConns, if positive, is the most connections served at once;
 	// further ones wait in the listen queue until one finishes.
 	MaxConns int
-	// Log receives accept errors; nil means slog.Default().
+	// Log receives accept errors and cuts; nil means slog.Default().
 	Log *slog.Logger
 
-	mu      sync.Mutex
-	ln      net.Listener
-	conns   map[net.Conn]struct{}
-	stop    chan struct{} // closed by Stop; made by whichever of Start and Stop comes first
-	stopped bool
-	cut     chan struct{} // closed by Close: stop draining at once
-	cutDone bool
-	wg      sync.WaitGroup
+	mu        sync.Mutex
+	listeners map[net.Listener]func() error // each stops its Serve's accept loop
+	lastAddr  net.Addr
+	conns     map[net.Conn]struct{}
+	cancels   []context.CancelCauseFunc // the handlers' contexts, one per Serve
+	shutdown  bool                      // Shutdown or Close was called
+	cutCause  error                     // why the connections were cut, once they were
+	handlers  sync.WaitGroup
 }
 
 // NewService parses a server endpoint string and returns a Service that
@@ -83,43 +87,6 @@ func NewService(s string, h Handler) (*Service, error) {
 	return &Service{Endpoint: srv, Handler: h}, nil
 }
 
-// Start listens. The error, if any, is the Endpoint's Listen error: the one
-// an administrator needs to see, such as a port already in use.
-func (s *Service) Start(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln != nil {
-		return errors.New("endpoint: Service started twice")
-	}
-	if s.Endpoint == nil || s.Handler == nil {
-		return errors.New("endpoint: Service needs an Endpoint and a Handler")
-	}
-	ln, err := s.Endpoint.Listen(ctx)
-	if err != nil {
-		return err
-	}
-	s.ln = ln
-	s.conns = map[net.Conn]struct{}{}
-	s.stopChan()
-	return nil
-}
-
-// stopChan returns the channel Stop closes; s.mu must be held.
-func (s *Service) stopChan() chan struct{} {
-	if s.stop == nil {
-		s.stop = make(chan struct{})
-	}
-	return s.stop
-}
-
-// cutChan returns the channel Close closes; s.mu must be held.
-func (s *Service) cutChan() chan struct{} {
-	if s.cut == nil {
-		s.cut = make(chan struct{})
-	}
-	return s.cut
-}
-
 // Active returns the number of connections being served.
 func (s *Service) Active() int {
 	s.mu.Lock()
@@ -127,99 +94,189 @@ func (s *Service) Active() int {
 	return len(s.conns)
 }
 
-// Close stops the Service at once: it stops listening and, without waiting
-// for the drain timeout, cuts the connections in hand as a drain timeout
-// would. Like Stop it does not wait; Serve returns when all is closed.
-func (s *Service) Close() {
-	s.Stop()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.cutDone {
-		s.cutDone = true
-		close(s.cutChan())
-	}
-}
-
-// Addr returns the address the Service listens on, or nil before Start.
+// Addr returns the address of the listener the Service most recently
+// opened or began to serve, or nil.
 func (s *Service) Addr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ln == nil {
-		return nil
-	}
-	return s.ln.Addr()
+	return s.lastAddr
 }
 
-// Stop asks Serve to stop: it stops listening at once and drains. Stop
-// does not wait; Serve (or Run) returns when the Service has stopped.
-func (s *Service) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.stopped {
-		s.stopped = true
-		close(s.stopChan())
-	}
-}
-
-// Run listens and serves until ctx ends or Stop is called, then drains,
-// and returns nil; or returns the listen error at once. It fits
-// errgroup.Group.Go and signal.NotifyContext as it is.
+// Run listens on Endpoint and serves until ctx ends, then stops
+// accepting, waits up to DrainTimeout for the connections in hand, cuts
+// what is left and returns nil. If it cannot listen it returns the listen
+// error at once: the one an administrator needs to see, such as a port in
+// use. It fits errgroup.Group.Go and signal.NotifyContext as it is.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.Start(ctx); err != nil {
+	if s.Endpoint == nil {
+		return errors.New("endpoint: Service.Run needs an Endpoint")
+	}
+	ln, err := s.Endpoint.Listen(ctx)
+	if err != nil {
 		return err
 	}
-	return s.Serve(ctx)
+	return s.Serve(ctx, ln)
 }
 
-// Serve accepts connections on the listener that Start opened until ctx
-// ends or Stop is called, then stops listening and drains: it waits for
-// the handlers for up to DrainTimeout (or until Close), then cancels their
-// context, resets their connections and waits for them to return. It returns nil after a
-// stop, or the error that broke the listener.
-func (s *Service) Serve(ctx context.Context) error {
-	s.mu.Lock()
-	ln, stop, cut := s.ln, s.stop, s.cutChan()
-	s.mu.Unlock()
-	if ln == nil {
-		return errors.New("endpoint: Service.Serve called before Start")
+// Serve accepts connections on ln and hands each to Handler until ctx
+// ends, ln closes or fails, or Shutdown or Close is called; ln is closed
+// when it returns. Handlers' contexts carry ctx's values but not its
+// cancellation: they end only when the Service cuts their connections.
+//
+// When ctx ends or ln closes or fails, Serve stops the whole Service as
+// Shutdown would, waiting up to DrainTimeout for the connections in hand,
+// and returns nil, or ln's error if it failed. After Shutdown or Close it
+// returns nil at once: they do the waiting. The accept loop survives
+// temporary errors (out of file descriptors, a connection aborted before
+// it was accepted), pausing 5 ms, doubling to 1 s, as net/http does.
+func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
+	if s.Handler == nil {
+		ln.Close()
+		return errors.New("endpoint: Service needs a Handler")
 	}
 	connCtx, cancelConns := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer cancelConns(nil)
-
-	// Closing the listener is what wakes the accept loop.
-	stopped := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-stop:
-		}
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		cancelConns(ErrServiceClosed)
 		ln.Close()
-		close(stopped)
-	}()
+		return nil
+	}
+	// Closing the listener is what wakes the accept loop from Accept, and
+	// closing stopped from waiting for a free slot.
+	stopped := make(chan struct{})
+	var once sync.Once
+	stop := func() error {
+		once.Do(func() { close(stopped) })
+		return ln.Close()
+	}
+	if s.listeners == nil {
+		s.listeners = map[net.Listener]func() error{}
+		s.conns = map[net.Conn]struct{}{}
+	}
+	s.listeners[ln] = stop
+	s.lastAddr = ln.Addr()
+	s.cancels = append(s.cancels, cancelConns)
+	s.mu.Unlock()
 
+	stopAccepting := context.AfterFunc(ctx, func() { stop() })
 	var slots chan struct{}
 	if s.MaxConns > 0 {
 		slots = make(chan struct{}, s.MaxConns)
 	}
 	err := acceptLoop(ln, s.logger(), stopped, slots, func(c net.Conn) {
-		s.track(c, true)
-		s.wg.Add(1)
+		if !s.track(c) {
+			abort.Conn(c) // accepted as Shutdown began
+			if slots != nil {
+				<-slots
+			}
+			return
+		}
 		go func() {
-			defer s.wg.Done()
+			defer s.handlers.Done()
 			defer func() {
 				if slots != nil {
 					<-slots
 				}
 			}()
-			defer s.track(c, false)
+			defer s.untrack(c)
 			defer c.Close()
 			s.Handler.ServeConn(connCtx, c)
 		}()
 	})
-	s.Stop()
-	<-stopped
-	s.drain(cancelConns, cut)
+	stopAccepting()
+	stop()
+
+	s.mu.Lock()
+	delete(s.listeners, ln)
+	shutdown := s.shutdown
+	s.mu.Unlock()
+	if shutdown {
+		return nil
+	}
+	drain := context.Background()
+	switch timeout := s.DrainTimeout; {
+	case timeout == 0:
+		timeout = DefaultDrainTimeout
+		fallthrough
+	case timeout > 0:
+		var cancel context.CancelFunc
+		drain, cancel = context.WithTimeout(drain, timeout)
+		defer cancel()
+	default:
+		var cancel context.CancelFunc
+		drain, cancel = context.WithCancel(drain)
+		cancel() // no drain: cut at once
+	}
+	s.Shutdown(drain)
 	return err
+}
+
+// Shutdown stops the Service gracefully: it closes every listener at once,
+// so that new connections are refused, and waits for the connections in
+// hand to finish. If ctx ends first, it cuts them (their handlers'
+// context ends with cause ErrDrainTimeout, and each connection is reset),
+// waits for their handlers to return, and returns ctx's error; else nil.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.beginShutdown()
+	done := make(chan struct{})
+	go func() {
+		s.handlers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.cut(ErrDrainTimeout)
+	<-done
+	return ctx.Err()
+}
+
+// Close stops the Service at once: it closes every listener and cuts the
+// connections in hand (their handlers' context ends with cause
+// ErrServiceClosed, and each connection is reset). It does not wait for
+// the handlers to return; a Shutdown in progress does, and returns.
+func (s *Service) Close() error {
+	err := s.beginShutdown()
+	s.cut(ErrServiceClosed)
+	return err
+}
+
+// beginShutdown marks the Service stopped and closes its listeners, and
+// returns the first error of closing one.
+func (s *Service) beginShutdown() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shutdown = true
+	var first error
+	for _, stop := range s.listeners {
+		if err := stop(); err != nil && first == nil && !errors.Is(err, net.ErrClosed) {
+			first = err
+		}
+	}
+	return first
+}
+
+// cut ends the handlers' contexts with cause and resets their connections,
+// once: so that no peer takes a cut stream for a complete one.
+func (s *Service) cut(cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cutCause != nil {
+		return
+	}
+	s.cutCause = cause
+	if n := len(s.conns); n > 0 {
+		s.logger().Warn("cutting the connections still open", "connections", n, "reason", cause)
+	}
+	for _, cancel := range s.cancels {
+		cancel(cause)
+	}
+	for c := range s.conns {
+		abort.Conn(c)
+	}
 }
 
 func (s *Service) logger() *slog.Logger {
@@ -229,52 +286,24 @@ func (s *Service) logger() *slog.Logger {
 	return slog.Default()
 }
 
-func (s *Service) track(c net.Conn, add bool) {
+// track counts a new connection and its handler, unless the Service has
+// begun to stop (then the connection is refused, and track returns false):
+// no handler starts once Shutdown waits for them.
+func (s *Service) track(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if add {
-		s.conns[c] = struct{}{}
-	} else {
-		delete(s.conns, c)
+	if s.shutdown {
+		return false
 	}
+	s.conns[c] = struct{}{}
+	s.handlers.Add(1)
+	return true
 }
 
-// drain waits for the handlers, up to the drain timeout or until Close,
-// then cuts them off: it cancels their context and resets their
-// connections, so that no peer takes a cut stream for a complete one.
-func (s *Service) drain(cancelConns context.CancelCauseFunc, cut <-chan struct{}) {
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	timeout := s.DrainTimeout
-	if timeout == 0 {
-		timeout = DefaultDrainTimeout
-	}
-	cause := ErrDrainTimeout
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		case <-cut:
-			cause = ErrServiceClosed
-		}
-	}
-	if n := s.Active(); n > 0 {
-		s.logger().Warn("cutting the connections still open", "addr", s.ln.Addr().String(),
-			"connections", n, "reason", cause)
-	}
-	cancelConns(cause)
+func (s *Service) untrack(c net.Conn) {
 	s.mu.Lock()
-	for c := range s.conns {
-		abort.Conn(c)
-	}
-	s.mu.Unlock()
-	<-done
+	defer s.mu.Unlock()
+	delete(s.conns, c)
 }
 
 // acceptLoop accepts until the listener is closed, handing each connection
@@ -357,28 +386,36 @@ func temporary(err error) bool {
 	return errors.As(err, &t) && (t.Temporary() || t.Timeout())
 }
 
-// RunAll runs several services side by side: it starts them all, and if
-// any cannot listen, closes those already listening and returns that
-// error without serving. Otherwise it serves until ctx ends (all drain and
-// RunAll returns nil) or one fails (the others are stopped and drained, and
-// its error returned).
+// RunAll runs several services side by side: each listens on its
+// Endpoint, and if any cannot, those already listening are closed and that
+// error is returned, so that a program never half-starts. Otherwise they
+// serve until ctx ends (all drain and RunAll returns nil) or one's
+// listener fails (the others are stopped and drained, and its error
+// returned).
 func RunAll(ctx context.Context, services ...*Service) error {
-	for i, s := range services {
-		if err := s.Start(ctx); err != nil {
-			for _, started := range services[:i] {
-				started.mu.Lock()
-				started.ln.Close()
-				started.mu.Unlock()
+	listeners := make([]net.Listener, 0, len(services))
+	for _, s := range services {
+		if s.Endpoint == nil {
+			return errors.New("endpoint: RunAll: a Service without an Endpoint")
+		}
+		ln, err := s.Endpoint.Listen(ctx)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
 			}
 			return err
 		}
+		s.mu.Lock()
+		s.lastAddr = ln.Addr()
+		s.mu.Unlock()
+		listeners = append(listeners, ln)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(services))
-	for _, s := range services {
+	for i, s := range services {
 		go func() {
-			err := s.Serve(ctx)
+			err := s.Serve(ctx, listeners[i])
 			if err != nil {
 				cancel()
 			}

@@ -40,12 +40,13 @@ func echoHandler() Handler {
 func runService(t *testing.T, svc *Service) (addr string, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := svc.Start(ctx); err != nil {
+	ln, err := svc.Endpoint.Listen(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- svc.Serve(ctx) }()
-	return svc.Addr().String(), func() error {
+	go func() { done <- svc.Serve(ctx, ln) }()
+	return ln.Addr().String(), func() error {
 		cancel()
 		select {
 		case err := <-done:
@@ -244,17 +245,62 @@ func TestServiceClose(t *testing.T) {
 	if n := svc.Active(); n != 1 {
 		t.Fatalf("Active = %d, want 1", n)
 	}
-	svc.Stop()
+	shut := make(chan error, 1)
+	go func() { shut <- svc.Shutdown(context.Background()) }()
 	time.Sleep(20 * time.Millisecond)
 	if n := svc.Active(); n != 1 {
 		t.Fatalf("Active while draining = %d, want 1", n)
 	}
 	svc.Close()
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown after Close = %v; want nil (every handler returned)", err)
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if n := svc.Active(); n != 0 {
 		t.Fatalf("Active after Close = %d", n)
+	}
+}
+
+// TestServiceShutdownDeadline: Shutdown waits for the connections in hand
+// until its context ends, then cuts them (handler contexts end with
+// ErrDrainTimeout, connections are reset) and returns the context's error.
+func TestServiceShutdownDeadline(t *testing.T) {
+	checkGoroutines(t)
+	cause := make(chan error, 1)
+	svc := &Service{Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
+		io.WriteString(c, "started\n")
+		<-ctx.Done()
+		cause <- context.Cause(ctx)
+	})}
+	ln := listen(t, "tcp:0:interface=127.0.0.1")
+	served := make(chan error, 1)
+	go func() { served <- svc.Serve(context.Background(), ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	r.ReadString('\n')
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := svc.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v; want the context's deadline", err)
+	}
+	if err := <-cause; !errors.Is(err, ErrDrainTimeout) {
+		t.Fatalf("handler's context cause = %v; want ErrDrainTimeout", err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve after Shutdown = %v; want nil", err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.ReadByte(); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the cut connection read %v; want a reset", err)
+	}
+	if err := svc.Serve(context.Background(), listen(t, "tcp:0:interface=127.0.0.1")); err != nil {
+		t.Fatalf("Serve after Shutdown = %v; want nil at once", err)
 	}
 }
 
@@ -284,15 +330,14 @@ func TestServiceMaxConns(t *testing.T) {
 	stop()
 }
 
-func TestServiceStopBeforeServe(t *testing.T) {
+func TestServiceShutdownBeforeServe(t *testing.T) {
 	checkGoroutines(t)
 	svc, _ := NewService("tcp:0:interface=127.0.0.1", echoHandler())
-	svc.Stop()
-	if err := svc.Run(context.Background()); err != nil {
-		t.Fatalf("Run after Stop: %v", err)
+	if err := svc.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown of a Service never run: %v", err)
 	}
-	if err := svc.Start(context.Background()); err == nil {
-		t.Fatal("second Start succeeded")
+	if err := svc.Run(context.Background()); err != nil {
+		t.Fatalf("Run after Shutdown: %v", err)
 	}
 }
 
@@ -336,11 +381,8 @@ func TestServiceSurvivesTemporaryErrors(t *testing.T) {
 	svc := &Service{Endpoint: listenerServer{fl}, Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
 		io.WriteString(c, "ok")
 	}), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if err := svc.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	served := make(chan error, 1)
-	go func() { served <- svc.Serve(context.Background()) }()
+	go func() { served <- svc.Run(context.Background()) }()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)

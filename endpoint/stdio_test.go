@@ -230,14 +230,11 @@ func TestStdioServerEndsWithItsConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := &Service{Endpoint: listenerServer{ln}, Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
+	svc := &Service{Handler: HandlerFunc(func(ctx context.Context, c net.Conn) {
 		io.Copy(io.Discard, c)
 	})}
-	if err := svc.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	served := make(chan error, 1)
-	go func() { served <- svc.Serve(context.Background()) }()
+	go func() { served <- svc.Serve(context.Background(), ln) }()
 	toIn.Close() // end of standard input: the handler returns, the Service closes the connection
 	select {
 	case err := <-served:

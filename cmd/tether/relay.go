@@ -342,26 +342,24 @@ func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handl
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
+	ln, err := srv.Listen(context.Background())
+	if err != nil {
+		fmt.Fprintf(e.stderr, "tether %s: %v\n", name, err)
+		return exitFailure
+	}
 	drain := sf.drain
 	if drain == 0 {
 		drain = -1 // the Service's "no drain"; its zero means its default
 	}
-	svc := &endpoint.Service{Endpoint: srv, Handler: h, MaxConns: sf.maxConns, DrainTimeout: drain, Log: log}
-	if err := svc.Start(context.Background()); err != nil {
-		fmt.Fprintf(e.stderr, "tether %s: %v\n", name, err)
-		return exitFailure
-	}
-	log.Info("listening", append([]any{"addr", addrString(svc.Addr())}, attrs...)...)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
+	svc := &endpoint.Service{Handler: h, MaxConns: sf.maxConns, DrainTimeout: drain, Log: log}
+	log.Info("listening", append([]any{"addr", addrString(ln.Addr())}, attrs...)...)
 	served := make(chan error, 1)
-	go func() { served <- svc.Serve(ctx) }()
+	go func() { served <- svc.Serve(context.Background(), ln) }()
 
 	select {
 	case sig := <-sigs:
 		log.Info("shutting down: not accepting; draining", "signal", sig.String(),
 			"connections", svc.Active(), "drain_timeout", sf.drain)
-		stop()
 	case err := <-served:
 		// Serve has drained already.
 		if err == nil {
@@ -373,9 +371,14 @@ func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handl
 		log.Info("stopped")
 		return exitFailure
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(sf.drain, 0))
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- svc.Shutdown(ctx) }()
 	for {
 		select {
-		case <-served:
+		case <-shut:
+			<-served
 			log.Info("stopped")
 			return exitOK
 		case <-sigs:
