@@ -188,6 +188,18 @@ type Args struct {
 	InnerArgs *Args
 }
 
+// Format writes the Args as MarshalJSON does, for every verb: printed
+// with fmt, an Args shows what `tether describe` shows, secrets redacted,
+// and not the values as the types get them.
+func (a *Args) Format(f fmt.State, verb rune) {
+	b, err := a.MarshalJSON()
+	if err != nil {
+		fmt.Fprintf(f, "%%!%c(endpoint.Args: %v)", verb, err)
+		return
+	}
+	f.Write(b)
+}
+
 func (a *Args) get(name string) *Value {
 	for i := range a.Values {
 		if a.Values[i].Arg.Name == name {
@@ -273,7 +285,7 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 				what = fmt.Sprintf("takes at most %d positional arguments (%s)", len(names), strings.Join(names, ", "))
 			}
 			return fail("", "", "", errorf(ErrBadArgument, nil,
-				fmt.Sprintf("too many positional arguments: %q is extra; %s %s", p, spec.Name, what)))
+				fmt.Sprintf("too many positional arguments: %q is extra; %s %s", Redact(p), spec.Name, what)))
 		}
 		if spec.Args[pos].Variadic {
 			lists[pos] = append(lists[pos], p)
@@ -296,7 +308,7 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 		i := spec.argIndex(kw.Key)
 		if i < 0 {
 			return fail("", "", "", errorf(ErrBadArgument, nil,
-				fmt.Sprintf("unknown argument %q (%s takes %s)", kw.Key, spec.Name, spec.argNames())))
+				fmt.Sprintf("unknown argument %q (%s takes %s)", Redact(kw.Key), spec.Name, spec.argNames())))
 		}
 		if texts[i] != nil {
 			return fail(spec.Args[i].Name, "", "", errorf(ErrBadArgument, nil,

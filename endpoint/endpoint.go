@@ -72,7 +72,8 @@ type Client interface {
 
 // ParseServer checks a server endpoint string and returns the Server it
 // describes. Every problem with the string (an unknown type, a missing or
-// bad argument) is reported here, as an *Error naming the argument.
+// bad argument, nesting deeper than MaxNesting) is reported here, as an
+// *Error naming the argument.
 func ParseServer(s string) (Server, error) {
 	t, args, err := bindServer(s)
 	if err != nil {
@@ -138,6 +139,16 @@ func ClientArgs(s string) (*Args, error) {
 }
 
 func bindServer(s string) (*ServerType, *Args, error) {
+	if err := checkNesting(s); err != nil {
+		return nil, nil, err
+	}
+	return bindServerNested(s)
+}
+
+// bindServerNested is bindServer for a string whose nesting is checked
+// already, as a wrapper's inner string is: checking each again would be
+// quadratic.
+func bindServerNested(s string) (*ServerType, *Args, error) {
 	d, rest, err := parse(s, true)
 	if err != nil {
 		return nil, nil, err
@@ -146,11 +157,22 @@ func bindServer(s string) (*ServerType, *Args, error) {
 	if t == nil {
 		return nil, nil, unknownType(s, "server", d.Type, known)
 	}
-	args, err := bindTyped(s, rest, &t.Spec, "server", ServerArgs)
+	args, err := bindTyped(s, rest, &t.Spec, "server", func(inner string) (*Args, error) {
+		_, args, err := bindServerNested(inner)
+		return args, err
+	})
 	return t, args, err
 }
 
 func bindClient(s string) (*ClientType, *Args, error) {
+	if err := checkNesting(s); err != nil {
+		return nil, nil, err
+	}
+	return bindClientNested(s)
+}
+
+// bindClientNested is bindServerNested for client strings.
+func bindClientNested(s string) (*ClientType, *Args, error) {
 	d, rest, err := parse(s, true)
 	if err != nil {
 		return nil, nil, err
@@ -159,7 +181,10 @@ func bindClient(s string) (*ClientType, *Args, error) {
 	if t == nil {
 		return nil, nil, unknownType(s, "client", d.Type, known)
 	}
-	args, err := bindTyped(s, rest, &t.Spec, "client", ClientArgs)
+	args, err := bindTyped(s, rest, &t.Spec, "client", func(inner string) (*Args, error) {
+		_, args, err := bindClientNested(inner)
+		return args, err
+	})
 	return t, args, err
 }
 
@@ -218,8 +243,12 @@ func (s *server) Listen(ctx context.Context) (net.Listener, error) {
 	return ln, nil
 }
 
-// String returns the endpoint string the Server was parsed from.
-func (s *server) String() string { return s.input }
+// String returns the endpoint string the Server was parsed from, redacted
+// (see Redact).
+func (s *server) String() string { return Redact(s.input) }
+
+// GoString is String, so that %#v does not show the secrets String hides.
+func (s *server) GoString() string { return s.String() }
 
 type client struct {
 	input, typ string
@@ -237,8 +266,12 @@ func (c *client) Dial(ctx context.Context) (net.Conn, error) {
 	return conn, nil
 }
 
-// String returns the endpoint string the Client was parsed from.
-func (c *client) String() string { return c.input }
+// String returns the endpoint string the Client was parsed from, redacted
+// (see Redact).
+func (c *client) String() string { return Redact(c.input) }
+
+// GoString is String, so that %#v does not show the secrets String hides.
+func (c *client) GoString() string { return c.String() }
 
 // MarshalJSON writes {"role":..., "type":..., "args":{...}} with the
 // arguments in declaration order: numbers as numbers, flags as booleans,
@@ -276,7 +309,9 @@ func (a *Args) MarshalJSON() ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
-// JSONValue returns the value as `tether describe` shows it.
+// JSONValue returns the value as `tether describe` shows it: a secret
+// argument as "xxxxx", and text redacted (see Redact), as a value may be an
+// endpoint string with a secret of its own.
 func (v *Value) JSONValue() any {
 	if v.Absent {
 		return nil
@@ -285,7 +320,14 @@ func (v *Value) JSONValue() any {
 		return redacted
 	}
 	if v.Arg.Variadic {
-		return v.List
+		if v.List == nil {
+			return v.List
+		}
+		list := make([]string, len(v.List))
+		for i, p := range v.List {
+			list[i] = Redact(p)
+		}
+		return list
 	}
 	switch v.Arg.Kind {
 	case Int, Port:
@@ -299,6 +341,6 @@ func (v *Value) JSONValue() any {
 	case Millis:
 		return v.Dur.Milliseconds()
 	default:
-		return v.Str
+		return Redact(v.Str)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Sentinel errors. An *Error returned by this package wraps one of these, or
@@ -20,6 +21,10 @@ var (
 	// ErrBadArgument is wrapped when an argument is missing, unknown, given
 	// twice, or has a value its type does not accept.
 	ErrBadArgument = errors.New("endpoint: bad argument")
+
+	// ErrTooDeep is wrapped when endpoint strings nest more than
+	// MaxNesting deep.
+	ErrTooDeep = errors.New("endpoint: nested too deep")
 
 	// ErrNoLockOwner is wrapped when a UNIX client is asked to check the
 	// socket's lock file (checkPID=1) and no live process holds it.
@@ -43,7 +48,8 @@ type Error struct {
 	// Arg names the argument at fault, or is empty.
 	Arg string
 	// Value is the argument's value as written, when Arg is set. Error
-	// does not show the value of a secret argument.
+	// does not show the value of a secret argument, and shows others
+	// redacted (a value may be an endpoint string with a secret in it).
 	Value string
 	// Want says what was wanted, e.g. "a number 0-65535"; may be empty.
 	Want string
@@ -54,10 +60,14 @@ type Error struct {
 // Error formats the failure on one line, e.g.
 //
 //	endpoint "tcp:http": tcp: port "http" is not a number 0-65535
+//
+// The string and the value are shown redacted (see Redact), and a long
+// string shortened; whatever else the message quotes, the value after a
+// secret argument's name and '=' is hidden too.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("endpoint ")
-	b.WriteString(strconv.Quote(Redact(e.Input)))
+	b.WriteString(strconv.Quote(shorten(Redact(e.Input))))
 	b.WriteString(": ")
 	var op *net.OpError
 	if e.Op != "" && e.Op != "parse" && !errors.As(e.Err, &op) {
@@ -67,17 +77,18 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 	}
 	if e.Type != "" && e.Op == "parse" {
-		b.WriteString(e.Type)
+		// The type as written, when the grammar failed after it.
+		b.WriteString(Redact(e.Type))
 		b.WriteString(": ")
 	}
 	switch {
 	case e.Arg != "" && e.Want != "":
 		b.WriteString(e.Arg)
 		b.WriteByte(' ')
-		if secretKeys()[e.Arg] {
+		if isSecretArg(e.Arg) {
 			b.WriteString(strconv.Quote(redacted))
 		} else {
-			b.WriteString(strconv.Quote(e.Value))
+			b.WriteString(strconv.Quote(shorten(Redact(e.Value))))
 		}
 		b.WriteString(" is not ")
 		b.WriteString(e.Want)
@@ -88,7 +99,28 @@ func (e *Error) Error() string {
 	default:
 		b.WriteString(errText(e.Err))
 	}
-	return b.String()
+	return scrub(b.String())
+}
+
+// maxShown is the length beyond which Error shortens the string and the
+// value it shows, keeping the beginning and the end.
+const maxShown = 1024
+
+// shorten cuts the middle out of a string longer than maxShown, saying how
+// long it was: an error line is not the place for a megabyte of wrappers.
+func shorten(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	head, tail := maxShown*3/4, len(s)-maxShown/4
+	// Cut at character boundaries.
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	for tail < len(s) && !utf8.RuneStart(s[tail]) {
+		tail++
+	}
+	return s[:head] + "...(" + strconv.Itoa(len(s)) + " bytes in all)..." + s[tail:]
 }
 
 // errText strips the package prefix of our sentinels, which reads as noise

@@ -68,7 +68,31 @@ func parse(s string, stopAfterType bool) (*Description, int, error) {
 		isKw     bool
 		segStart = true // at the start of a value: a '[' here opens a bracket
 		segment  = 0
+		segAt    = 0   // the offset where the segment begins
+		kwAt     []int // the offset of each keyword, for "given twice"
+		seen     map[string]int
 	)
+	// given returns the index of the keyword key if it is already given.
+	// Many keywords are looked up in a map, so that a long string is not
+	// quadratic.
+	given := func(key string) (int, bool) {
+		if seen == nil && len(d.Keywords) < 16 {
+			for i, kw := range d.Keywords {
+				if kw.Key == key {
+					return i, true
+				}
+			}
+			return 0, false
+		}
+		if seen == nil {
+			seen = make(map[string]int, 2*len(d.Keywords))
+			for i, kw := range d.Keywords {
+				seen[kw.Key] = i
+			}
+		}
+		i, ok := seen[key]
+		return i, ok
+	}
 	finish := func() error {
 		val := cur.String()
 		cur.Reset()
@@ -83,12 +107,17 @@ func parse(s string, stopAfterType bool) (*Description, int, error) {
 			d.Type = val
 		case isKw:
 			if key == "" {
-				return fmt.Errorf("a keyword argument has an empty name (=%s)", Quote(val))
+				return fmt.Errorf("a keyword argument at offset %d has an empty name (=%s)", segAt, Quote(Redact(val)))
 			}
-			if _, dup := d.Get(key); dup {
-				return fmt.Errorf("keyword %q is given twice", key)
+			if i, dup := given(key); dup {
+				// The values are not shown: one of them may be a secret.
+				return fmt.Errorf("keyword %q is given twice, at offsets %d and %d", Redact(key), kwAt[i], segAt)
+			}
+			if seen != nil {
+				seen[key] = len(d.Keywords)
 			}
 			d.Keywords = append(d.Keywords, Keyword{key, val})
+			kwAt = append(kwAt, segAt)
 		default:
 			d.Positional = append(d.Positional, val)
 		}
@@ -134,6 +163,7 @@ func parse(s string, stopAfterType bool) (*Description, int, error) {
 			if stopAfterType && segment == 1 {
 				return d, i + 1, nil
 			}
+			segAt = i + 1
 		case c == '=' && !isKw:
 			isKw = true
 			key = cur.String()
@@ -148,6 +178,88 @@ func parse(s string, stopAfterType bool) (*Description, int, error) {
 		return fail("%v", err)
 	}
 	return d, len(s), nil
+}
+
+// MaxNesting is how deep endpoint strings may nest. Each wrapper (the
+// haproxy: of haproxy:tcp:80) is one level, and so is each endpoint string
+// given as the value of another (tls's endpoint=, socks5's proxy=);
+// "tcp:80" alone is one level. A string nested deeper is refused with an
+// *Error wrapping ErrTooDeep before anything else is read of it, so that
+// no string, however long, costs more than its length to refuse.
+const MaxNesting = 16
+
+// checkNesting refuses a string that nests more than MaxNesting deep.
+func checkNesting(s string) error {
+	if nesting(s, MaxNesting+1) <= MaxNesting {
+		return nil
+	}
+	return &Error{Op: "parse", Input: s, Err: errorf(ErrTooDeep, nil, fmt.Sprintf(
+		"endpoint strings nest more than %d deep, the most this package takes (each wrapper, "+
+			"such as haproxy:, is one level, and so is each endpoint string given as a value, "+
+			"such as tls's endpoint= or socks5's proxy=)", MaxNesting))}
+}
+
+// nesting returns how deep endpoint strings nest in s, counting no
+// further than limit. A value counts as an endpoint string when it begins
+// with the name of a registered type and has a ':' after it; any value
+// that one of the types parses as an endpoint string and that could nest
+// further is one of those. A part that does not parse counts as one level:
+// parsing it fails anyway.
+func nesting(s string, limit int) int {
+	depth := 0
+	for {
+		depth++
+		if depth >= limit {
+			return depth
+		}
+		d, rest, err := parse(s, true)
+		if err != nil || rest == len(s) {
+			return depth
+		}
+		if !isWrapper(d.Type) {
+			break
+		}
+		// A wrapper's inner string is the rest of s: walk down it here
+		// rather than recurse, however many there are.
+		s = s[rest:]
+	}
+	d, err := Parse(s)
+	if err != nil {
+		return depth
+	}
+	most := depth
+	inner := func(v string) {
+		if most >= limit || !strings.Contains(v, ":") {
+			return
+		}
+		if t, _, err := parse(v, true); err != nil || !isType(t.Type) {
+			return
+		}
+		most = max(most, depth+nesting(v, limit-depth))
+	}
+	for _, p := range d.Positional {
+		inner(p)
+	}
+	for _, kw := range d.Keywords {
+		inner(kw.Value)
+	}
+	return most
+}
+
+func isWrapper(typ string) bool {
+	if t, _ := lookupServer(typ); t != nil && t.Wrapper {
+		return true
+	}
+	t, _ := lookupClient(typ)
+	return t != nil && t.Wrapper
+}
+
+func isType(typ string) bool {
+	if t, _ := lookupServer(typ); t != nil {
+		return true
+	}
+	t, _ := lookupClient(typ)
+	return t != nil
 }
 
 // Quote escapes s so that it survives as one argument value of an endpoint
@@ -185,7 +297,8 @@ func Quote(s string) string {
 
 // String writes the Description in canonical form: the type, then the
 // positional arguments, then the keywords in order, every value quoted.
-// Parse(d.String()) gives back an equal Description.
+// Parse(d.String()) gives back an equal Description. Secrets are written
+// as they are: pass the result through Redact before showing it.
 func (d *Description) String() string {
 	var b strings.Builder
 	b.WriteString(Quote(d.Type))

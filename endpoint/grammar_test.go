@@ -3,6 +3,7 @@ package endpoint
 import (
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -73,6 +74,15 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// manyKeys returns n keyword arguments k0=1:k1=1:...
+func manyKeys(n int) string {
+	kws := make([]string, n)
+	for i := range kws {
+		kws[i] = "k" + strconv.Itoa(i) + "=1"
+	}
+	return strings.Join(kws, ":")
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"", "type (the first segment) is empty"},
@@ -84,7 +94,10 @@ func TestParseErrors(t *testing.T) {
 		{"tcp:80:interface=[::1", "never closed"},
 		{"tcp:[", "never closed"},
 		{"x:=v", "empty name"},
-		{"tcp:port=80:port=81", `keyword "port" is given twice`},
+		{"tcp:port=80:port=81", `keyword "port" is given twice, at offsets 4 and 12`},
+		// Past the first few keywords, a map finds the repeat.
+		{"x:" + manyKeys(40) + ":k7=2", `keyword "k7" is given twice, at offsets 37 and 232`},
+		{"x:" + strings.Repeat("a:", 30) + "=v", "keyword argument at offset 62 has an empty name (=v)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -160,4 +173,109 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// nestTLS returns a client string nesting tcp:h:1 in n-1 tls clients, each
+// taking the next as its endpoint=.
+func nestTLS(n int) string {
+	s := "tcp:h:1"
+	for i := 1; i < n; i++ {
+		s = "tls:h:1:endpoint=" + Quote(s)
+	}
+	return s
+}
+
+func TestNestingLimit(t *testing.T) {
+	deepOK := []struct {
+		name, s string
+		client  bool
+	}{
+		{"wrappers", strings.Repeat("haproxy:", MaxNesting-1) + "tcp:80", false},
+		{"client wrappers", strings.Repeat("haproxy:", MaxNesting-1) + "tcp:h:80", true},
+		{"nested values", nestTLS(MaxNesting), true},
+		{"both", strings.Repeat("haproxy:", MaxNesting/2) + nestTLS(MaxNesting/2), true},
+	}
+	for _, tt := range deepOK {
+		parse := ServerArgs
+		if tt.client {
+			parse = ClientArgs
+		}
+		if _, err := parse(tt.s); err != nil {
+			t.Errorf("%s, %d deep: %v", tt.name, MaxNesting, err)
+		}
+	}
+	tooDeep := []struct {
+		name, s string
+	}{
+		{"wrappers", strings.Repeat("haproxy:", MaxNesting) + "tcp:80"},
+		{"nested values", nestTLS(MaxNesting + 1)},
+		{"both", strings.Repeat("haproxy:", MaxNesting/2) + nestTLS(MaxNesting/2+1)},
+		{"socks5 proxies", "socks5:h:1:proxy=" + Quote(strings.Repeat("haproxy:", MaxNesting-1)+"tcp:p:1")},
+		{"nested values in wrappers", "haproxy:tls:h:1:endpoint=" + Quote(strings.Repeat("haproxy:", MaxNesting-1)+"tcp:h:1")},
+	}
+	for _, tt := range tooDeep {
+		for _, parse := range []func(string) error{
+			func(s string) error { _, err := ServerArgs(s); return err },
+			func(s string) error { _, err := ClientArgs(s); return err },
+			func(s string) error { _, err := ParseServer(s); return err },
+			func(s string) error { _, err := ParseClient(s); return err },
+		} {
+			err := parse(tt.s)
+			var e *Error
+			if !errors.Is(err, ErrTooDeep) || !errors.As(err, &e) || e.Input != tt.s {
+				t.Errorf("%s, %d deep: %v; want an *Error wrapping ErrTooDeep", tt.name, MaxNesting+1, err)
+				continue
+			}
+			if msg := err.Error(); !strings.Contains(msg, "nest more than 16 deep") {
+				t.Errorf("%s: error %q does not say what the limit is", tt.name, msg)
+			}
+		}
+	}
+}
+
+// TestNestingIsLinear parses strings nested far beyond the limit. Before
+// the limit, a million bytes of haproxy: wrappers took hours and gigabytes
+// (each level parsed again what is under it); now each is refused
+// after MaxNesting levels, and shown shortened.
+func TestNestingIsLinear(t *testing.T) {
+	wrappers := strings.Repeat("haproxy:", 125_000) + "tcp:80"
+	secret := strings.Repeat("haproxy:", 125_000) + `socks5:h:1:proxy=tcp\:p\:1:username=u:password=` + leakMark
+	keys := strings.Repeat("x=", 500_000) + "password=" + leakMark
+	for _, s := range []string{wrappers, secret} {
+		for _, parse := range []func(string) error{
+			func(s string) error { _, err := ServerArgs(s); return err },
+			func(s string) error { _, err := ClientArgs(s); return err },
+			func(s string) error { _, err := ParseServer(s); return err },
+			func(s string) error { _, err := ParseClient(s); return err },
+		} {
+			err := parse(s)
+			if !errors.Is(err, ErrTooDeep) {
+				t.Fatalf("%d bytes of wrappers: %.200v; want ErrTooDeep", len(s), err)
+			}
+			if msg := err.Error(); len(msg) > 2*maxShown || strings.Contains(msg, leakMark) || !strings.Contains(msg, "bytes in all") {
+				t.Fatalf("error for %d bytes of wrappers is %d bytes long, or shows the secret: %.300s...", len(s), len(msg), msg)
+			}
+		}
+	}
+	for _, s := range []string{secret, keys} {
+		if r := Redact(s); strings.Contains(r, leakMark) || !strings.Contains(r, redacted) {
+			t.Errorf("Redact of %d bytes shows the secret: ...%s", len(s), r[len(r)-100:])
+		}
+	}
+	if _, err := ClientArgs(keys); err == nil {
+		t.Error("a million bytes of keys parse")
+	}
+}
+
+// TestParseManyKeywords: looking for a repeated keyword is not quadratic
+// (200,000 keywords took minutes).
+func TestParseManyKeywords(t *testing.T) {
+	s := "x:" + manyKeys(200_000)
+	d, err := Parse(s)
+	if err != nil || len(d.Keywords) != 200_000 {
+		t.Fatalf("Parse of 200,000 keywords: %v", err)
+	}
+	if _, err := Parse(s + ":k199999=2"); !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), `"k199999" is given twice`) {
+		t.Fatalf("Parse of 200,000 keywords and a repeat: %.300v", err)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -159,10 +160,31 @@ func newTunnelClient(a *Args) (*tunnelClient, error) {
 	return c, nil
 }
 
+// maxPasswordFile bounds what is read of a passwordFile=: a password is a
+// line, and SOCKS5 sends at most 255 bytes of one.
+const maxPasswordFile = 64 << 10
+
 // readPasswordFile returns the first line of a small regular file,
 // without its line ending.
 func readPasswordFile(path string) (string, error) {
-	b, err := readPEMFile(path)
+	// O_NONBLOCK: opening a FIFO with no writer would otherwise block.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("not a regular file (%v)", fi.Mode().Type())
+	}
+	if fi.Size() > maxPasswordFile {
+		return "", fmt.Errorf("%d bytes, more than a password file needs (at most %d; the password is its first line)",
+			fi.Size(), maxPasswordFile)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxPasswordFile))
 	if err != nil {
 		return "", err
 	}

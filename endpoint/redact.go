@@ -5,77 +5,351 @@ import "strings"
 // redacted stands for a secret value wherever one would be shown.
 const redacted = "xxxxx"
 
-// secretKeys returns the names (and aliases) of every registered
-// argument declared Secret. The map is never changed after it is read
-// here: registration replaces it, under the lock, rather than adding to it.
-func secretKeys() map[string]bool {
+// redactDepth bounds how many strings nested one in another Redact takes
+// apart. It is more than MaxNesting, as Redact also looks into values that
+// are not endpoint strings; what lies deeper is hidden from the first
+// secret-looking key to its end (see cutSpans), so that no depth is left
+// unredacted.
+const redactDepth = 2 * MaxNesting
+
+// secretNames returns the names (and aliases) of every registered argument
+// declared Secret, in lower case. The slice is never changed after it is
+// read here: registration replaces it, under the lock, rather than add to
+// it.
+func secretNames() []string {
 	registry.RLock()
 	defer registry.RUnlock()
 	return registry.secrets
 }
 
 // Redact returns s with the value of every secret argument (a proxy's
-// password=, say) replaced by "xxxxx", also inside endpoint strings nested
-// in s's values (tls's endpoint=, socks5's proxy=) and a wrapper's inner
-// string: the form of s that may be logged, as url.URL.Redacted is for
-// URLs. A string with no secret in it is returned as it is; one with a
-// secret comes back in canonical form (Description.String). A string that
-// does not parse is returned as it is.
+// password=, say) replaced by "xxxxx": the form of s that may be logged, as
+// url.URL.Redacted is for URLs. Everything else is kept as written, so a
+// string with no secret in it comes back as it is, and one that parses
+// (with Parse) still parses.
+//
+// Redact looks at every depth: into the values of s (the endpoint strings
+// that tls's endpoint= or socks5's proxy= take, with their escaped
+// backslashes), a wrapper's inner string, and strings that do not parse
+// (a trailing backslash, an unclosed '['), which it reads as well as it
+// can. Where the string is unclear it hides more rather than less: a key
+// that ends in a secret argument's name, in any case and with any escapes
+// (xpassword=, PASSWORD=, pass\word=), has its value hidden too, and so
+// does one in a value that is not an endpoint string, or in a bracket.
+// Nested more than 32 levels deep (twice MaxNesting), everything after
+// the first such key is hidden.
 func Redact(s string) string {
-	keys := secretKeys()
-	if len(keys) == 0 {
+	names := secretNames()
+	if len(names) == 0 || strings.IndexByte(s, '=') < 0 {
 		return s
 	}
-	return redact(s, keys, 0)
+	r := redactor{names: names}
+	return hideSpans(s, r.spans(s, 0))
 }
 
-// redactDepth bounds the nesting Redact looks into.
-const redactDepth = 8
+// A span is a range of bytes of a string, [lo, hi), to hide.
+type span struct{ lo, hi int }
 
-func redact(s string, keys map[string]bool, depth int) string {
-	if depth > redactDepth || !strings.Contains(s, "=") {
+// hideSpans returns s with each span, given in order and not overlapping,
+// replaced by "xxxxx".
+func hideSpans(s string, spans []span) string {
+	if len(spans) == 0 {
 		return s
 	}
-	d, err := Parse(s)
-	if err != nil {
-		return s
+	var b strings.Builder
+	at := 0
+	for _, sp := range spans {
+		b.WriteString(s[at:sp.lo])
+		b.WriteString(redacted)
+		at = sp.hi
 	}
-	if isWrapper(d.Type) {
-		// A wrapper's inner string is the rest of s after "TYPE:".
-		if _, rest, err := parse(s, true); err == nil && rest < len(s) {
-			return s[:rest] + redact(s[rest:], keys, depth+1)
-		}
-		return s
-	}
-	changed := false
-	for i, kw := range d.Keywords {
-		v := kw.Value
-		if keys[kw.Key] {
-			v = redacted
-		} else {
-			v = redact(v, keys, depth+1)
-		}
-		if v != kw.Value {
-			d.Keywords[i].Value = v
-			changed = true
-		}
-	}
-	for i, p := range d.Positional {
-		if r := redact(p, keys, depth+1); r != p {
-			d.Positional[i] = r
-			changed = true
-		}
-	}
-	if !changed {
-		return s
-	}
-	return d.String()
+	b.WriteString(s[at:])
+	return b.String()
 }
 
-func isWrapper(typ string) bool {
-	if t, _ := lookupServer(typ); t != nil && t.Wrapper {
-		return true
+// redactor finds what Redact hides.
+type redactor struct {
+	names []string // secretNames
+}
+
+// A piece is a part of an endpoint string that may hold a nested one: a
+// keyword's key or value, or a positional argument (the type included).
+type piece struct {
+	lo, hi int // its bytes in the string, escapes included
+	// bracket is the index of the ']' that closes the bracket the piece
+	// begins with, or -1: those brackets are part of the structure of the
+	// string the piece is in, and must stay as they are.
+	bracket int
+}
+
+// spans returns the byte ranges of s that hold secrets, in order. It
+// reads s as Parse does, but never fails: a lone backslash at the end is
+// left out, an unclosed '[' is an ordinary character, the first segment
+// may be a keyword, and keys may repeat. Each piece holding an '=' is read
+// in turn as an endpoint string, one level down.
+func (r *redactor) spans(s string, depth int) []span {
+	if depth > redactDepth {
+		return r.cutSpans(s)
 	}
-	t, _ := lookupClient(typ)
-	return t != nil && t.Wrapper
+	var (
+		out      []span
+		segLo    int // where the segment begins
+		key      piece
+		isKw     bool
+		cur      = piece{bracket: -1}
+		segStart = true // at the start of a value: a '[' here may open a bracket
+		end      = len(s)
+	)
+	finish := func(hi int) {
+		cur.hi = hi
+		switch {
+		case !isKw:
+			out = append(out, r.inside(s, cur, depth)...)
+		case len(r.inside(s, key, depth)) > 0:
+			// A secret in a key: hide the whole key=value segment, as a
+			// part of a key could make two keys the same.
+			out = append(out, span{segLo, hi})
+		case r.isSecret(s[key.lo:key.hi]):
+			out = append(out, span{cur.lo, cur.hi})
+		default:
+			out = append(out, r.inside(s, cur, depth)...)
+		}
+	}
+scan:
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			if i+1 == len(s) {
+				end = i // a lone backslash at the end belongs to nothing
+				break scan
+			}
+			i++
+			segStart = false
+		case c == '[' && segStart:
+			segStart = false
+			if j := closingBracket(s, i); j > 0 {
+				cur.bracket = j
+				i = j
+			}
+		case c == ':':
+			finish(i)
+			segLo, isKw, cur, segStart = i+1, false, piece{lo: i + 1, bracket: -1}, true
+		case c == '=' && !isKw:
+			cur.hi = i
+			key, isKw = cur, true
+			cur, segStart = piece{lo: i + 1, bracket: -1}, true
+		default:
+			segStart = false
+		}
+	}
+	finish(end)
+	return out
+}
+
+// closingBracket returns the index of the ']' closing the '[' at s[i], as
+// Parse finds it, or -1 when there is none.
+func closingBracket(s string, i int) int {
+	for j := i + 1; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			j++
+		case ']':
+			return j
+		}
+	}
+	return -1
+}
+
+// inside returns the spans to hide within the piece p of s, found by
+// reading the piece's text as an endpoint string of its own.
+func (r *redactor) inside(s string, p piece, depth int) []span {
+	raw := s[p.lo:p.hi]
+	if strings.IndexByte(raw, '=') < 0 {
+		return nil // no key, so no secret, at any depth
+	}
+	text := unescape(raw)
+	if len(text) < len(s) {
+		found := mapSpans(raw, p.lo, r.spans(text, depth+1))
+		if p.bracket >= 0 && len(found) > 0 {
+			for _, sp := range found {
+				if sp.lo == p.lo && sp.hi > sp.lo || sp.lo <= p.bracket && p.bracket < sp.hi {
+					// Hiding a bracket of this level would change what
+					// the rest of s means: hide the whole piece instead.
+					return []span{{p.lo, p.hi}}
+				}
+			}
+		}
+		return found
+	}
+	// The piece is all of s: one segment whose ':' and '=' are all in a
+	// bracket. Read what the bracket holds.
+	if p.bracket < 0 {
+		return nil
+	}
+	inner := s[p.lo+1 : p.bracket]
+	return mapSpans(inner, p.lo+1, r.spans(unescape(inner), depth+1))
+}
+
+// unescape returns the text of a piece: every backslash makes the next
+// byte literal.
+func unescape(raw string) string {
+	if strings.IndexByte(raw, '\\') < 0 {
+		return raw
+	}
+	b := make([]byte, 0, len(raw))
+	for i := 0; i < len(raw); i++ {
+		if raw[i] == '\\' && i+1 < len(raw) {
+			i++
+		}
+		b = append(b, raw[i])
+	}
+	return string(b)
+}
+
+// mapSpans turns spans of unescape(raw) into spans of the string raw is
+// found in, at offset base. A span takes the escapes of the characters in
+// it along, so that what is left is whole characters.
+func mapSpans(raw string, base int, spans []span) []span {
+	if len(spans) == 0 {
+		return nil
+	}
+	out := make([]span, 0, len(spans))
+	n, pos := 0, 0 // n characters of the text take raw[:pos]
+	advance := func(to int) int {
+		for ; n < to; n++ {
+			if raw[pos] == '\\' && pos+1 < len(raw) {
+				pos++
+			}
+			pos++
+		}
+		return base + pos
+	}
+	for _, sp := range spans {
+		lo := advance(sp.lo)
+		out = append(out, span{lo, advance(sp.hi)})
+	}
+	return out
+}
+
+// isSecret reports whether key names a secret argument, reading it
+// generously: a key that ends in a secret name, in any case, with any
+// backslashes in it and any spaces or ']' after it.
+func (r *redactor) isSecret(key string) bool {
+	for _, name := range r.names {
+		if endsWithName(key, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// isSecretArg reports whether an argument so named is secret, as
+// redaction reads keys.
+func isSecretArg(name string) bool {
+	r := redactor{names: secretNames()}
+	return r.isSecret(name)
+}
+
+func endsWithName(key, name string) bool {
+	i := len(key) - 1
+	for i >= 0 && (key[i] == ' ' || key[i] == '\t' || key[i] == ']' || key[i] == '\\') {
+		i--
+	}
+	for j := len(name) - 1; j >= 0; j-- {
+		for i >= 0 && key[i] == '\\' {
+			i--
+		}
+		if i < 0 || lower(key[i]) != name[j] {
+			return false
+		}
+		i--
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// assignment returns the index just after the '=' of the first secret
+// name followed by '=' in s at or after from, or -1. As isSecret, it
+// allows backslashes in the name (escaping at any depth puts them before
+// the '=') and spaces and ']' after it. It does not look at the structure
+// of s at all.
+func (r *redactor) assignment(s string, from int) int {
+	for i := from; i < len(s); i++ {
+		for _, name := range r.names {
+			if lower(s[i]) != name[0] {
+				continue
+			}
+			k := i + 1
+			for j := 1; j < len(name) && k >= 0; j++ {
+				for k < len(s) && s[k] == '\\' {
+					k++
+				}
+				if k < len(s) && lower(s[k]) == name[j] {
+					k++
+				} else {
+					k = -1
+				}
+			}
+			if k < 0 {
+				continue
+			}
+			for k < len(s) && strings.IndexByte(" \t]\\", s[k]) >= 0 {
+				k++
+			}
+			if k < len(s) && s[k] == '=' {
+				return k + 1
+			}
+		}
+	}
+	return -1
+}
+
+// cutSpans hides all of s after the first secret name followed by '=':
+// what Redact does too deep in a string to take it apart.
+func (r *redactor) cutSpans(s string) []span {
+	if at := r.assignment(s, 0); at >= 0 {
+		return []span{{at, len(s)}}
+	}
+	return nil
+}
+
+// scrub hides, in a message made for people, the value after every secret
+// name followed by '=' that is not "xxxxx" already: up to the next space,
+// quote, ':' or ','. It is the last guard of Error, for text that did
+// not come through Redact (an operating system error quoting a path, say).
+func scrub(msg string) string {
+	r := redactor{names: secretNames()}
+	if len(r.names) == 0 {
+		return msg
+	}
+	var spans []span
+	for at := r.assignment(msg, 0); at >= 0; at = r.assignment(msg, at) {
+		if strings.HasPrefix(msg[at:], redacted) && (at+len(redacted) == len(msg) || !isWordByte(msg[at+len(redacted)])) {
+			continue
+		}
+		end := at
+		for end < len(msg) && !strings.ContainsRune(" \t\r\n\"':,", rune(msg[end])) {
+			end++
+		}
+		switch last := len(spans) - 1; {
+		case end == at:
+		case last >= 0 && at <= spans[last].hi:
+			// A secret name in what is hidden already: hide on to the
+			// end of its value too.
+			spans[last].hi = max(spans[last].hi, end)
+		default:
+			spans = append(spans, span{at, end})
+		}
+	}
+	return hideSpans(msg, spans)
+}
+
+func isWordByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_'
 }

@@ -1,9 +1,15 @@
 package endpoint
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestRedact(t *testing.T) {
@@ -58,5 +64,154 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 	}
 	if a.String("password") != "hunter2" {
 		t.Errorf("the type itself must still get the password, got %q", a.String("password"))
+	}
+}
+
+// leakMark is the secret the leak tests give; nothing else in their
+// strings spells it.
+const leakMark = "S3CR3Tz9"
+
+// leakCases are strings that assign leakMark to a secret argument in every
+// way issue 9 found it printed: nested values, strings that do not parse,
+// a keyword given twice, wrappers nested deeper than Redact used to look.
+var leakCases = []struct {
+	name, s string
+}{
+	{"tls endpoint= socks5", "tls:h:443:endpoint=" + Quote("socks5:h:443:proxy="+Quote("tcp:p:1080")+":username=u:password="+leakMark)},
+	{"socks5 proxy= httpconnect", "socks5:h:1:username=u:proxy=" + Quote("httpconnect:p:1:proxy="+Quote("tcp:q:3128")+":username=v:password="+leakMark)},
+	{"trailing backslash", `socks5:h:1:proxy=tcp\:p\:1:username=u:password=` + leakMark + `:timeout=5\`},
+	{"unclosed bracket", `socks5:h:1:proxy=tcp\:p\:1:username=u:password=` + leakMark + `:host=[::1`},
+	{"unclosed bracket in the value", `socks5:h:1:proxy=tcp\:p\:1:username=u:password=[` + leakMark},
+	{"given twice", `socks5:h:1:proxy=tcp\:p\:1:username=u:password=` + leakMark + `:password=` + leakMark + `x`},
+	{"nested, does not parse", "tls:h:443:endpoint=" + Quote("socks5:h:1:password="+leakMark+`:x=\`)},
+	{"nine wrappers", strings.Repeat("haproxy:", 9) + `socks5:h:1:proxy=tcp\:p\:1:username=u:password=` + leakMark},
+	{"forty wrappers", strings.Repeat("haproxy:", 40) + `socks5:h:1:proxy=tcp\:p\:1:username=u:password=` + leakMark},
+	{"bracketed value", `socks5:h:1:proxy=tcp\:p\:1:username=u:password=[a:` + leakMark + `]`},
+	{"escaped key", `socks5:h:1:proxy=tcp\:p\:1:username=u:pass\word=` + leakMark},
+	{"bad port", `socks5:h:x:proxy=tcp\:p\:1:username=u:password=` + leakMark},
+	{"bad port, nested", "tls:h:443:endpoint=" + Quote("socks5:h:x:proxy=tcp\\:p\\:1:username=u:password="+leakMark)},
+	{"bad proxy, nested", "socks5:h:1:proxy=" + Quote("socks5:p:1:proxy=tcp\\:q\\:x:username=u:password="+leakMark)},
+	{"too many positional", "tcp:h:1:" + Quote("socks5:h:1:password="+leakMark)},
+	{"unknown type", Quote("socks5:h:1:password="+leakMark) + ":1"},
+	{"empty key", "tcp:h:1:=" + Quote("password="+leakMark)},
+}
+
+// TestNoLeak checks every way a parsed or rejected string is shown: the
+// error, Redact, the endpoint's String and describe's JSON.
+func TestNoLeak(t *testing.T) {
+	for _, tc := range leakCases {
+		t.Run(tc.name, func(t *testing.T) {
+			check := func(what, out string) {
+				t.Helper()
+				if strings.Contains(out, leakMark) {
+					t.Errorf("%s shows the secret: %s", what, out)
+				}
+			}
+			check("Redact", Redact(tc.s))
+			if c, err := ParseClient(tc.s); err != nil {
+				check("ParseClient's error", err.Error())
+			} else {
+				check("fmt.Sprint of the client", fmt.Sprint(c))
+			}
+			if _, err := ParseServer(tc.s); err != nil {
+				check("ParseServer's error", err.Error())
+			}
+			if a, err := ClientArgs(tc.s); err != nil {
+				check("ClientArgs's error", err.Error())
+			} else {
+				b, err := json.Marshal(a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				check("describe's JSON", string(b))
+				check("fmt.Sprint of the Args", fmt.Sprint(a))
+			}
+		})
+	}
+}
+
+// TestRedactInPlace checks that Redact changes nothing but the secrets, at
+// any depth and in strings that do not parse.
+func TestRedactInPlace(t *testing.T) {
+	for in, want := range map[string]string{
+		`socks5:db:5432:password=hunter2:proxy=tcp\:p\:1080:username=u`: `socks5:db:5432:password=xxxxx:proxy=tcp\:p\:1080:username=u`,
+		`socks5:db:5432:PassWord=hunter2:proxy=tcp\:p\:1080`:            `socks5:db:5432:PassWord=xxxxx:proxy=tcp\:p\:1080`,
+		`socks5:db:5432:pass\word=hunter2`:                              `socks5:db:5432:pass\word=xxxxx`,
+		`socks5:h:1:password=`:                                          `socks5:h:1:password=xxxxx`,
+		"tls:db:443:endpoint=" + Quote("socks5:db:443:proxy="+Quote("tcp:p:1080")+":username=u:password=hunter2"): `tls:db:443:endpoint=socks5\:db\:443\:proxy\=tcp\\\:p\\\:1080\:username\=u\:password\=xxxxx`,
+		"tls:db:443:endpoint=" + Quote("socks5:db:443:password=a\\:b:username=u"):                                 `tls:db:443:endpoint=socks5\:db\:443\:password\=xxxxx\:username\=u`,
+		// Strings that do not parse keep what makes them fail.
+		`socks5:h:1:password=hunter2:x\`:          `socks5:h:1:password=xxxxx:x\`,
+		`socks5:h:1:password=hunter2:host=[::1`:   `socks5:h:1:password=xxxxx:host=[::1`,
+		`socks5:h:1:password=[hunter2`:            `socks5:h:1:password=xxxxx`,
+		`socks5:h:1:password=a:password=b:proxy=`: `socks5:h:1:password=xxxxx:password=xxxxx:proxy=`,
+		// A bracketed value is one value.
+		`socks5:h:1:password=[a:b]:username=u`: `socks5:h:1:password=xxxxx:username=u`,
+		// Wrappers, however many.
+		strings.Repeat("haproxy:", 40) + "socks5:h:1:password=hunter2:username=u": strings.Repeat("haproxy:", 40) + "socks5:h:1:password=xxxxx:username=u",
+		// passwordFile= is a path, not a secret.
+		"socks5:h:1:passwordFile=/run/pw:username=u": "socks5:h:1:passwordFile=/run/pw:username=u",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q)\n = %q\nwant %q", in, got, want)
+		}
+	}
+}
+
+func TestGivenTwiceShowsNoValues(t *testing.T) {
+	_, err := ParseClient(`socks5:h:1:password=hunter2:username=u:password=hunter3`)
+	if err == nil || !errors.Is(err, ErrSyntax) {
+		t.Fatalf("err = %v, want ErrSyntax", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, `keyword "password" is given twice, at offsets 11 and 39`) || strings.Contains(msg, "hunter") {
+		t.Errorf("error %q: want it to say where password= is given twice, and neither value", msg)
+	}
+}
+
+// TestErrorHidesSecrets checks Error on what it is given, whoever made
+// the *Error: a value that is an endpoint string, a secret argument's
+// value, and text from elsewhere with a secret in it.
+func TestErrorHidesSecrets(t *testing.T) {
+	for _, e := range []*Error{
+		{Op: "parse", Input: "x", Type: "socks5", Arg: "proxy", Value: "socks5:h:1:password=hunter2", Want: "good", Err: ErrBadArgument},
+		{Op: "parse", Input: "x", Type: "socks5", Arg: "password", Value: "hunter2", Want: "good", Err: ErrBadArgument},
+		{Op: "parse", Input: "x", Type: "socks5", Arg: "passwordFile", Err: errors.New("open /x/password=hunter2: no such file")},
+		{Op: "parse", Input: "x", Type: "password=hunter2", Err: ErrSyntax},
+		{Op: "dial", Input: "socks5:h:1:password=hunter2", Err: errors.New(`proxy said "password\=hunter2 wrong"`)},
+	} {
+		if msg := e.Error(); strings.Contains(msg, "hunter2") || !strings.Contains(msg, redacted) {
+			t.Errorf("%#v.Error() = %q", e, msg)
+		}
+	}
+	// Text that only mentions the argument is left alone.
+	e := &Error{Op: "parse", Input: "x", Type: "socks5", Arg: "passwordFile", Err: errors.New("cannot be given with password=: give one of them")}
+	if msg := e.Error(); !strings.HasSuffix(msg, "passwordFile: cannot be given with password=: give one of them") {
+		t.Errorf("Error() = %q", msg)
+	}
+}
+
+func TestErrorShortensLongStrings(t *testing.T) {
+	// The string and the port are cut, between characters.
+	s := "tcp:" + strings.Repeat("é", 2500) + "a"
+	_, err := ParseServer(s)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	if len(msg) > 3*maxShown || strings.Count(msg, "bytes in all") != 2 || !strings.HasPrefix(msg, `endpoint "tcp:éé`) ||
+		!strings.Contains(msg, `éa"`) || !utf8.ValidString(msg) {
+		t.Errorf("error for a %d-byte string: %q", len(s), msg)
+	}
+}
+
+func TestPasswordFileTooLarge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("p"), maxPasswordFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ParseClient(`socks5:h:1:proxy=tcp\:p\:1:username=u:passwordFile=` + Quote(path))
+	if err == nil || !strings.Contains(err.Error(), "more than a password file needs") || strings.Contains(err.Error(), "PEM") {
+		t.Errorf("err = %v; want it to say the file is too large for a password file", err)
 	}
 }

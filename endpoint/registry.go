@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,31 +29,29 @@ var registry struct {
 	sync.RWMutex
 	servers map[string]*ServerType
 	clients map[string]*ClientType
-	// secrets holds the names and aliases of every Secret argument, kept
-	// as types register so that Redact and Error need not scan them.
-	secrets map[string]bool
+	// secrets holds the names and aliases of every Secret argument, in
+	// lower case, kept as types register so that Redact and Error need
+	// not scan the types.
+	secrets []string
 }
 
 // noteSecrets records s's secret arguments; registry must be locked. It
-// makes a new map rather than change the old one, which secretKeys'
+// makes a new slice rather than change the old one, which secretNames'
 // callers may be reading without the lock.
 func noteSecrets(s *Spec) {
-	var names []string
+	secrets := registry.secrets
 	for _, a := range s.Args {
-		if a.Secret {
-			names = append(names, a.Name)
-			names = append(names, a.Aliases...)
+		if !a.Secret {
+			continue
 		}
-	}
-	if len(names) == 0 {
-		return
-	}
-	secrets := make(map[string]bool, len(registry.secrets)+len(names))
-	for k := range registry.secrets {
-		secrets[k] = true
-	}
-	for _, n := range names {
-		secrets[n] = true
+		for _, n := range append([]string{a.Name}, a.Aliases...) {
+			n = strings.ToLower(n)
+			if !slices.Contains(secrets, n) {
+				// A full slice: append copies, and the old one stays as
+				// its readers saw it.
+				secrets = append(secrets[:len(secrets):len(secrets)], n)
+			}
+		}
 	}
 	registry.secrets = secrets
 }
@@ -175,5 +174,5 @@ func sortedKeys[V any](m map[string]V) []string {
 func unknownType(input, role, name string, known []string) error {
 	return &Error{Op: "parse", Input: input, Err: errorf(ErrUnknownType, nil,
 		fmt.Sprintf("unknown %s type %q (known: %s; a third-party type needs its package imported)",
-			role, name, strings.Join(known, ", ")))}
+			role, Redact(name), strings.Join(known, ", ")))}
 }

@@ -22,8 +22,10 @@ every argument, defaults filled in:
   $ tether describe --client 'tcp:example.com:443:timeout=5'
 
 Numbers are JSON numbers, flags booleans, file modes octal strings ("0666"),
-an absent optional argument null. No file is opened and nothing is listened
-on. A rejected string exits 2 with one line on stderr saying why.
+an absent optional argument null. A secret (a proxy's password=) is shown as
+"xxxxx", also inside an endpoint string given as a value. No file is opened
+and nothing is listened on. A rejected string, one nested more than %d deep
+included, exits 2 with one line on stderr saying why.
 
 Flags:
 `
@@ -33,7 +35,7 @@ func runDescribe(e *env, args []string) int {
 	fs.SetOutput(e.stderr)
 	client := fs.Bool("client", false, "read STRING as a client endpoint (default: server)")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), describeUsage)
+		fmt.Fprintf(fs.Output(), describeUsage, endpoint.MaxNesting)
 		fs.PrintDefaults()
 	}
 	if code, done := parseFlags(fs, args, e); done {

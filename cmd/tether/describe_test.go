@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/tether-endpoints/tether/endpoint"
 )
 
 // runCmd runs tether in-process and returns its exit code and output.
@@ -89,5 +92,88 @@ func TestHelp(t *testing.T) {
 	code, out, _ := runCmd("--help")
 	if code != exitOK || !strings.Contains(out, "describe") || !strings.Contains(out, "Exit codes") {
 		t.Fatalf("--help = %d, %q", code, out)
+	}
+}
+
+// TestDescribeHidesSecrets: describe shows no secret, in its JSON (nested
+// strings included) or in its error, at any depth, whether the string
+// parses or not.
+func TestDescribeHidesSecrets(t *testing.T) {
+	const secret = "S3CR3Tz9"
+	socks := "socks5:h:1:proxy=" + endpoint.Quote("tcp:p:1080") + ":username=u:password=" + secret
+	for _, tt := range []struct {
+		s    string
+		code int // for --client
+	}{
+		{socks, exitOK},
+		{"tls:h:443:endpoint=" + endpoint.Quote(socks), exitOK},
+		{"socks5:h:1:proxy=" + endpoint.Quote(socks), exitOK},
+		{"socks5:h:1:proxy=" + endpoint.Quote("httpconnect:p:1:proxy=tcp\\:q\\:1:username=v:password="+secret), exitOK},
+		{strings.Repeat("haproxy:", 12) + socks, exitOK},
+		{"tls:h:443:endpoint=" + endpoint.Quote(strings.Repeat("haproxy:", 9)+socks), exitOK},
+		{socks + `:timeout=5\`, exitUsage},
+		{socks + ":host=[::1", exitUsage},
+		{socks + ":password=" + secret + "x", exitUsage},
+		// describe does not parse a nested string (only the type does,
+		// when the endpoint is made), but shows it.
+		{"tls:h:443:endpoint=" + endpoint.Quote(socks+`:x=\`), exitOK},
+		{"tls:h:443:endpoint=" + endpoint.Quote("socks5:h:x:password="+secret), exitOK},
+		{strings.Repeat("haproxy:", 40) + socks, exitUsage},
+		{"tcp:h:1:" + endpoint.Quote(socks), exitUsage},
+	} {
+		for _, args := range [][]string{{"describe", "--client", tt.s}, {"describe", tt.s}} {
+			code, out, errOut := runCmd(args...)
+			if strings.Contains(out+errOut, secret) {
+				t.Errorf("%q shows the secret: stdout %q, stderr %q", args, out, errOut)
+			}
+			if args[1] == "--client" && code != tt.code {
+				t.Errorf("%q = %d (stderr %q), want %d", args, code, errOut, tt.code)
+			}
+			if code == exitOK && !strings.Contains(out, "xxxxx") {
+				t.Errorf("%q = %q, which does not show where the secret was", args, out)
+			}
+		}
+	}
+}
+
+// TestDescribeTooDeep: a string nested deeper than endpoint.MaxNesting is
+// a rejected string, exit 2 with one line saying so, however deep; the
+// JSON of one within the limit is printed.
+func TestDescribeTooDeep(t *testing.T) {
+	limit := endpoint.MaxNesting
+	if code, out, errOut := runCmd("describe", strings.Repeat("haproxy:", limit-1)+"tcp:80"); code != exitOK ||
+		strings.Count(out, `"inner"`) != limit-1 {
+		t.Errorf("describe of %d levels = %d, %q, %q", limit, code, out, errOut)
+	}
+	for _, s := range []string{
+		strings.Repeat("haproxy:", limit) + "tcp:80",
+		strings.Repeat("haproxy:", 125_000) + "tcp:80",
+	} {
+		for _, args := range [][]string{{"describe", s}, {"describe", "--client", s}} {
+			code, out, errOut := runCmd(args...)
+			if code != exitUsage || out != "" || strings.Count(errOut, "\n") != 1 ||
+				!strings.Contains(errOut, fmt.Sprintf("nest more than %d deep", limit)) || len(errOut) > 4096 {
+				t.Errorf("describe of %d bytes of wrappers = %d, stdout %.100q, stderr %.300q; want exit 2 and one short line",
+					len(s), code, out, errOut)
+			}
+		}
+	}
+}
+
+// TestListeningLineHidesDeepSecrets: relay's "listening" line shows its
+// target redacted however deep the secret is in it.
+func TestListeningLineHidesDeepSecrets(t *testing.T) {
+	target := strings.Repeat("haproxy:", 10) + "socks5:db:5432:username=u:password=hunter2:proxy=" + endpoint.Quote("tcp:127.0.0.1:1")
+	p := startTether(t, tetherBin, "relay", "--log-format", "json", "tcp:0:interface=127.0.0.1", target)
+	l := p.waitLog("listening", nil)
+	if got, _ := l["target"].(string); !strings.Contains(got, "password=xxxxx") {
+		t.Errorf("listening line's target = %q", got)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.raw {
+		if strings.Contains(l, "hunter2") {
+			t.Errorf("a log line shows the password: %s", l)
+		}
 	}
 }
