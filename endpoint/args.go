@@ -186,6 +186,10 @@ type Args struct {
 	// arguments.
 	Inner     string
 	InnerArgs *Args
+	// Options are those the endpoint is made with, never nil in New:
+	// parse nested endpoint strings with Options.ParseServer and
+	// ParseClient, so that they get them too.
+	Options *Options
 }
 
 // Format writes the Args as MarshalJSON does, for every verb: printed

@@ -73,56 +73,19 @@ type Client interface {
 // ParseServer checks a server endpoint string and returns the Server it
 // describes. Every problem with the string (an unknown type, a missing or
 // bad argument, nesting deeper than MaxNesting) is reported here, as an
-// *Error naming the argument.
-func ParseServer(s string) (Server, error) {
-	t, args, err := bindServer(s)
-	if err != nil {
-		return nil, err
-	}
-	srv, err := t.New(args)
-	if err != nil {
-		return nil, asError(err, "parse", s, t.Name)
-	}
-	if srv == nil {
-		return nil, &Error{Op: "parse", Input: s, Type: t.Name, Err: errors.New("type returned a nil Server")}
-	}
-	return &server{input: s, typ: t.Name, s: srv}, nil
-}
+// *Error naming the argument. It is the zero Options' ParseServer.
+func ParseServer(s string) (Server, error) { return zeroOptions.ParseServer(s) }
 
 // ParseClient checks a client endpoint string and returns the Client it
 // describes, reporting every problem with the string as ParseServer does.
-func ParseClient(s string) (Client, error) {
-	t, args, err := bindClient(s)
-	if err != nil {
-		return nil, err
-	}
-	cli, err := t.New(args)
-	if err != nil {
-		return nil, asError(err, "parse", s, t.Name)
-	}
-	if cli == nil {
-		return nil, &Error{Op: "parse", Input: s, Type: t.Name, Err: errors.New("type returned a nil Client")}
-	}
-	return &client{input: s, typ: t.Name, c: cli}, nil
-}
+// It is the zero Options' ParseClient.
+func ParseClient(s string) (Client, error) { return zeroOptions.ParseClient(s) }
 
 // Listen parses the server endpoint string s and listens on it.
-func Listen(ctx context.Context, s string) (net.Listener, error) {
-	srv, err := ParseServer(s)
-	if err != nil {
-		return nil, err
-	}
-	return srv.Listen(ctx)
-}
+func Listen(ctx context.Context, s string) (net.Listener, error) { return zeroOptions.Listen(ctx, s) }
 
 // Dial parses the client endpoint string s and connects to it.
-func Dial(ctx context.Context, s string) (net.Conn, error) {
-	cli, err := ParseClient(s)
-	if err != nil {
-		return nil, err
-	}
-	return cli.Dial(ctx)
-}
+func Dial(ctx context.Context, s string) (net.Conn, error) { return zeroOptions.Dial(ctx, s) }
 
 // ServerArgs parses a server endpoint string and returns its arguments with
 // every default filled in, without making the endpoint (so no file is

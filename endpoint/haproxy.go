@@ -25,7 +25,7 @@ func init() {
 				"(proxyproto.Conn.Header), not interpreted.",
 		},
 		New: func(a *Args) (Server, error) {
-			inner, err := ParseServer(a.Inner)
+			inner, err := a.Options.ParseServer(a.Inner)
 			if err != nil {
 				return nil, err
 			}
@@ -42,7 +42,7 @@ func init() {
 				"a v1 \"PROXY UNKNOWN\", which tells the server to use the connection's own addresses.",
 		},
 		New: func(a *Args) (Client, error) {
-			inner, err := ParseClient(a.Inner)
+			inner, err := a.Options.ParseClient(a.Inner)
 			if err != nil {
 				return nil, err
 			}

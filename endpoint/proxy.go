@@ -152,7 +152,7 @@ func newTunnelClient(a *Args) (*tunnelClient, error) {
 	case !a.Absent("passwordFile"):
 		return nil, argError(a, "passwordFile", "needs username= (the user it is the password of)", nil)
 	}
-	inner, err := ParseClient(a.String("proxy"))
+	inner, err := a.Options.ParseClient(a.String("proxy"))
 	if err != nil {
 		return nil, argError(a, "proxy", err.Error(), err)
 	}

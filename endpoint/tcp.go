@@ -55,10 +55,11 @@ func init() {
 		},
 		New: func(a *Args) (Client, error) {
 			c := &tcpClient{
-				host:    a.String("host"),
-				port:    uint16(a.Int("port")),
-				timeout: a.Duration("timeout"),
-				delay:   a.Duration("attemptDelay"),
+				resolver: a.Options.resolver(),
+				host:     a.String("host"),
+				port:     uint16(a.Int("port")),
+				timeout:  a.Duration("timeout"),
+				delay:    a.Duration("attemptDelay"),
 			}
 			if !a.Absent("bindAddress") {
 				c.bind = a.String("bindAddress")

@@ -221,7 +221,7 @@ func newSSLServer(a *Args) (Server, error) {
 			return nil, fileArgError(a, err)
 		}
 	}
-	store, err := newCertStore(a.Input, a.Spec.Name, files.load)
+	store, err := newCertStore(a, files.load)
 	if err != nil {
 		return nil, fileArgError(a, err)
 	}
@@ -275,7 +275,7 @@ func newTLSServer(a *Args) (Server, error) {
 	if files.alpn, err = alpnList(a, "alpn"); err != nil {
 		return nil, err
 	}
-	store, err := newCertStore(a.Input, a.Spec.Name, files.load)
+	store, err := newCertStore(a, files.load)
 	if err != nil {
 		return nil, fileArgError(a, err)
 	}
@@ -475,7 +475,7 @@ func clientTLSConfig(a *Args, name, certArg, keyArg, rootsArg string) (*certStor
 		}
 		return &tlsState{config: cfg}, l.stamps, nil
 	}
-	store, err := newCertStore(a.Input, a.Spec.Name, load)
+	store, err := newCertStore(a, load)
 	if err != nil {
 		return nil, fileArgError(a, err)
 	}
@@ -507,17 +507,17 @@ func newTLSClient(a *Args) (Client, error) {
 	if !a.Absent("bindAddress") {
 		return nil, argError(a, "bindAddress", "cannot be used with endpoint= (give it to the inner endpoint)", nil)
 	}
-	inner, err := ParseClient(a.String("endpoint"))
+	inner, err := a.Options.ParseClient(a.String("endpoint"))
 	if err != nil {
 		return nil, argError(a, "endpoint", err.Error(), err)
 	}
-	c.dial = inner.Dial
+	c.dial, c.inner = inner.Dial, inner
 	return c, nil
 }
 
 // tcpPart is the tcp client that a TLS client connects with.
 func tcpPart(a *Args) *tcpClient {
-	c := &tcpClient{host: a.String("host"), port: uint16(a.Int("port")), timeout: a.Duration("timeout"),
+	c := &tcpClient{resolver: a.Options.resolver(), host: a.String("host"), port: uint16(a.Int("port")), timeout: a.Duration("timeout"),
 		delay: defaultAttemptDelay}
 	if !a.Absent("bindAddress") {
 		c.bind = a.String("bindAddress")
@@ -527,6 +527,7 @@ func tcpPart(a *Args) *tcpClient {
 
 type tlsClient struct {
 	dial    func(ctx context.Context) (net.Conn, error)
+	inner   Client // with endpoint=, the endpoint dial connects through
 	timeout time.Duration
 	store   *certStore
 }

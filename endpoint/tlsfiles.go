@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -427,7 +426,8 @@ const reloadCheckInterval = time.Second
 // which costs an atomic load except once per interval, when it stats the
 // files; it never blocks a handshake behind another one's reload.
 type certStore struct {
-	input, typ string // for errors from Reload
+	input, typ string   // for errors from Reload
+	opts       *Options // its TLSConfig hook adjusts each configuration; its Logger hears of failed reloads
 	// load reads the files and builds the configuration, returning the
 	// stamps of what it read even when it fails.
 	load  func() (*tlsState, []fileStamp, error)
@@ -441,12 +441,13 @@ type certStore struct {
 }
 
 // newCertStore loads the files once; an error is the parse-time error.
-func newCertStore(input, typ string, load func() (*tlsState, []fileStamp, error)) (*certStore, error) {
-	s := &certStore{input: input, typ: typ, load: load, every: reloadCheckInterval}
+func newCertStore(a *Args, load func() (*tlsState, []fileStamp, error)) (*certStore, error) {
+	s := &certStore{input: a.Input, typ: a.Spec.Name, opts: a.Options, load: load, every: reloadCheckInterval}
 	st, stamps, err := load()
 	if err != nil {
 		return nil, err
 	}
+	s.opts.adjustTLS(st.config)
 	s.state.Store(st)
 	s.seen = stamps
 	s.next.Store(time.Now().Add(s.every).UnixNano())
@@ -454,8 +455,8 @@ func newCertStore(input, typ string, load func() (*tlsState, []fileStamp, error)
 }
 
 // check reloads the files if the interval has passed and they changed. A
-// failed reload keeps the configuration in use and is logged (slog's
-// default logger), since no caller is there to be told; it is tried again
+// failed reload keeps the configuration in use and is logged (to the
+// Options' Logger), since no caller is there to be told; it is tried again
 // when the files change again.
 func (s *certStore) check() {
 	now := time.Now()
@@ -466,7 +467,7 @@ func (s *certStore) check() {
 	s.next.Store(now.Add(s.every).UnixNano())
 	if changed(s.seen) {
 		if err := s.loadLocked(); err != nil {
-			slog.Warn("TLS files changed but do not load; keeping the certificates in use", "error", err)
+			s.opts.logger().Warn("TLS files changed but do not load; keeping the certificates in use", "error", err)
 		}
 	}
 }
@@ -489,6 +490,7 @@ func (s *certStore) loadLocked() error {
 		}
 		return e
 	}
+	s.opts.adjustTLS(st.config)
 	s.state.Store(st)
 	return nil
 }

@@ -188,13 +188,14 @@ func runRelay(e *env, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	srv, err := endpoint.ParseServer(listen)
+	opts := &endpoint.Options{Logger: log}
+	srv, err := opts.ParseServer(listen)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "tether relay:", err)
 		devCertHint(e, "relay", fs.Arg(0), sf.devCert)
 		return exitUsage
 	}
-	if r.target, err = endpoint.ParseClient(fs.Arg(1)); err != nil {
+	if r.target, err = opts.ParseClient(fs.Arg(1)); err != nil {
 		fmt.Fprintln(e.stderr, "tether relay:", err)
 		return exitUsage
 	}

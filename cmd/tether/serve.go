@@ -138,7 +138,7 @@ func runServe(e *env, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	srv, err := endpoint.ParseServer(listen)
+	srv, err := (&endpoint.Options{Logger: log}).ParseServer(listen)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "tether serve:", err)
 		devCertHint(e, "serve", rest[0], sf.devCert)

@@ -1,0 +1,135 @@
+package endpoint
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+)
+
+// Options adjusts how endpoints are made and used, as net.Dialer and
+// net.ListenConfig do for addresses. The zero value is the default, and
+// the package's ParseServer, ParseClient, Listen and Dial are the zero
+// value's methods. The endpoints an Options makes keep a reference to it
+// (inner endpoints too: a tls: client's endpoint=, a wrapper's inner
+// string), so it must not change once used.
+type Options struct {
+	// Resolver looks up the host names of tcp, tls and ssl clients; nil
+	// means net.DefaultResolver. (A socks5: or httpconnect: proxy
+	// resolves the host it is asked for itself.)
+	Resolver *net.Resolver
+
+	// Logger receives what an endpoint has to say outside any call: a
+	// TLS certificate reload that failed (the old certificates stay in
+	// use), an exec: program's standard error. Nil means nothing is
+	// logged: the package never writes to the global logger.
+	Logger *slog.Logger
+
+	// TLSConfig, if not nil, is called with every TLS configuration a
+	// tls: or ssl: endpoint makes, server or client, each time its files
+	// are loaded: to set cipher suites, curve preferences, a session
+	// cache, a KeyLogWriter, or another check in VerifyConnection. It gets
+	// the endpoint's own configuration (certificates, roots, server name
+	// and versions already set) and may change it; it must not keep it.
+	// Verification may be tightened, never turned off: a change to
+	// InsecureSkipVerify is undone.
+	TLSConfig func(*tls.Config)
+}
+
+// ParseServer checks a server endpoint string and returns the Server it
+// describes, made with these options. Every problem with the string (an
+// unknown type, a missing or bad argument, nesting deeper than MaxNesting)
+// is reported here, as an *Error naming the argument.
+func (o *Options) ParseServer(s string) (Server, error) {
+	t, args, err := bindServer(s)
+	if err != nil {
+		return nil, err
+	}
+	args.Options = o.orZero()
+	srv, err := t.New(args)
+	if err != nil {
+		return nil, asError(err, "parse", s, t.Name)
+	}
+	if srv == nil {
+		return nil, &Error{Op: "parse", Input: s, Type: t.Name, Err: errors.New("type returned a nil Server")}
+	}
+	return &server{input: s, typ: t.Name, s: srv}, nil
+}
+
+// ParseClient checks a client endpoint string and returns the Client it
+// describes, made with these options, reporting every problem with the
+// string as ParseServer does.
+func (o *Options) ParseClient(s string) (Client, error) {
+	t, args, err := bindClient(s)
+	if err != nil {
+		return nil, err
+	}
+	args.Options = o.orZero()
+	cli, err := t.New(args)
+	if err != nil {
+		return nil, asError(err, "parse", s, t.Name)
+	}
+	if cli == nil {
+		return nil, &Error{Op: "parse", Input: s, Type: t.Name, Err: errors.New("type returned a nil Client")}
+	}
+	return &client{input: s, typ: t.Name, c: cli}, nil
+}
+
+// Listen parses the server endpoint string s and listens on it.
+func (o *Options) Listen(ctx context.Context, s string) (net.Listener, error) {
+	srv, err := o.ParseServer(s)
+	if err != nil {
+		return nil, err
+	}
+	return srv.Listen(ctx)
+}
+
+// Dial parses the client endpoint string s and connects to it.
+func (o *Options) Dial(ctx context.Context, s string) (net.Conn, error) {
+	cli, err := o.ParseClient(s)
+	if err != nil {
+		return nil, err
+	}
+	return cli.Dial(ctx)
+}
+
+var zeroOptions = &Options{}
+
+func (o *Options) orZero() *Options {
+	if o == nil {
+		return zeroOptions
+	}
+	return o
+}
+
+// discard is the logger of Options without one.
+var discard = slog.New(slog.DiscardHandler)
+
+// logger returns the Logger to log with: never nil.
+func (o *Options) logger() *slog.Logger {
+	if o == nil || o.Logger == nil {
+		return discard
+	}
+	return o.Logger
+}
+
+// adjustTLS lets the TLSConfig hook change cfg, keeping verification as
+// the endpoint set it up.
+func (o *Options) adjustTLS(cfg *tls.Config) {
+	if o == nil || o.TLSConfig == nil {
+		return
+	}
+	skip := cfg.InsecureSkipVerify
+	o.TLSConfig(cfg)
+	cfg.InsecureSkipVerify = skip
+}
+
+// resolver returns the Resolver to look names up with; nil means
+// net.DefaultResolver.
+func (o *Options) resolver() *net.Resolver {
+	if o == nil {
+		return nil
+	}
+	return o.Resolver
+}
