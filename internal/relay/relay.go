@@ -13,7 +13,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/tether-endpoints/tether/internal/abort"
@@ -26,10 +25,11 @@ var ErrIdle = errors.New("relay: idle timeout")
 // A Joiner joins pairs of connections. The zero value has no idle timeout.
 type Joiner struct {
 	// IdleTimeout, when positive, ends a pair (resetting both connections)
-	// once no byte has moved in either direction for that long. Join
-	// notices within about twice IdleTimeout; a receiver so slow that it
-	// takes longer than IdleTimeout to accept one pipe's worth (up to
-	// 1 MiB) counts as idle. Zero or negative: no idle timeout.
+	// once no byte has been read or written in either direction for that
+	// long. Join notices it at once (as soon as its timer fires: within a
+	// few milliseconds); a receiver that takes no byte for IdleTimeout,
+	// however much is waiting for it, counts as idle. Zero or negative: no
+	// idle timeout.
 	IdleTimeout time.Duration
 }
 
@@ -73,10 +73,9 @@ func Join(ctx context.Context, a, b net.Conn) Result {
 // and no TLS close_notify is sent, so that a peer never mistakes a broken
 // stream for a complete one. A clean end closes them with Close.
 func (j *Joiner) Join(ctx context.Context, a, b net.Conn) Result {
-	p := &pair{conns: [2]net.Conn{a, b}, idle: j.IdleTimeout, start: time.Now()}
-	p.live[0].Store(true)
-	p.live[1].Store(true)
+	p := &pair{conns: [2]net.Conn{a, b}, idle: j.IdleTimeout}
 	if p.idle > 0 {
+		p.clock = &activity{start: time.Now()}
 		p.mu.Lock()
 		p.timer = time.AfterFunc(p.idle, p.check)
 		p.mu.Unlock()
@@ -113,12 +112,7 @@ func (j *Joiner) Join(ctx context.Context, a, b net.Conn) Result {
 type pair struct {
 	conns [2]net.Conn
 	idle  time.Duration
-	start time.Time
-
-	last atomic.Int64    // nanoseconds since start at which bytes last moved
-	seq  atomic.Int64    // idle checks that interrupted the readers (pokes)
-	ack  [2]atomic.Int64 // the last poke each direction has returned from
-	live [2]atomic.Bool  // the direction is still copying
+	clock *activity // when bytes last moved; nil without an idle timeout
 
 	once sync.Once
 	mu   sync.Mutex
@@ -128,33 +122,42 @@ type pair struct {
 	finished    bool
 	unsignalled [2]bool // aborted, but the transport could not say so
 	timer       *time.Timer
-	// An outstanding poke: its seq, when it was made, and last at the time.
-	poked, pokedAt, lastAtPoke int64
 }
 
-func (p *pair) now() int64 { return int64(time.Since(p.start)) }
+// An activity clock notes when bytes last moved, for the idle timeout.
+// The copy loops touch it at every read and write that moves bytes, in
+// the middle of a splice loop too, so the idle check needs to interrupt
+// nothing to know.
+type activity struct {
+	start time.Time
+	last  atomic.Int64 // nanoseconds since start at which bytes last moved
+}
+
+func (a *activity) now() int64 { return int64(time.Since(a.start)) }
+
+// touch notes that bytes moved now. A nil clock (no idle timeout) costs a
+// comparison.
+func (a *activity) touch() {
+	if a != nil {
+		a.last.Store(a.now())
+	}
+}
 
 // copyHalf copies one direction to its end and returns the bytes moved. It
 // is named, not a closure, so that stack dumps say what a goroutine is.
 func (p *pair) copyHalf(i int) (written int64) {
 	src, dst := p.conns[i], p.conns[1-i]
-	defer p.live[i].Store(false)
 	for {
-		n, err := copyConn(dst, src)
+		n, err := copyConn(dst, src, p.clock)
 		written += n
-		if n > 0 {
-			p.last.Store(p.now())
-		}
 		switch {
 		case err == nil: // end of file from src
 			p.closeWrite(dst)
 			return written
 		case p.idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && !p.isClosed():
-			// The idle check interrupted the read to learn whether bytes
-			// moved (n > 0). Clear its deadline first, then acknowledge,
-			// so that a poke made in between is not lost.
+			// Someone interrupted the read with a past deadline (a
+			// poke), not to end it: nothing was lost; go on.
 			src.SetReadDeadline(time.Time{})
-			p.ack[i].Store(p.seq.Load())
 		default:
 			p.fail(err)
 			return written
@@ -216,74 +219,37 @@ func (p *pair) teardown(cause error, reset bool) {
 	})
 }
 
-// pollInterval is how often the idle check looks again while waiting for
-// interrupted readers to report.
-func (p *pair) pollInterval() time.Duration {
-	return min(max(p.idle/16, time.Millisecond), 250*time.Millisecond)
-}
-
-// aLongTimeAgo is a deadline in the past: setting it interrupts a read.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// check is the idle timer. A splice in progress reports nothing until it
-// returns, so when the pair looks idle the check interrupts both readers
-// with a past read deadline (a poke): each returns what it moved and starts
-// again. If nothing moved and both readers answered, or one of them is
-// still stuck in a write a whole IdleTimeout later, the pair is idle.
+// check is the idle timer: it ends the pair if no byte has moved for the
+// idle timeout, and otherwise sets itself for when that would be.
 func (p *pair) check() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed || p.finished {
+		p.mu.Unlock()
 		return
 	}
-	now, last := p.now(), p.last.Load()
-	idle := int64(p.idle)
-	if p.poked != 0 {
-		answered := true
-		for i := range p.live {
-			if p.live[i].Load() && p.ack[i].Load() < p.poked {
-				answered = false
-			}
-		}
-		switch {
-		case last != p.lastAtPoke:
-			p.poked = 0 // bytes moved: not idle; look again below
-		case answered || now-p.pokedAt >= idle:
-			p.mu.Unlock()
-			p.teardown(ErrIdle, true)
-			p.mu.Lock()
-			return
-		default:
-			p.timer.Reset(p.pollInterval())
-			return
-		}
-	}
-	if now-last < idle {
-		p.timer.Reset(time.Duration(last + idle - now))
+	now, last := p.clock.now(), p.clock.last.Load()
+	if wait := time.Duration(last + int64(p.idle) - now); wait > 0 {
+		p.timer.Reset(wait)
+		p.mu.Unlock()
 		return
 	}
-	p.poked = p.seq.Add(1)
-	p.pokedAt, p.lastAtPoke = now, last
-	for i, c := range p.conns {
-		if p.live[i].Load() {
-			c.SetReadDeadline(aLongTimeAgo)
-		}
-	}
-	p.timer.Reset(p.pollInterval())
+	p.mu.Unlock()
+	p.teardown(ErrIdle, true)
 }
 
 // copyConn copies from src to dst until end of file (nil error) or an
-// error: with splice(2) between stream sockets, else through a buffer.
-func copyConn(dst, src net.Conn) (int64, error) {
+// error: with splice(2) between stream sockets, else through a buffer. It
+// touches clock whenever bytes move.
+func copyConn(dst, src net.Conn, clock *activity) (int64, error) {
 	if s, d := spliceable(src), spliceable(dst); s != nil && d != nil {
-		n, fallback, err := spliceCopy(d, s)
+		n, fallback, err := spliceCopy(d, s, clock)
 		if !fallback {
 			return n, err
 		}
-		m, err := copyBuffered(dst, src)
+		m, err := copyBuffered(dst, src, clock)
 		return n + m, err
 	}
-	return copyBuffered(dst, src)
+	return copyBuffered(dst, src, clock)
 }
 
 // bufSize is the size of the pooled copy buffers, which only connections
@@ -305,17 +271,12 @@ func putBuf(b *[]byte) {
 	bufPool.Put(b)
 }
 
-// copyBuffered copies with a buffer from the pool. For a socket it waits
-// until the socket is readable before taking a buffer and gives the buffer
-// back whenever the socket is drained, so an idle connection holds none.
-func copyBuffered(dst io.Writer, src net.Conn) (written int64, err error) {
-	var rc syscall.RawConn
-	switch s := src.(type) {
-	case *net.TCPConn:
-		rc, _ = s.SyscallConn()
-	case *net.UnixConn:
-		rc, _ = s.SyscallConn()
-	}
+// copyBuffered copies with a buffer from the pool. For a socket it can peek
+// at (see peekable) it waits until the socket is readable before taking a
+// buffer and gives the buffer back whenever the socket is drained, so an
+// idle connection holds none.
+func copyBuffered(dst io.Writer, src net.Conn, clock *activity) (written int64, err error) {
+	rc := peekable(src)
 	var bp *[]byte
 	defer func() {
 		if bp != nil {
@@ -333,8 +294,10 @@ func copyBuffered(dst io.Writer, src net.Conn) (written int64, err error) {
 		}
 		nr, er := src.Read(*bp)
 		if nr > 0 {
+			clock.touch()
 			nw, ew := dst.Write((*bp)[:nr])
 			written += int64(nw)
+			clock.touch()
 			if ew != nil {
 				return written, ew
 			}
@@ -353,29 +316,4 @@ func copyBuffered(dst io.Writer, src net.Conn) (written int64, err error) {
 			bp = nil
 		}
 	}
-}
-
-// waitReadable blocks until a read from the socket would not block: data,
-// end of file or an error is waiting. It honours the read deadline. A
-// pending socket error (a reset) is returned here: the kernel reports it
-// once, and a read after the peek would see only end of file, so a reset
-// would pass for a clean end.
-func waitReadable(rc syscall.RawConn) error {
-	var peek [1]byte
-	var sockErr error
-	err := rc.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch err {
-		case syscall.EAGAIN:
-			return false
-		case nil, syscall.EINTR:
-		default:
-			sockErr = os.NewSyscallError("recvfrom", err)
-		}
-		return true
-	})
-	if err != nil {
-		return err
-	}
-	return sockErr
 }

@@ -293,7 +293,7 @@ func TestSpliceUnix(t *testing.T) {
 		all, _ := io.ReadAll(d)
 		got <- all
 	}()
-	n, fallback, err := spliceCopy(spliceable(c), spliceable(b))
+	n, fallback, err := spliceCopy(spliceable(c), spliceable(b), nil)
 	if err != nil || fallback || n != int64(len(data)) {
 		t.Fatalf("spliceCopy = %d, fallback %v, %v", n, fallback, err)
 	}
@@ -323,9 +323,12 @@ func TestSpliceNoPipe(t *testing.T) {
 	}
 }
 
-// TestJoinPokedKeepsData interrupts both readers again and again, as the
-// idle check does, in the middle of splice and buffered copies: not a byte
-// may be lost or duplicated.
+// aLongTimeAgo is a deadline in the past: setting it interrupts a read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// TestJoinPokedKeepsData interrupts both readers again and again (as an
+// idle check that wants to know whether bytes moved might), in the middle
+// of splice and buffered copies: not a byte may be lost or duplicated.
 func TestJoinPokedKeepsData(t *testing.T) {
 	up, down := randBytes(t, 2<<20+3), randBytes(t, 2<<20+7)
 	for _, tc := range []struct{ a, b string }{
@@ -387,6 +390,38 @@ func TestJoinPokedKeepsData(t *testing.T) {
 				t.Errorf("Join = %v", r.Err)
 			}
 			t.Logf("%d pokes", n)
+		})
+	}
+}
+
+// TestJoinIdleOnTime: the idle timeout counts from the last byte moved,
+// even when that byte moved inside a long splice loop, and cuts the pair
+// when it runs out, not a timeout later (it used to cut at about twice
+// the value). The upper bound is loose, for a loaded machine; the bug it
+// guards against doubled the time.
+func TestJoinIdleOnTime(t *testing.T) {
+	const idle = 600 * time.Millisecond
+	for _, nets := range [][2]string{{"tcp", "tcp"}, {"tcp", "unix"}} {
+		t.Run(nets[0]+"-"+nets[1], func(t *testing.T) {
+			client, server, res := relayed(t, context.Background(), &Joiner{IdleTimeout: idle}, nets[0], nets[1])
+			// Traffic for longer than the timeout, in one splice loop.
+			for i := 0; i < 8; i++ {
+				time.Sleep(idle / 4)
+				client.Write([]byte{byte(i)})
+			}
+			server.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(server, make([]byte, 8)); err != nil {
+				t.Fatal(err)
+			}
+			last := time.Now()
+			r := wait(t, res)
+			took := time.Since(last)
+			if !errors.Is(r.Err, ErrIdle) {
+				t.Fatalf("Join = %v, want ErrIdle", r.Err)
+			}
+			if took < idle-50*time.Millisecond || took > idle+idle/2 {
+				t.Errorf("cut %v after the last byte; want about %v", took, idle)
+			}
 		})
 	}
 }

@@ -126,7 +126,7 @@ func spliceable(c net.Conn) syscall.RawConn {
 // error, as copyConn does. If splice cannot be used (no pipe can be made,
 // or the kernel refuses these sockets), it stops where nothing is in
 // flight and says fallback, so the caller can go on another way.
-func spliceCopy(dst, src syscall.RawConn) (written int64, fallback bool, err error) {
+func spliceCopy(dst, src syscall.RawConn, clock *activity) (written int64, fallback bool, err error) {
 	var p *pipe
 	defer func() {
 		if p != nil {
@@ -168,6 +168,7 @@ func spliceCopy(dst, src syscall.RawConn) (written int64, fallback bool, err err
 			return written, false, nil // end of file
 		}
 		p.data = int(n)
+		clock.touch()
 
 		// Move all of it on to dst.
 		werr := dst.Write(func(fd uintptr) bool {
@@ -187,6 +188,7 @@ func spliceCopy(dst, src syscall.RawConn) (written int64, fallback bool, err err
 				}
 				p.data -= int(m)
 				written += m
+				clock.touch()
 			}
 			return true
 		})
