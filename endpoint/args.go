@@ -346,7 +346,7 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 			v.Text = a.Default
 		}
 		if a.Required && v.Text == "" {
-			return fail(a.Name, v.Text, "a non-empty value", ErrBadArgument)
+			return fail(a.Name, "", "", errorf(ErrBadArgument, nil, "empty, but required: give a value"))
 		}
 		if a.Variadic {
 			v.List = lists[i]

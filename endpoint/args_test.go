@@ -101,8 +101,8 @@ func TestBindErrors(t *testing.T) {
 		{"server", "unix:/x:mode=8", ErrBadArgument, "mode", "octal file mode"},
 		{"server", "unix:/x:mode=10000", ErrBadArgument, "mode", "octal file mode"},
 		{"server", "unix:/x:lockfile=yes", ErrBadArgument, "lockfile", "a flag (0 for off, 1 for on)"},
-		{"server", "unix:", ErrBadArgument, "address", `address "" is not a non-empty value`},
-		{"client", "tcp::80", ErrBadArgument, "host", "non-empty"},
+		{"server", "unix:", ErrBadArgument, "address", `address: empty, but required: give a value`},
+		{"client", "tcp::80", ErrBadArgument, "host", "empty, but required"},
 		{"server", "nosuch:80", ErrUnknownType, "", `unknown server type "nosuch" (known: `},
 		{"client", "tcp:example.com", ErrBadArgument, "port", "missing"},
 		{"client", "tcp:example.com:80:timeout=0", ErrBadArgument, "timeout", "1-2147483647"},
@@ -237,6 +237,36 @@ func TestWrapper(t *testing.T) {
 	} {
 		if _, err := ParseServer(in); err == nil || !strings.Contains(err.Error(), msg) {
 			t.Errorf("ParseServer(%q) = %v, want %q", in, err, msg)
+		}
+	}
+}
+
+// TestIPv6Hint: an IPv6 address without brackets splits into segments;
+// the error says to bracket it, server and client alike, and a string
+// whose "::" is in brackets gets no such hint.
+func TestIPv6Hint(t *testing.T) {
+	for _, tc := range []struct {
+		role, s string
+		hint    bool
+	}{
+		{"server", "tcp:80:interface=::1", true},
+		{"client", "tcp:::1:80", true},
+		{"client", "tcp:fe80::1:80", true},
+		{"server", "tcp:80:interface=[::1]:backlog=x", false},
+		{"server", "tcp:http", false},
+	} {
+		var err error
+		if tc.role == "server" {
+			_, err = ParseServer(tc.s)
+		} else {
+			_, err = ParseClient(tc.s)
+		}
+		if err == nil {
+			t.Errorf("%s %q parsed", tc.role, tc.s)
+			continue
+		}
+		if got := strings.Contains(err.Error(), "goes in brackets"); got != tc.hint {
+			t.Errorf("%s %q: %v; hint wanted: %v", tc.role, tc.s, err, tc.hint)
 		}
 	}
 }

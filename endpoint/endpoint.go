@@ -105,7 +105,8 @@ func bindServer(s string) (*ServerType, *Args, error) {
 	if err := checkNesting(s); err != nil {
 		return nil, nil, err
 	}
-	return bindServerNested(s)
+	t, args, err := bindServerNested(s)
+	return t, args, withHint(err, s)
 }
 
 // bindServerNested is bindServer for a string whose nesting is checked
@@ -131,7 +132,8 @@ func bindClient(s string) (*ClientType, *Args, error) {
 	if err := checkNesting(s); err != nil {
 		return nil, nil, err
 	}
-	return bindClientNested(s)
+	t, args, err := bindClientNested(s)
+	return t, args, withHint(err, s)
 }
 
 // bindClientNested is bindServerNested for client strings.
@@ -179,10 +181,14 @@ func bindTyped(s string, rest int, spec *Spec, role string, bindInner func(strin
 	return args, nil
 }
 
-// asError makes err an *Error about input, unless it already is one.
+// asError makes err an *Error about input, unless it already is one; one
+// that a type made without naming the string gets the string.
 func asError(err error, op, input, typ string) error {
 	var e *Error
 	if errors.As(err, &e) {
+		if e.Input == "" {
+			e.Input, e.Type = input, typ
+		}
 		return err
 	}
 	return &Error{Op: op, Input: input, Type: typ, Err: err}

@@ -55,6 +55,9 @@ type Error struct {
 	Want string
 	// Err is the underlying error; never nil.
 	Err error
+	// Hint says what was probably meant, when the failure looks like a
+	// common mistake (an IPv6 address without brackets, say); or is empty.
+	Hint string
 }
 
 // Error formats the failure on one line, e.g.
@@ -99,7 +102,52 @@ func (e *Error) Error() string {
 	default:
 		b.WriteString(errText(e.Err))
 	}
+	if e.Hint != "" {
+		b.WriteString(" (")
+		b.WriteString(e.Hint)
+		b.WriteString(")")
+	}
 	return scrub(b.String())
+}
+
+// ipv6Hint is the Hint of a string that does not parse and has "::"
+// outside brackets: an IPv6 address whose colons split it into segments.
+const ipv6Hint = "an IPv6 address in an endpoint string goes in brackets: interface=[::1], tcp:[::1]:80"
+
+// withHint adds to a parse error of s the hint for the mistake s seems to
+// make, if any.
+func withHint(err error, s string) error {
+	var e *Error
+	if !errors.As(err, &e) || e.Hint != "" || !(errors.Is(err, ErrBadArgument) || errors.Is(err, ErrSyntax)) {
+		return err
+	}
+	if unbracketedIPv6(s) {
+		e.Hint = ipv6Hint
+	}
+	return err
+}
+
+// unbracketedIPv6 reports whether s has "::" outside any [...], where an
+// IPv6 address would have had to be.
+func unbracketedIPv6(s string) bool {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '[':
+			depth++
+		case ']':
+			if depth > 0 {
+				depth--
+			}
+		case ':':
+			if depth == 0 && i+1 < len(s) && s[i+1] == ':' {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // maxShown is the length beyond which Error shortens the string and the

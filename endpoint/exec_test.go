@@ -216,7 +216,7 @@ func TestExecParse(t *testing.T) {
 	}
 	for in, msg := range map[string]string{
 		"exec":                      `argv: missing (required)`,
-		"exec:":                     `argv "" is not a non-empty value`,
+		"exec:":                     `argv: empty, but required`,
 		"exec::x":                   `argv: the program (the first argument) is empty`,
 		"exec:no-such-program-here": `argv: "no-such-program-here": executable file not found in $PATH`,
 		"exec:cat:dir=/nonexistent": `dir "/nonexistent" is not a directory`,

@@ -278,7 +278,7 @@ func TestProxyParseErrors(t *testing.T) {
 	for _, tc := range []struct{ s, arg, want string }{
 		{"socks5:example.com:443", "proxy", "missing"},
 		{"httpconnect:example.com:443", "proxy", "missing"},
-		{"socks5:example.com:443:proxy=", "proxy", "non-empty"},
+		{"socks5:example.com:443:proxy=", "proxy", "empty, but required"},
 		{`socks5:example.com:443:proxy=tcp\:127.0.0.1\:http`, "proxy", `port "http"`},
 		{`socks5:example.com:443:proxy=nosuch\:x`, "proxy", "unknown client type"},
 		{`httpconnect:example.com:443:proxy=tcp\:127.0.0.1`, "proxy", "port"},

@@ -3,6 +3,8 @@ package endpoint
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -491,7 +493,7 @@ func newSSLClient(a *Args) (Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tlsClient{dial: tcpPart(a).dial, timeout: a.Duration("timeout"), store: store}, nil
+	return &tlsClient{rootsArg: "caCertsDir", dial: tcpPart(a).dial, timeout: a.Duration("timeout"), store: store}, nil
 }
 
 func newTLSClient(a *Args) (Client, error) {
@@ -499,7 +501,7 @@ func newTLSClient(a *Args) (Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &tlsClient{timeout: a.Duration("timeout"), store: store}
+	c := &tlsClient{rootsArg: "trustRoots", timeout: a.Duration("timeout"), store: store}
 	if a.Absent("endpoint") {
 		c.dial = tcpPart(a).dial
 		return c, nil
@@ -526,10 +528,11 @@ func tcpPart(a *Args) *tcpClient {
 }
 
 type tlsClient struct {
-	dial    func(ctx context.Context) (net.Conn, error)
-	inner   Client // with endpoint=, the endpoint dial connects through
-	timeout time.Duration
-	store   *certStore
+	rootsArg string // the argument that names trust roots, for hints
+	dial     func(ctx context.Context) (net.Conn, error)
+	inner    Client // with endpoint=, the endpoint dial connects through
+	timeout  time.Duration
+	store    *certStore
 }
 
 // Dial connects and completes the handshake before returning, so that a
@@ -547,7 +550,13 @@ func (c *tlsClient) Dial(ctx context.Context) (net.Conn, error) {
 	tc := tls.Client(raw, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		abort.Conn(raw)
-		return nil, contextError(ctx, fmt.Errorf("TLS handshake with %s (%s): %w", cfg.ServerName, raw.RemoteAddr(), err))
+		err = contextError(ctx, fmt.Errorf("TLS handshake with %s (%s): %w", cfg.ServerName, raw.RemoteAddr(), err))
+		if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+			err = &Error{Op: "dial", Err: err, Hint: "to trust this server, give the CA that signed its certificate, or the " +
+				"certificate itself, with " + c.rootsArg + "=FILE; a tether --dev-cert server prints its certificate's " +
+				"SHA-256 fingerprint when it starts"}
+		}
+		return nil, err
 	}
 	return tc, nil
 }

@@ -934,3 +934,21 @@ func TestTLSClientReload(t *testing.T) {
 		t.Fatalf("after a broken roots file: %v, want the last good roots kept", err)
 	}
 }
+
+// TestTLSUnknownAuthorityHint: a client that does not trust the server's
+// CA is told which argument fixes it.
+func TestTLSUnknownAuthorityHint(t *testing.T) {
+	p := newPKI(t, "ca")
+	cert, key := p.issue(t.TempDir(), "server", leafOpts{})
+	ln := tlsListen(t, "tls:0:interface=127.0.0.1:certificate="+cert+":privateKey="+key)
+	serveEcho(t, ln)
+	for typ, arg := range map[string]string{"tls": "trustRoots=", "ssl": "caCertsDir="} {
+		s := fmt.Sprintf("%s:localhost:%d", typ, tlsPort(ln))
+		_, err := Dial(context.Background(), s)
+		var e *Error
+		if !errors.As(err, &e) || e.Input != s || !strings.Contains(err.Error(), arg) ||
+			!strings.Contains(err.Error(), "unknown authority") {
+			t.Errorf("%s: %v; want the unknown authority and a hint naming %s", s, err, arg)
+		}
+	}
+}
