@@ -197,10 +197,9 @@ func (c *execClient) Dial(ctx context.Context) (net.Conn, error) {
 		Stdin:  inR,
 		Stdout: outW,
 		Stderr: errW,
-		// Its own process group, so that stopping it stops what it started
-		// (sh -c 'a | b') and a terminal's Ctrl-C reaches tether, which
-		// then stops it in order.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		// Its own process group where there are such (see
+		// execSysProcAttr).
+		SysProcAttr: execSysProcAttr(),
 	}
 	if err := ctx.Err(); err != nil {
 		closeAll()
@@ -370,17 +369,6 @@ func (c *ExecConn) exitedWithin(d time.Duration) bool {
 		return true
 	case <-t.C:
 		return false
-	}
-}
-
-func (c *ExecConn) signal(sig syscall.Signal) {
-	name := map[syscall.Signal]string{syscall.SIGTERM: "SIGTERM", syscall.SIGKILL: "SIGKILL"}[sig]
-	c.signalled.Store(name)
-	c.log.Debug("exec: stopping program", "signal", name)
-	// The group first; if that fails (the leader has left it), the
-	// program itself.
-	if err := syscall.Kill(-c.addr.pid, sig); err != nil {
-		c.cmd.Process.Signal(sig)
 	}
 }
 

@@ -179,7 +179,7 @@ func TestExecCloseStops(t *testing.T) {
 			!strings.Contains(err.Error(), "stopped by tether") {
 			t.Errorf("%s: Close = %v, want signal: %s", tt.script, err, tt.signal)
 		}
-		if err := syscall.Kill(c.Pid(), 0); !errors.Is(err, syscall.ESRCH) {
+		if err := signalZero(c.Pid()); !errors.Is(err, syscall.ESRCH) {
 			t.Errorf("%s: process %d still there: %v", tt.script, c.Pid(), err)
 		}
 	}

@@ -20,6 +20,10 @@ import (
 // follow a link there: symlink, readlink and unlink (not os.Remove, whose
 // fallback is rmdir). Nothing opens, stats or changes the file a lock
 // points at; its target is only text to parse as a process ID.
+//
+// Windows has no such links for everyone, and Twisted makes the lock there
+// in another form; tether follows it (see lockfile_windows.go). The calls
+// that differ are makeLock, readLock, removeLock and processAlive.
 
 // errLockHeld is returned when a live process holds the lock. It matches
 // syscall.EADDRINUSE, because that is what the caller wants to know.
@@ -43,7 +47,7 @@ func acquireLock(path string) (clean bool, err error) {
 	// Each pass either succeeds, fails, or removes a stale lock; a loop that
 	// keeps losing races to other processes gives up rather than spin.
 	for attempt := 0; attempt < 100; attempt++ {
-		err := os.Symlink(pid, path)
+		err := makeLock(pid, path)
 		if err == nil {
 			return clean, nil
 		}
@@ -60,7 +64,7 @@ func acquireLock(path string) (clean bool, err error) {
 		if alive {
 			return false, &errLockHeld{path, owner}
 		}
-		if err := syscall.Unlink(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := removeLock(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return false, fmt.Errorf("removing stale lock file %s of dead process %d: %w", path, owner, err)
 		}
 		clean = false
@@ -73,17 +77,14 @@ func acquireLock(path string) (clean bool, err error) {
 // replaced between readlink and unlink, unlink removes only the name.
 func releaseLock(path string) {
 	if pid, _, err := lockOwner(path); err == nil && pid == os.Getpid() {
-		syscall.Unlink(path)
+		removeLock(path)
 	}
 }
 
 // lockOwner reads the lock at path and says whether its owner is alive.
 func lockOwner(path string) (pid int, alive bool, err error) {
-	target, err := os.Readlink(path)
+	target, err := readLock(path)
 	if err != nil {
-		if errors.Is(err, syscall.EINVAL) {
-			return 0, false, fmt.Errorf("%s exists and is not a lock (a symbolic link to a process ID); remove it if it is stale", path)
-		}
 		return 0, false, err
 	}
 	pid, err = strconv.Atoi(target)
@@ -91,13 +92,6 @@ func lockOwner(path string) (pid int, alive bool, err error) {
 		return 0, false, fmt.Errorf("lock file %s points to %q, not a process ID", path, target)
 	}
 	return pid, processAlive(pid), nil
-}
-
-// processAlive reports whether a process with this ID exists. EPERM means
-// it exists but belongs to someone else: alive.
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // lockHeld reports whether a live process holds the lock at path, as

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -162,36 +161,8 @@ type stdioConn struct {
 
 func newStdioConn(in, out *os.File) *stdioConn {
 	c := &stdioConn{in: in, out: out, local: stdioAddr{}, remote: stdioAddr{}}
-	// Under inetd or systemd's Accept=yes, standard input is the
-	// connection's socket: its addresses are the ones worth logging.
-	if rc, err := in.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) {
-			if sa, err := syscall.Getpeername(int(fd)); err == nil {
-				if a := sockaddrToAddr(sa); a != nil {
-					c.remote = a
-				}
-			}
-			if sa, err := syscall.Getsockname(int(fd)); err == nil {
-				if a := sockaddrToAddr(sa); a != nil {
-					c.local = a
-				}
-			}
-		})
-	}
+	setSocketAddrs(c)
 	return c
-}
-
-// sockaddrToAddr makes a net.Addr of a stream socket's address.
-func sockaddrToAddr(sa syscall.Sockaddr) net.Addr {
-	switch sa := sa.(type) {
-	case *syscall.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}
-	case *syscall.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
-	case *syscall.SockaddrUnix:
-		return &net.UnixAddr{Name: sa.Name, Net: "unix"}
-	}
-	return nil
 }
 
 // pipeError makes the errors of a closed file read as a closed network

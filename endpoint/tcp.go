@@ -145,7 +145,7 @@ func setBacklog(ln syscall.Conn, backlog int) error {
 		return err
 	}
 	var lerr error
-	if err := rc.Control(func(fd uintptr) { lerr = syscall.Listen(int(fd), backlog) }); err != nil {
+	if err := rc.Control(func(fd uintptr) { lerr = relisten(fd, backlog) }); err != nil {
 		return err
 	}
 	if lerr != nil {

@@ -85,9 +85,7 @@ func stampOf(path string) fileStamp {
 		return fileStamp{path: path}
 	}
 	s := fileStamp{path: path, exists: true, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		s.dev, s.ino = uint64(st.Dev), uint64(st.Ino)
-	}
+	s.dev, s.ino = fileDevIno(fi)
 	return s
 }
 

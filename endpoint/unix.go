@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -86,6 +85,9 @@ func (s *unixServer) Listen(ctx context.Context) (net.Listener, error) {
 		}
 		return ln, nil
 	}
+	if err := checkSocketMode(s.mode); err != nil {
+		return nil, opErr(err)
+	}
 	ul := &unixListener{path: s.path}
 	if s.lock {
 		ul.lockPath = s.path + ".lock"
@@ -99,10 +101,7 @@ func (s *unixServer) Listen(ctx context.Context) (net.Listener, error) {
 			// is not ours to delete, and bind will report it. Should the
 			// entry change between the two calls, unlink still removes
 			// only a name in the directory, never what a link points at.
-			var st syscall.Stat_t
-			if err := syscall.Lstat(s.path, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFSOCK {
-				syscall.Unlink(s.path)
-			}
+			removeStaleSocket(s.path)
 		}
 	}
 	ln, err := s.bindListen(ul)
@@ -116,41 +115,6 @@ func (s *unixServer) Listen(ctx context.Context) (net.Listener, error) {
 	return ul, nil
 }
 
-// bindListen binds and listens, leaving the socket file with exactly the
-// mode asked for and no looser at any moment that matters: until listen(2)
-// no one can connect, whatever the permissions (which is all that Twisted's
-// chmod after bind relies on). It never changes the file through its path
-// after bind, which whoever can write to the directory could by then have
-// pointed at another file (see bindSocketFile).
-func (s *unixServer) bindListen(ul *unixListener) (*net.UnixListener, error) {
-	fd, err := unixSocket()
-	if err != nil {
-		return nil, os.NewSyscallError("socket", err)
-	}
-	f := os.NewFile(uintptr(fd), "unix:"+s.path)
-	defer f.Close()
-	created, err := bindSocketFile(fd, s.path, s.mode)
-	if created {
-		ul.remember()
-	}
-	if err != nil {
-		ul.removeSocket()
-		return nil, err
-	}
-	if err := syscall.Listen(fd, s.backlog); err != nil {
-		ul.removeSocket()
-		return nil, os.NewSyscallError("listen", err)
-	}
-	fl, err := net.FileListener(f)
-	if err != nil {
-		ul.removeSocket()
-		return nil, err
-	}
-	ln := fl.(*net.UnixListener)
-	ln.SetUnlinkOnClose(false) // Close removes the file itself, checking it is still ours
-	return ln, nil
-}
-
 // unixListener is a UNIX listener whose Close removes the socket file and
 // then the lock file, in that order, before returning, so that a listener
 // started after Close returns finds the address free.
@@ -158,36 +122,10 @@ type unixListener struct {
 	*net.UnixListener
 	path     string
 	lockPath string
-	dev, ino uint64 // the socket file's, once remember has found it
+	sock     socketFileID // the socket file, once remember has found it
 	known    bool
 	once     sync.Once
 	err      error
-}
-
-// remember notes which file at path is the socket just bound, so that
-// removeSocket deletes that one and no other. Only a socket of this
-// process's user counts: if something else is there already, someone
-// replaced ours, and nothing will be removed.
-func (l *unixListener) remember() {
-	var st syscall.Stat_t
-	if err := syscall.Lstat(l.path, &st); err == nil &&
-		st.Mode&syscall.S_IFMT == syscall.S_IFSOCK && int(st.Uid) == os.Geteuid() {
-		l.dev, l.ino, l.known = uint64(st.Dev), st.Ino, true
-	}
-}
-
-// removeSocket removes the socket file if path still names it: another
-// process may have replaced it after taking over a lock we lost. Lstat and
-// unlink look at the name itself, never through a link; an entry swapped in
-// between them is only unlinked from a directory its swapper can write to.
-func (l *unixListener) removeSocket() {
-	if !l.known {
-		return
-	}
-	var st syscall.Stat_t
-	if err := syscall.Lstat(l.path, &st); err == nil && uint64(st.Dev) == l.dev && st.Ino == l.ino {
-		syscall.Unlink(l.path)
-	}
 }
 
 func (l *unixListener) Close() error {

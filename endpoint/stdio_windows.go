@@ -1,0 +1,8 @@
+package endpoint
+
+// setSocketAddrs leaves c's addresses as they are on Windows. Standard
+// input and output are a console, pipes or files there: Windows has no
+// inetd or socket activation to hand a program its connection's socket as
+// standard input, so the socket is not looked for, and a stdio connection
+// is always addressed as "stdio".
+func setSocketAddrs(*stdioConn) {}
