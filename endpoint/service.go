@@ -271,11 +271,14 @@ func (s *Service) cut(cause error) {
 	if n := len(s.conns); n > 0 {
 		s.logger().Warn("cutting the connections still open", "connections", n, "reason", cause)
 	}
-	for _, cancel := range s.cancels {
-		cancel(cause)
-	}
+	// Reset the connections first: a handler woken by its context would
+	// otherwise return, and the connection be closed cleanly, before the
+	// reset.
 	for c := range s.conns {
 		abort.Conn(c)
+	}
+	for _, cancel := range s.cancels {
+		cancel(cause)
 	}
 }
 
