@@ -75,6 +75,13 @@ func checkSpec(kind string, s *Spec, hasNew bool) string {
 				panic(fmt.Sprintf("endpoint: Register%s %s: variadic argument %q must be the last positional one", kind, s.Name, a.Name))
 			}
 		}
+		if a.Default != "" && !a.Variadic {
+			// A default is written once, here; it must be a value the
+			// argument accepts, or every string would fail.
+			if want := readValue(&s.Args[i], &Value{Arg: &s.Args[i], Text: a.Default}); want != "" {
+				panic(fmt.Sprintf("endpoint: Register%s %s: the default %q of argument %q is not %s", kind, s.Name, a.Default, a.Name, want))
+			}
+		}
 		for _, n := range append([]string{a.Name}, a.Aliases...) {
 			if n == "" || seen[n] {
 				panic(fmt.Sprintf("endpoint: Register%s %s: argument name %q is empty or declared twice", kind, s.Name, n))

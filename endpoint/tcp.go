@@ -13,41 +13,42 @@ import (
 	"github.com/tether-endpoints/tether/internal/abort"
 )
 
+// The tcp client's own argument.
+var attemptDelayParam = MillisParam("attemptDelay",
+	"milliseconds to wait for one address before also trying the next (RFC 8305)").
+	Default(strconv.Itoa(int(defaultAttemptDelay / time.Millisecond)))
+
 func init() {
 	RegisterServer(ServerType{
 		Spec: Spec{
 			Name: "tcp",
 			Help: "listen for TCP connections (IPv4, or IPv6 when the interface is an IPv6 address)",
-			Args: []Arg{listenPortArg, interfaceArg, backlogArg},
+			Args: []Arg{listenPortParam.Arg(), interfaceParam.Arg(), backlogParam.Arg()},
 		},
 		New: func(a *Args) (Server, error) {
-			host := a.String("interface")
+			host := interfaceParam.Get(a)
 			return newTCPServer(tcpNetwork(host), host, a), nil
 		},
 	})
+	tcp6Interface := HostParam("interface", "IPv6 address or host name to listen on").Positional().Default("::")
 	RegisterServer(ServerType{
 		Spec: Spec{
-			Name: "tcp6",
-			Help: "listen for TCP connections on IPv6 (on \"::\", IPv4 too, as Twisted's does)",
-			Args: []Arg{listenPortArg, backlogArg,
-				{Name: "interface", Positional: true, Kind: Host, Default: "::",
-					Help: "IPv6 address or host name to listen on"},
-			},
+			Name:  "tcp6",
+			Help:  "listen for TCP connections on IPv6 (on \"::\", IPv4 too, as Twisted's does)",
+			Args:  []Arg{listenPortParam.Arg(), backlogParam.Arg(), tcp6Interface.Arg()},
 			Notes: "The positional order is port, backlog, interface: Twisted's, unlike tcp's.",
 		},
 		New: func(a *Args) (Server, error) {
-			return newTCPServer("tcp6", a.String("interface"), a), nil
+			return newTCPServer("tcp6", tcp6Interface.Get(a), a), nil
 		},
 	})
 	RegisterClient(ClientType{
 		Spec: Spec{
 			Name: "tcp",
 			Help: "connect over TCP, racing IPv6 and IPv4 addresses (Happy Eyeballs)",
-			Args: []Arg{hostArg, connectPortArg,
-				withHelp(timeoutArg, "seconds the whole attempt (resolving and connecting) may take"),
-				bindAddressArg,
-				{Name: "attemptDelay", Kind: Millis, Default: "250",
-					Help: "milliseconds to wait for one address before also trying the next (RFC 8305)"},
+			Args: []Arg{hostParam.Arg(), connectPortParam.Arg(),
+				timeoutParam.Help("seconds the whole attempt (resolving and connecting) may take").Arg(),
+				bindAddressParam.Arg(), attemptDelayParam.Arg(),
 			},
 			FillGaps: true,
 			Notes: "Twisted's tcp client resolves host names to IPv4 only; this one resolves both families. " +
@@ -56,13 +57,11 @@ func init() {
 		New: func(a *Args) (Client, error) {
 			c := &tcpClient{
 				resolver: a.Options.resolver(),
-				host:     a.String("host"),
-				port:     uint16(a.Int("port")),
-				timeout:  a.Duration("timeout"),
-				delay:    a.Duration("attemptDelay"),
-			}
-			if !a.Absent("bindAddress") {
-				c.bind = a.String("bindAddress")
+				host:     hostParam.Get(a),
+				port:     connectPortParam.Get(a),
+				timeout:  timeoutParam.Get(a),
+				delay:    attemptDelayParam.Get(a),
+				bind:     bindAddressParam.Get(a),
 			}
 			return c, nil
 		},
@@ -71,20 +70,27 @@ func init() {
 
 // Arguments that several types share, declared once.
 var (
-	listenPortArg = Arg{Name: "port", Positional: true, Kind: Port, Required: true,
-		Help: "port to listen on; 0 picks a free one"}
-	interfaceArg = Arg{Name: "interface", Positional: true, Kind: Host, EmptyDefault: true,
-		Help: "address to listen on; empty means every IPv4 address, an IPv6 address listens on IPv6"}
-	backlogArg = Arg{Name: "backlog", Positional: true, Kind: Int, Default: "50", Min: 0, Max: 1 << 20,
-		Help: "length of the queue of connections not yet accepted"}
-	hostArg = Arg{Name: "host", Positional: true, Kind: Host, Required: true,
-		Help: "host name or IP address to connect to"}
-	connectPortArg = Arg{Name: "port", Positional: true, Kind: Port, Required: true,
-		Help: "port to connect to"}
-	timeoutArg = Arg{Name: "timeout", Kind: Seconds, Default: "30",
-		Help: "seconds the attempt may take"}
-	bindAddressArg = Arg{Name: "bindAddress", Kind: Host,
-		Help: "local address to connect from; absent lets the system choose"}
+	listenPortParam = PortParam("port", "port to listen on; 0 picks a free one").Positional().Required()
+	interfaceParam  = HostParam("interface",
+		"address to listen on; empty means every IPv4 address, an IPv6 address listens on IPv6").Positional().EmptyDefault()
+	backlogParam = IntParam("backlog", "length of the queue of connections not yet accepted", 0, 1<<20).
+			Positional().Default("50")
+	hostParam        = HostParam("host", "host name or IP address to connect to").Positional().Required()
+	connectPortParam = PortParam("port", "port to connect to").Positional().Required()
+	timeoutParam     = SecondsParam("timeout", "seconds the attempt may take").Default("30")
+	bindAddressParam = HostParam("bindAddress", "local address to connect from; absent lets the system choose")
+)
+
+// The shared arguments' declarations, for types not yet declared with
+// Params.
+var (
+	listenPortArg  = listenPortParam.Arg()
+	interfaceArg   = interfaceParam.Arg()
+	backlogArg     = backlogParam.Arg()
+	hostArg        = hostParam.Arg()
+	connectPortArg = connectPortParam.Arg()
+	timeoutArg     = timeoutParam.Arg()
+	bindAddressArg = bindAddressParam.Arg()
 )
 
 // withHelp returns a copy of a shared argument with its own help line.
@@ -114,7 +120,7 @@ type tcpServer struct {
 }
 
 func newTCPServer(network, host string, a *Args) *tcpServer {
-	return &tcpServer{network: network, host: host, port: a.Int("port"), backlog: a.Int("backlog")}
+	return &tcpServer{network: network, host: host, port: int(listenPortParam.Get(a)), backlog: backlogParam.Get(a)}
 }
 
 func (s *tcpServer) Listen(ctx context.Context) (net.Listener, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,35 +35,76 @@ const verifyNotes = "The server's certificate is always verified, against the gi
 
 // Arguments the ssl and tls clients share, declared once.
 var (
-	clientKeyArg = Arg{Name: "privateKey", Kind: String,
-		Help: "PEM file of the client certificate's private key"}
-	clientALPNArg = Arg{Name: "alpn", Kind: String,
-		Help: "ALPN protocols to offer, comma-separated, most preferred first"}
-	insecureSkipVerifyArg = Arg{Name: "insecureSkipVerify", Kind: Bool, Default: "0",
-		Help: "1 accepts any certificate for any name: INSECURE, for tests only"}
+	clientKeyParam  = StringParam("privateKey", "PEM file of the client certificate's private key")
+	clientALPNParam = StringParam("alpn", "ALPN protocols to offer, comma-separated, most preferred first")
+	insecureParam   = BoolParam("insecureSkipVerify", "1 accepts any certificate for any name: INSECURE, for tests only").Default("0")
+	tlsTimeoutParam = timeoutParam.Help("seconds the whole attempt (resolving, connecting, handshake) may take")
 )
 
-const timeoutTLSHelp = "seconds the whole attempt (resolving, connecting, handshake) may take"
+// The ssl server's own arguments, in Twisted's positional order.
+var (
+	sslKeyParam = StringParam("privateKey",
+		"PEM file of the private key (and of the certificate, if certKey is absent)").Positional().Default("server.pem")
+	sslCertParam = StringParam("certKey",
+		"PEM file of the certificate, then any chain; absent means the privateKey file").Positional()
+	sslMethodParam = StringParam("sslmethod",
+		"SSLv23_METHOD, TLS_METHOD or TLS_SERVER_METHOD (TLS 1.2 or 1.3), or TLSv1_2_METHOD (1.2 only); absent is TLS 1.2 or 1.3").Positional()
+	sslChainParam = StringParam("extraCertChain",
+		"PEM file of chain certificates sent after the certificate; it must hold one at least").Positional()
+	sslDHParam = StringParam("dhParameters",
+		"PEM file of DH parameters: checked, then unused (Go offers forward secrecy through ECDHE only)").Positional()
+)
+
+// The tls server's own arguments.
+var (
+	tlsCertParam = StringParam("certificate",
+		"PEM file of the certificate, then any chain (the key too, if privateKey is absent)")
+	tlsKeyParam = StringParam("privateKey",
+		"PEM file of the certificate's private key; absent means the certificate file")
+	tlsCertDirParam = StringParam("certDir",
+		"directory of NAME.pem files (chain and key, or the key in NAME.key), chosen by the name the client asks for (SNI)")
+	tlsClientCAParam = StringParam("clientCA",
+		"PEM file, or directory of .pem files, of the CAs that client certificates must chain to")
+	tlsClientAuthParam = StringParam("clientAuth",
+		"with clientCA: required (the default) refuses a client without a certificate, optional verifies one if sent")
+	tlsServerALPNParam = StringParam("alpn",
+		"ALPN protocols to agree on, comma-separated, most preferred first (h2,http/1.1)")
+	tlsMinVersionParam = StringParam("minVersion", "lowest TLS version accepted: 1.2 or 1.3").Default("1.2")
+	handshakeParam     = SecondsParam("handshakeTimeout",
+		"seconds a client has to get through the handshake").Default(strconv.Itoa(int(defaultHandshakeTimeout / time.Second)))
+)
+
+// The ssl client's own arguments.
+var (
+	sslClientCertParam = StringParam("certKey",
+		"PEM file of a client certificate (and its key, if privateKey is absent)")
+	sslRootsParam = StringParam("caCertsDir",
+		"directory of .pem files (or one PEM file) of the CAs to trust instead of the system's")
+	sslHostnameParam = HostParam("hostname",
+		"name to verify the certificate against and send as SNI; absent means host")
+)
+
+// The tls client's own arguments, all positional in Twisted's order.
+var (
+	tlsHostParam = HostParam("host",
+		"host name or IP address to connect to, verify the certificate against, and send as SNI").Positional().Required()
+	tlsPortParam = PortParam("port",
+		"port to connect to (unused with endpoint=, but required as in Twisted)").Positional().Required()
+	tlsClientCertParam = StringParam("certificate",
+		"PEM file of a client certificate (and its key, if privateKey is absent)").Positional()
+	tlsRootsParam = StringParam("trustRoots",
+		"directory of .pem files (or one PEM file) of the CAs to trust instead of the system's").Positional()
+	tlsEndpointParam = StringParam("endpoint",
+		"client endpoint to connect through instead of TCP to host:port, its ':' escaped (tcp\\:10.0.0.1\\:443)").Positional()
+)
 
 func init() {
 	RegisterServer(ServerType{
 		Spec: Spec{
 			Name: "ssl",
 			Help: "listen for TLS connections over TCP, with Twisted's ssl arguments",
-			Args: []Arg{
-				listenPortArg,
-				{Name: "privateKey", Positional: true, Kind: String, Default: "server.pem",
-					Help: "PEM file of the private key (and of the certificate, if certKey is absent)"},
-				{Name: "certKey", Positional: true, Kind: String,
-					Help: "PEM file of the certificate, then any chain; absent means the privateKey file"},
-				{Name: "sslmethod", Positional: true, Kind: String,
-					Help: "SSLv23_METHOD, TLS_METHOD or TLS_SERVER_METHOD (TLS 1.2 or 1.3), or TLSv1_2_METHOD (1.2 only); absent is TLS 1.2 or 1.3"},
-				interfaceArg, backlogArg,
-				{Name: "extraCertChain", Positional: true, Kind: String,
-					Help: "PEM file of chain certificates sent after the certificate; it must hold one at least"},
-				{Name: "dhParameters", Positional: true, Kind: String,
-					Help: "PEM file of DH parameters: checked, then unused (Go offers forward secrecy through ECDHE only)"},
-			},
+			Args: []Arg{listenPortParam.Arg(), sslKeyParam.Arg(), sslCertParam.Arg(), sslMethodParam.Arg(),
+				interfaceParam.Arg(), backlogParam.Arg(), sslChainParam.Arg(), sslDHParam.Arg()},
 			Notes: "Twisted's arguments, positional order and defaults. The files are read and checked when the " +
 				"string is parsed: a missing file, a key that does not match its certificate, or an expired " +
 				"certificate is reported then, naming the file, not at the first connection. Unlike Twisted, " +
@@ -82,25 +124,9 @@ func init() {
 		Spec: Spec{
 			Name: "tls",
 			Help: "listen for TLS connections over TCP: SNI, client certificates, ALPN, reload",
-			Args: []Arg{
-				listenPortArg, interfaceArg, backlogArg,
-				{Name: "certificate", Kind: String,
-					Help: "PEM file of the certificate, then any chain (the key too, if privateKey is absent)"},
-				{Name: "privateKey", Kind: String,
-					Help: "PEM file of the certificate's private key; absent means the certificate file"},
-				{Name: "certDir", Kind: String,
-					Help: "directory of NAME.pem files (chain and key, or the key in NAME.key), chosen by the name the client asks for (SNI)"},
-				{Name: "clientCA", Kind: String,
-					Help: "PEM file, or directory of .pem files, of the CAs that client certificates must chain to"},
-				{Name: "clientAuth", Kind: String,
-					Help: "with clientCA: required (the default) refuses a client without a certificate, optional verifies one if sent"},
-				{Name: "alpn", Kind: String,
-					Help: "ALPN protocols to agree on, comma-separated, most preferred first (h2,http/1.1)"},
-				{Name: "minVersion", Kind: String, Default: "1.2",
-					Help: "lowest TLS version accepted: 1.2 or 1.3"},
-				{Name: "handshakeTimeout", Kind: Seconds, Default: "10",
-					Help: "seconds a client has to get through the handshake"},
-			},
+			Args: []Arg{listenPortParam.Arg(), interfaceParam.Arg(), backlogParam.Arg(),
+				tlsCertParam.Arg(), tlsKeyParam.Arg(), tlsCertDirParam.Arg(), tlsClientCAParam.Arg(),
+				tlsClientAuthParam.Arg(), tlsServerALPNParam.Arg(), tlsMinVersionParam.Arg(), handshakeParam.Arg()},
 			Notes: "tether's own TLS server (Twisted has no tls server type); port, interface and backlog are the " +
 				"tcp server's. certificate= and privateKey= are the names Twisted's tls client uses. It needs " +
 				"certificate=, certDir= or both: with several certificates the first whose names match the " +
@@ -118,17 +144,9 @@ func init() {
 		Spec: Spec{
 			Name: "ssl",
 			Help: "connect over TCP and TLS, verifying the server, with Twisted's ssl arguments",
-			Args: []Arg{
-				hostArg, connectPortArg, withHelp(timeoutArg, timeoutTLSHelp), bindAddressArg,
-				{Name: "certKey", Kind: String,
-					Help: "PEM file of a client certificate (and its key, if privateKey is absent)"},
-				clientKeyArg,
-				{Name: "caCertsDir", Kind: String,
-					Help: "directory of .pem files (or one PEM file) of the CAs to trust instead of the system's"},
-				{Name: "hostname", Kind: Host,
-					Help: "name to verify the certificate against and send as SNI; absent means host"},
-				clientALPNArg, insecureSkipVerifyArg,
-			},
+			Args: []Arg{hostParam.Arg(), connectPortParam.Arg(), tlsTimeoutParam.Arg(), bindAddressParam.Arg(),
+				sslClientCertParam.Arg(), clientKeyParam.Arg(), sslRootsParam.Arg(), sslHostnameParam.Arg(),
+				clientALPNParam.Arg(), insecureParam.Arg()},
 			FillGaps: true,
 			Notes: "Twisted's ssl client verifies nothing unless hostname= is given; this one always verifies. " +
 				verifyNotes + "privateKey= without certKey= is an error (Twisted ignores it). " +
@@ -140,21 +158,9 @@ func init() {
 		Spec: Spec{
 			Name: "tls",
 			Help: "connect with TLS over TCP or over another client endpoint, verifying the server",
-			Args: []Arg{
-				{Name: "host", Positional: true, Kind: Host, Required: true,
-					Help: "host name or IP address to connect to, verify the certificate against, and send as SNI"},
-				{Name: "port", Positional: true, Kind: Port, Required: true,
-					Help: "port to connect to (unused with endpoint=, but required as in Twisted)"},
-				positional(withHelp(timeoutArg, timeoutTLSHelp)), positional(bindAddressArg),
-				{Name: "certificate", Positional: true, Kind: String,
-					Help: "PEM file of a client certificate (and its key, if privateKey is absent)"},
-				positional(clientKeyArg),
-				{Name: "trustRoots", Positional: true, Kind: String,
-					Help: "directory of .pem files (or one PEM file) of the CAs to trust instead of the system's"},
-				{Name: "endpoint", Positional: true, Kind: String,
-					Help: "client endpoint to connect through instead of TCP to host:port, its ':' escaped (tcp\\:10.0.0.1\\:443)"},
-				clientALPNArg, insecureSkipVerifyArg,
-			},
+			Args: []Arg{tlsHostParam.Arg(), tlsPortParam.Arg(), tlsTimeoutParam.Positional().Arg(),
+				bindAddressParam.Positional().Arg(), tlsClientCertParam.Arg(), clientKeyParam.Positional().Arg(),
+				tlsRootsParam.Arg(), tlsEndpointParam.Arg(), clientALPNParam.Arg(), insecureParam.Arg()},
 			Notes: "Twisted's tls client, whose arguments may all be given positionally in the order shown. " +
 				verifyNotes + "Twisted's timeout covers connecting only. With endpoint= the connection is made by " +
 				"that endpoint (\"tls:example.com:443:endpoint=unix\\:/run/proxy.sock\") and host is only the name " +
@@ -172,54 +178,52 @@ func argError(a *Args, name, msg string, cause error) error {
 }
 
 // alpnList reads a comma-separated list of ALPN protocol names.
-func alpnList(a *Args, name string) ([]string, error) {
-	if a.Absent(name) {
+func alpnList(a *Args, p Param[string]) ([]string, error) {
+	if p.Absent(a) {
 		return nil, nil
 	}
 	var out []string
-	for _, p := range strings.Split(a.String(name), ",") {
-		p = strings.TrimSpace(p)
-		if p == "" || len(p) > 255 {
-			return nil, a.Errorf(name, "a comma-separated list of protocol names, such as h2,http/1.1")
+	for _, name := range strings.Split(p.Get(a), ",") {
+		name = strings.TrimSpace(name)
+		if name == "" || len(name) > 255 {
+			return nil, p.Errorf(a, "a comma-separated list of protocol names, such as h2,http/1.1")
 		}
-		out = append(out, p)
+		out = append(out, name)
 	}
 	return out, nil
 }
 
 // sslMethod reads Twisted's sslmethod, the name of a pyOpenSSL method.
 func sslMethod(a *Args) (lo, hi uint16, err error) {
-	if a.Absent("sslmethod") {
+	if sslMethodParam.Absent(a) {
 		return tls.VersionTLS12, 0, nil
 	}
-	switch m := a.String("sslmethod"); m {
+	switch m := sslMethodParam.Get(a); m {
 	case "SSLv23_METHOD", "TLS_METHOD", "TLS_SERVER_METHOD":
 		return tls.VersionTLS12, 0, nil
 	case "TLSv1_2_METHOD":
 		return tls.VersionTLS12, tls.VersionTLS12, nil
 	case "TLSv1_METHOD", "TLSv1_1_METHOD", "SSLv2_METHOD", "SSLv3_METHOD":
-		return 0, 0, a.Errorf("sslmethod", "a method tether allows: that protocol version is broken "+
+		return 0, 0, sslMethodParam.Errorf(a, "a method tether allows: that protocol version is broken "+
 			"(use SSLv23_METHOD for TLS 1.2 or 1.3, or TLSv1_2_METHOD)")
 	default:
-		return 0, 0, a.Errorf("sslmethod", "SSLv23_METHOD, TLS_METHOD, TLS_SERVER_METHOD or TLSv1_2_METHOD")
+		return 0, 0, sslMethodParam.Errorf(a, "SSLv23_METHOD, TLS_METHOD, TLS_SERVER_METHOD or TLSv1_2_METHOD")
 	}
 }
 
 func newSSLServer(a *Args) (Server, error) {
-	files := &serverFiles{certArg: "privateKey", certPath: a.String("privateKey"),
-		keyArg: "privateKey", keyPath: a.String("privateKey")}
-	if !a.Absent("certKey") {
-		files.certArg, files.certPath = "certKey", a.String("certKey")
+	files := &serverFiles{certArg: "privateKey", certPath: sslKeyParam.Get(a),
+		keyArg: "privateKey", keyPath: sslKeyParam.Get(a)}
+	if !sslCertParam.Absent(a) {
+		files.certArg, files.certPath = "certKey", sslCertParam.Get(a)
 	}
-	if !a.Absent("extraCertChain") {
-		files.chainPath = a.String("extraCertChain")
-	}
+	files.chainPath = sslChainParam.Get(a)
 	var err error
 	if files.minVersion, files.maxVersion, err = sslMethod(a); err != nil {
 		return nil, err
 	}
-	if !a.Absent("dhParameters") {
-		if err := dhParamsCheck(a.String("dhParameters")); err != nil {
+	if !sslDHParam.Absent(a) {
+		if err := dhParamsCheck(sslDHParam.Get(a)); err != nil {
 			return nil, fileArgError(a, err)
 		}
 	}
@@ -227,7 +231,7 @@ func newSSLServer(a *Args) (Server, error) {
 	if err != nil {
 		return nil, fileArgError(a, err)
 	}
-	host := a.String("interface")
+	host := interfaceParam.Get(a)
 	return &tlsServer{tcp: newTCPServer(tcpNetwork(host), host, a), store: store,
 		timeout: defaultHandshakeTimeout}, nil
 }
@@ -235,55 +239,53 @@ func newSSLServer(a *Args) (Server, error) {
 func newTLSServer(a *Args) (Server, error) {
 	files := &serverFiles{}
 	switch {
-	case !a.Absent("certificate"):
-		files.certArg, files.certPath = "certificate", a.String("certificate")
+	case !tlsCertParam.Absent(a):
+		files.certArg, files.certPath = "certificate", tlsCertParam.Get(a)
 		files.keyArg, files.keyPath = "certificate", files.certPath
-		if !a.Absent("privateKey") {
-			files.keyArg, files.keyPath = "privateKey", a.String("privateKey")
+		if !tlsKeyParam.Absent(a) {
+			files.keyArg, files.keyPath = "privateKey", tlsKeyParam.Get(a)
 		}
-	case !a.Absent("privateKey"):
+	case !tlsKeyParam.Absent(a):
 		return nil, argError(a, "privateKey", "needs certificate= (the certificate it is the key of)", nil)
-	case a.Absent("certDir"):
+	case tlsCertDirParam.Absent(a):
 		return nil, argError(a, "certificate", "missing: give certificate= (and privateKey=), or certDir=", nil)
 	}
-	if !a.Absent("certDir") {
-		files.dirPath = a.String("certDir")
-	}
+	files.dirPath = tlsCertDirParam.Get(a)
 	switch {
-	case !a.Absent("clientCA"):
-		files.caPath = a.String("clientCA")
+	case !tlsClientCAParam.Absent(a):
+		files.caPath = tlsClientCAParam.Get(a)
 		files.clientAuth = tls.RequireAndVerifyClientCert
-		if !a.Absent("clientAuth") {
-			switch a.String("clientAuth") {
+		if !tlsClientAuthParam.Absent(a) {
+			switch tlsClientAuthParam.Get(a) {
 			case "required":
 			case "optional":
 				files.clientAuth = tls.VerifyClientCertIfGiven
 			default:
-				return nil, a.Errorf("clientAuth", "required or optional")
+				return nil, tlsClientAuthParam.Errorf(a, "required or optional")
 			}
 		}
-	case !a.Absent("clientAuth"):
+	case !tlsClientAuthParam.Absent(a):
 		return nil, argError(a, "clientAuth", "needs clientCA= (the CAs to verify client certificates against)", nil)
 	}
-	switch a.String("minVersion") {
+	switch tlsMinVersionParam.Get(a) {
 	case "1.2":
 		files.minVersion = tls.VersionTLS12
 	case "1.3":
 		files.minVersion = tls.VersionTLS13
 	default:
-		return nil, a.Errorf("minVersion", "1.2 or 1.3 (older versions are broken)")
+		return nil, tlsMinVersionParam.Errorf(a, "1.2 or 1.3 (older versions are broken)")
 	}
 	var err error
-	if files.alpn, err = alpnList(a, "alpn"); err != nil {
+	if files.alpn, err = alpnList(a, tlsServerALPNParam); err != nil {
 		return nil, err
 	}
 	store, err := newCertStore(a, files.load)
 	if err != nil {
 		return nil, fileArgError(a, err)
 	}
-	host := a.String("interface")
+	host := interfaceParam.Get(a)
 	return &tlsServer{tcp: newTCPServer(tcpNetwork(host), host, a), store: store,
-		timeout: a.Duration("handshakeTimeout")}, nil
+		timeout: handshakeParam.Get(a)}, nil
 }
 
 type tlsServer struct {
@@ -434,30 +436,34 @@ func (c *handshakeConn) handshakeDone() {
 	c.Conn.SetWriteDeadline(c.wd)
 }
 
-// clientTLSConfig makes a client's configuration from its arguments:
-// certArg and keyArg name its client certificate's files, rootsArg its
-// trust roots. The files are read now, and again when they change (see
-// certStore), so that a client whose certificate is renewed on disk, or
-// whose roots change, picks that up at its next Dial.
-func clientTLSConfig(a *Args, name, certArg, keyArg, rootsArg string) (*certStore, error) {
-	base := &tls.Config{ServerName: name, InsecureSkipVerify: a.Bool("insecureSkipVerify")}
+// clientFiles are the arguments that name a TLS client's files: its
+// certificate, its key and its trust roots (ssl's and tls's differ).
+type clientFiles struct {
+	cert, key, roots Param[string]
+}
+
+// clientTLSConfig makes a client's configuration from its arguments, for
+// the server name name. The files are read now, and again when they
+// change (see certStore), so that a client whose certificate is renewed
+// on disk, or whose roots change, picks that up at its next Dial.
+func clientTLSConfig(a *Args, name string, f clientFiles) (*certStore, error) {
+	base := &tls.Config{ServerName: name, InsecureSkipVerify: insecureParam.Get(a)}
 	var err error
-	if base.NextProtos, err = alpnList(a, "alpn"); err != nil {
+	if base.NextProtos, err = alpnList(a, clientALPNParam); err != nil {
 		return nil, err
 	}
-	var certPath, keyPath, kArg, rootsPath string
+	certArg, keyArg, rootsArg := f.cert.Arg().Name, f.key.Arg().Name, f.roots.Arg().Name
+	var certPath, keyPath, kArg string
 	switch {
-	case !a.Absent(certArg):
-		certPath, keyPath, kArg = a.String(certArg), a.String(certArg), certArg
-		if !a.Absent(keyArg) {
-			keyPath, kArg = a.String(keyArg), keyArg
+	case !f.cert.Absent(a):
+		certPath, keyPath, kArg = f.cert.Get(a), f.cert.Get(a), certArg
+		if !f.key.Absent(a) {
+			keyPath, kArg = f.key.Get(a), keyArg
 		}
-	case !a.Absent(keyArg):
+	case !f.key.Absent(a):
 		return nil, argError(a, keyArg, "needs "+certArg+"= (the certificate it is the key of)", nil)
 	}
-	if !a.Absent(rootsArg) {
-		rootsPath = a.String(rootsArg)
-	}
+	rootsPath := f.roots.Get(a)
 	load := func() (*tlsState, []fileStamp, error) {
 		l := &tlsLoader{now: time.Now()}
 		cfg := base.Clone()
@@ -485,31 +491,32 @@ func clientTLSConfig(a *Args, name, certArg, keyArg, rootsArg string) (*certStor
 }
 
 func newSSLClient(a *Args) (Client, error) {
-	name := a.String("host")
-	if !a.Absent("hostname") {
-		name = a.String("hostname")
+	name := hostParam.Get(a)
+	if !sslHostnameParam.Absent(a) {
+		name = sslHostnameParam.Get(a)
 	}
-	store, err := clientTLSConfig(a, name, "certKey", "privateKey", "caCertsDir")
+	store, err := clientTLSConfig(a, name, clientFiles{sslClientCertParam, clientKeyParam, sslRootsParam})
 	if err != nil {
 		return nil, err
 	}
-	return &tlsClient{rootsArg: "caCertsDir", dial: tcpPart(a).dial, timeout: a.Duration("timeout"), store: store}, nil
+	return &tlsClient{rootsArg: "caCertsDir", dial: tcpPart(a, hostParam, connectPortParam).dial,
+		timeout: tlsTimeoutParam.Get(a), store: store}, nil
 }
 
 func newTLSClient(a *Args) (Client, error) {
-	store, err := clientTLSConfig(a, a.String("host"), "certificate", "privateKey", "trustRoots")
+	store, err := clientTLSConfig(a, tlsHostParam.Get(a), clientFiles{tlsClientCertParam, clientKeyParam, tlsRootsParam})
 	if err != nil {
 		return nil, err
 	}
-	c := &tlsClient{rootsArg: "trustRoots", timeout: a.Duration("timeout"), store: store}
-	if a.Absent("endpoint") {
-		c.dial = tcpPart(a).dial
+	c := &tlsClient{rootsArg: "trustRoots", timeout: tlsTimeoutParam.Get(a), store: store}
+	if tlsEndpointParam.Absent(a) {
+		c.dial = tcpPart(a, tlsHostParam, tlsPortParam).dial
 		return c, nil
 	}
-	if !a.Absent("bindAddress") {
+	if !bindAddressParam.Absent(a) {
 		return nil, argError(a, "bindAddress", "cannot be used with endpoint= (give it to the inner endpoint)", nil)
 	}
-	inner, err := a.Options.ParseClient(a.String("endpoint"))
+	inner, err := a.Options.ParseClient(tlsEndpointParam.Get(a))
 	if err != nil {
 		return nil, argError(a, "endpoint", err.Error(), err)
 	}
@@ -517,14 +524,11 @@ func newTLSClient(a *Args) (Client, error) {
 	return c, nil
 }
 
-// tcpPart is the tcp client that a TLS client connects with.
-func tcpPart(a *Args) *tcpClient {
-	c := &tcpClient{resolver: a.Options.resolver(), host: a.String("host"), port: uint16(a.Int("port")), timeout: a.Duration("timeout"),
-		delay: defaultAttemptDelay}
-	if !a.Absent("bindAddress") {
-		c.bind = a.String("bindAddress")
-	}
-	return c
+// tcpPart is the tcp client that a TLS client connects with, to the host
+// and port its arguments host and port name.
+func tcpPart(a *Args, host Param[string], port Param[uint16]) *tcpClient {
+	return &tcpClient{resolver: a.Options.resolver(), host: host.Get(a), port: port.Get(a),
+		timeout: tlsTimeoutParam.Get(a), delay: defaultAttemptDelay, bind: bindAddressParam.Get(a)}
 }
 
 type tlsClient struct {
