@@ -1,33 +1,65 @@
 #!/usr/bin/env bash
-# bench/relay.sh: tether relay side by side with socat, Twisted's portforward
-# and a direct connection, on loopback, in one run.
+# bench/relay.sh: tether relay side by side with haproxy, stunnel4, socat,
+# Twisted's portforward and a direct connection, on loopback, in one run.
+# Every peer is started by this script on 127.0.0.1, from config files in
+# its temporary directory, and killed at exit; each measurement starts its
+# peer afresh. The metrics, each over $RUNS interleaved runs (default 5:
+# for each run, each metric, each peer), reported as median, min-max and
+# every run, with tether's ratio to each peer computed run by run:
 #
-#   1. bulk: one stream of $BYTES (default 2 GiB) to a sink that checks its
-#      length and CRC-32C, through each relay and directly; the median of
-#      $RUNS runs (default 5), runs interleaved.
-#   2. connections per second for $CPS_SECONDS (default 5) with
-#      $CPS_CONCURRENCY clients (default 16): open, echo one byte, close;
-#      through tether relay, through socat with fork, and directly.
-#   3. memory per idle relayed connection: the relay's RSS (VmRSS in
-#      /proc/PID/status) with $HOLD (default 2000) echoed connections held
-#      open, minus its RSS before, divided by $HOLD; and the file
-#      descriptors it holds per connection; tether and Twisted.
+#   bulk      one stream of $BYTES (default 1.5 GB) to a sink that checks
+#             its length and CRC-32C; direct, tether, haproxy, socat -b
+#             262144, socat (8 KiB buffer), twisted.
+#   cps       connections per second for $CPS_SECONDS (default 5) with
+#             $CPS_CONCURRENCY clients (default 16): connect, send one byte,
+#             the server answers it and closes first, the client reads the
+#             end and closes; so TIME_WAIT stays with the server and the
+#             relay, not the client's ephemeral ports. direct, tether,
+#             haproxy, socat with fork.
+#   mem       the relay's RSS (VmRSS of it and any children) with $HOLD
+#             (default 2000) idle connections, each verified by an echo,
+#             minus before, divided by $HOLD; and the file descriptors per
+#             connection (fds). tether, haproxy, twisted.
+#   tlsbulk, tlshs, tlsmem   the same three over TLS 1.3 terminated by the
+#             relay (ECDSA P-256 certificate made here with openssl; the
+#             key exchange pinned to $TLS_GROUPS, default X25519, and
+#             every handshake a full one): bulk MB/s, full handshakes per
+#             second ($HS_SECONDS, default $CPS_SECONDS, server closes
+#             first), RSS per idle TLS connection. tether tls:, haproxy
+#             ssl crt, stunnel4.
 #
-# Needs go, socat and Twisted (Debian: apt-get install -y socat python3-twisted;
-# $PYTHON, default /usr/bin/python3, must import twisted).
-# Usage: bench/relay.sh        e.g. BYTES=$((1<<30)) RUNS=5 bench/relay.sh
+# Then, once, the system calls per relayed connection of tether and haproxy
+# (strace -c -f on the relay over $SYSCALL_CONNS server-closes-first
+# connections, default 2000; 0 skips).
+#
+# Needs go, haproxy, stunnel4, socat, openssl (Debian: apt-get install -y
+# haproxy stunnel4 socat openssl), strace for the system-call count and
+# Twisted for its rows (python3-twisted; $PYTHON, default /usr/bin/python3).
+# TETHER=path uses that binary instead of building ./cmd/tether.
+# Usage: bench/relay.sh
+#   quick: BYTES=$((100<<20)) RUNS=2 CPS_SECONDS=1 HOLD=200 SYSCALL_CONNS=200 bench/relay.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BYTES=${BYTES:-$((2 << 30))}
+BYTES=${BYTES:-1500000000}
 RUNS=${RUNS:-5}
 CPS_SECONDS=${CPS_SECONDS:-5}
+HS_SECONDS=${HS_SECONDS:-$CPS_SECONDS}
 CPS_CONCURRENCY=${CPS_CONCURRENCY:-16}
 HOLD=${HOLD:-2000}
+SYSCALL_CONNS=${SYSCALL_CONNS:-2000}
+TLS_GROUPS=${TLS_GROUPS:-X25519}
 PYTHON=${PYTHON:-/usr/bin/python3}
+TETHER=${TETHER:-}
 
-command -v socat >/dev/null || { echo "relay.sh: needs socat (apt-get install -y socat)" >&2; exit 1; }
-"$PYTHON" -c 'import twisted' 2>/dev/null || { echo "relay.sh: $PYTHON cannot import twisted (apt-get install -y python3-twisted)" >&2; exit 1; }
+need() { command -v "$1" >/dev/null || { echo "relay.sh: needs $1 (apt-get install -y $2)" >&2; exit 1; }; }
+need socat socat
+need haproxy haproxy
+need openssl openssl
+STUNNEL=$(command -v stunnel4 || command -v stunnel || true)
+[ -n "$STUNNEL" ] || { echo "relay.sh: needs stunnel4 (apt-get install -y stunnel4)" >&2; exit 1; }
+twisted=yes
+"$PYTHON" -c 'import twisted' 2>/dev/null || { twisted=; echo "relay.sh: $PYTHON cannot import twisted (apt-get install -y python3-twisted): no twisted rows" >&2; }
 
 work=$(mktemp -d)
 pids=()
@@ -37,139 +69,351 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+started=$(date +%s)
 
-go build -o "$work/tether" ./cmd/tether
+if [ -z "$TETHER" ]; then
+	go build -o "$work/tether" ./cmd/tether
+	TETHER=$work/tether
+fi
 go build -o "$work/loadgen" ./bench/loadgen
 LG=$work/loadgen
 
+# The TLS rows' certificate: ECDSA P-256, self-signed for localhost, which
+# loadgen -tls trusts. haproxy wants the certificate and key in one file.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+	-keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+cat "$work/cert.pem" "$work/key.pem" >"$work/haproxy.pem"
+TLSARGS=(-tls "$work/cert.pem" -groups "$TLS_GROUPS")
+
+# haproxy counts about 2.5 descriptors per connection (two sockets and a
+# share of splice pipes) against maxconn and refuses to start if the
+# open-file limit cannot cover that, so maxconn is what the limit allows.
+nofile=$(ulimit -n)
+HAPROXY_MAXCONN=$(((nofile - 100) * 2 / 5))
+[ "$HAPROXY_MAXCONN" -gt 20000 ] && HAPROXY_MAXCONN=20000
+
 echo "# machine"
 echo "cpus: $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-echo "kernel: $(uname -sr); memory: $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-echo "go: $(go version | cut -d' ' -f3); socat: $(socat -V | awk '/socat version/{print $3}'); twisted: $("$PYTHON" -c 'import twisted; print(twisted.__version__)')"
+echo "kernel: $(uname -sr); memory: $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo); open files: $nofile"
+echo "go: $(go version | cut -d' ' -f3); haproxy: $(haproxy -v | awk 'NR==1{print $3}'); stunnel: $("$STUNNEL" -version 2>&1 | awk '/^stunnel/{print $2; exit}'); socat: $(socat -V | awk '/socat version/{print $3}'); $(openssl version | cut -d' ' -f1-2)"
+[ -n "$twisted" ] && echo "twisted: $("$PYTHON" -c 'import twisted; print(twisted.__version__)')"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "BYTES=$BYTES RUNS=$RUNS CPS_SECONDS=$CPS_SECONDS CPS_CONCURRENCY=$CPS_CONCURRENCY HOLD=$HOLD"
+echo "BYTES=$BYTES RUNS=$RUNS CPS_SECONDS=$CPS_SECONDS HS_SECONDS=$HS_SECONDS CPS_CONCURRENCY=$CPS_CONCURRENCY HOLD=$HOLD SYSCALL_CONNS=$SYSCALL_CONNS TLS_GROUPS=$TLS_GROUPS"
 echo
 
+# The servers behind the relays: a checking sink for bulk, an echo server
+# for held connections, and the answer-and-close-first server for cps.
 SINK=$("$LG" port)
 "$LG" sink -listen "127.0.0.1:$SINK" & pids+=($!)
 ECHO=$("$LG" port)
 "$LG" echo -listen "127.0.0.1:$ECHO" & pids+=($!)
-"$LG" wait -addr "127.0.0.1:$SINK"
-"$LG" wait -addr "127.0.0.1:$ECHO"
+ANSWER=$("$LG" port)
+"$LG" answer -listen "127.0.0.1:$ANSWER" & pids+=($!)
+for p in "$SINK" "$ECHO" "$ANSWER"; do "$LG" wait -addr "127.0.0.1:$p"; done
 
-# start_relay KIND TARGET_PORT: sets RELAY_PORT and RELAY_PID.
-start_relay() {
-	RELAY_PORT=$("$LG" port)
-	case $1 in
-	direct) RELAY_PORT=$2; RELAY_PID=; return ;;
-	tether) "$work/tether" relay --quiet "tcp:$RELAY_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" & ;;
-	socat) socat "TCP-LISTEN:$RELAY_PORT,bind=127.0.0.1,reuseaddr,fork,backlog=1024" "TCP:127.0.0.1:$2" & ;;
-	socat-b256k) socat -b 262144 "TCP-LISTEN:$RELAY_PORT,bind=127.0.0.1,reuseaddr,fork,backlog=1024" "TCP:127.0.0.1:$2" & ;;
-	twisted) "$PYTHON" -m twisted portforward -p "tcp:$RELAY_PORT:interface=127.0.0.1" -h 127.0.0.1 -d "$2" >/dev/null 2>&1 & ;;
-	esac
-	RELAY_PID=$!
-	pids+=("$RELAY_PID")
-	"$LG" wait -addr "127.0.0.1:$RELAY_PORT"
+# haproxy as the issue configures it: mode tcp, splice-auto, two threads.
+# The TLS 1.3 cipher order is the client's (AES-128-GCM first, as Go and
+# tether choose) rather than OpenSSL's (AES-256-GCM first), so that every
+# TLS peer does the same work; the run's output shows what was negotiated.
+haproxy_cfg() { # KIND PORT TARGET
+	local ssl=
+	[ "$1" = haproxy-tls ] && ssl="ssl crt $work/haproxy.pem ssl-min-ver TLSv1.3"
+	cat <<-EOF
+	global
+		nbthread 2
+		maxconn $HAPROXY_MAXCONN
+		ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
+	defaults
+		mode tcp
+		option splice-auto
+		maxconn $HAPROXY_MAXCONN
+		timeout connect 5s
+		timeout client 10m
+		timeout server 10m
+	frontend fe
+		bind 127.0.0.1:$2 $ssl
+		backlog 1024
+		default_backend be
+	backend be
+		server s1 127.0.0.1:$3
+	EOF
 }
-stop_relay() {
-	if [ -n "$RELAY_PID" ]; then
-		kill "$RELAY_PID" 2>/dev/null || true
-		wait "$RELAY_PID" 2>/dev/null || true
+# stunnel4 with its defaults but for logging (errors only, as tether's
+# --quiet) and the same TLS 1.3 settings.
+stunnel_cfg() { # PORT TARGET
+	cat <<-EOF
+	foreground = yes
+	pid =
+	debug = 3
+	[svc]
+	accept = 127.0.0.1:$1
+	connect = 127.0.0.1:$2
+	cert = $work/cert.pem
+	key = $work/key.pem
+	sslVersionMin = TLSv1.3
+	ciphersuites = TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
+	EOF
+}
+
+# start_peer KIND TARGET_PORT: sets PEER_PORT and PEER_PID (empty for direct).
+start_peer() {
+	PEER_PORT=$("$LG" port) PEER_PID=
+	local log=$work/$1.log
+	case $1 in
+	direct) PEER_PORT=$2; return ;;
+	tether) "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
+	tether-tls) "$TETHER" relay --quiet "tls:$PEER_PORT:interface=127.0.0.1:backlog=1024:certificate=$work/cert.pem:privateKey=$work/key.pem:minVersion=1.3" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
+	haproxy | haproxy-tls)
+		haproxy_cfg "$1" "$PEER_PORT" "$2" >"$work/$1.cfg"
+		haproxy -db -f "$work/$1.cfg" >>"$log" 2>&1 &
+		;;
+	stunnel)
+		stunnel_cfg "$PEER_PORT" "$2" >"$work/stunnel.conf"
+		"$STUNNEL" "$work/stunnel.conf" >>"$log" 2>&1 &
+		;;
+	socat) socat "TCP-LISTEN:$PEER_PORT,bind=127.0.0.1,reuseaddr,fork,backlog=1024" "TCP:127.0.0.1:$2" 2>>"$log" & ;;
+	socat-b256k) socat -b 262144 "TCP-LISTEN:$PEER_PORT,bind=127.0.0.1,reuseaddr,fork,backlog=1024" "TCP:127.0.0.1:$2" 2>>"$log" & ;;
+	twisted) "$PYTHON" -m twisted portforward -p "tcp:$PEER_PORT:interface=127.0.0.1" -h 127.0.0.1 -d "$2" >>"$log" 2>&1 & ;;
+	*) echo "relay.sh: no peer $1" >&2; exit 1 ;;
+	esac
+	PEER_PID=$!
+	pids+=("$PEER_PID")
+	if ! "$LG" wait -addr "127.0.0.1:$PEER_PORT"; then
+		echo "relay.sh: $1 did not start:" >&2
+		cat "$log" >&2
+		exit 1
 	fi
 }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "FAIL"; else print a[int((NR+1)/2)]}'; }
-field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
+stop_peer() {
+	if [ -n "$PEER_PID" ]; then
+		kill "$PEER_PID" 2>/dev/null || true
+		wait "$PEER_PID" 2>/dev/null || true
+	fi
+}
 
-echo "# bulk: $BYTES bytes, checked by length and CRC-32C at the far end"
-kinds="direct tether socat socat-b256k twisted"
-for r in $(seq "$RUNS"); do
-	for k in $kinds; do
-		start_relay "$k" "$SINK"
-		if out=$("$LG" bulk -addr "127.0.0.1:$RELAY_PORT" -bytes "$BYTES" 2>&1); then
-			echo "$out" | field MBps >>"$work/bulk.$k"
-		else
-			echo "FAILED" >>"$work/bulk.$k.fail"
-		fi
-		echo "run $r $k: $out"
-		stop_relay
-	done
-done
-for k in $kinds; do
-	v=FAIL # a single corrupted or failed run fails the relay
-	if [ -s "$work/bulk.$k" ] && [ ! -e "$work/bulk.$k.fail" ]; then v=$(median <"$work/bulk.$k"); fi
-	printf -v "bulk_${k//-/_}" %s "$v"
-done
-echo
+# A process and its descendants (socat forks; haproxy and stunnel4 run as
+# one threaded process here, but would be counted whole if they forked).
+tree() {
+	echo "$1"
+	local c
+	for c in $(pgrep -P "$1" || true); do tree "$c"; done
+}
+rss() { local p s=0; for p in $(tree "$1"); do s=$((s + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo "$s"; }
+nfds() { local p s=0; for p in $(tree "$1"); do s=$((s + $(ls "/proc/$p/fd" 2>/dev/null | wc -l))); done; echo "$s"; }
 
-echo "# connections per second: open, echo one byte, close; $CPS_CONCURRENCY at a time for ${CPS_SECONDS}s"
-for k in direct tether socat; do
-	start_relay "$k" "$ECHO"
-	out=$("$LG" cps -addr "127.0.0.1:$RELAY_PORT" -duration "${CPS_SECONDS}s" -concurrency "$CPS_CONCURRENCY")
-	echo "$k: $out"
-	printf -v "cps_$k" %s "$(echo "$out" | field cps)"
-	printf -v "cpsfail_$k" %s "$(echo "$out" | field failed)"
-	stop_relay
-	sleep 2
-done
-echo
+mkdir "$work/res"
+failures=0
+# rec METRIC PEER RUN VALUE: VALUE is a number or FAIL.
+rec() {
+	echo "$3 $4" >>"$work/res/$1.$2"
+	[ "$4" != FAIL ] || failures=$((failures + 1))
+}
+field() { sed -n "s/\(^\|.* \)$1=\([^ ]*\).*/\2/p" | head -1; }
 
-rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
-nfds() { ls "/proc/$1/fd" | wc -l; }
-echo "# memory: $HOLD idle relayed connections"
-for k in tether twisted; do
-	start_relay "$k" "$ECHO"
-	"$LG" hold -addr "127.0.0.1:$RELAY_PORT" -n 10 </dev/null >/dev/null # warm up
+# bulk METRIC KIND RUN [loadgen flags]
+bulk() {
+	local m=$1 k=$2 r=$3 out v
+	shift 3
+	start_peer "$k" "$SINK"
+	if out=$("$LG" bulk -addr "127.0.0.1:$PEER_PORT" -bytes "$BYTES" "$@" 2>&1); then
+		v=$(echo "$out" | field MBps)
+	else
+		v=FAIL # a short or corrupted stream fails the run
+	fi
+	rec "$m" "$k" "$r" "${v:-FAIL}"
+	echo "run $r $m $k: $out"
+	stop_peer
+}
+
+# conns METRIC KIND RUN SECONDS [loadgen flags]
+conns() {
+	local m=$1 k=$2 r=$3 s=$4 out v
+	shift 4
+	start_peer "$k" "$ANSWER"
+	out=$("$LG" conns -addr "127.0.0.1:$PEER_PORT" -duration "${s}s" -concurrency "$CPS_CONCURRENCY" "$@" 2>&1) || true
+	v=$(echo "$out" | field cps)
+	# Failed connections fail the run: a rate bought with errors is no rate.
+	[ "$(echo "$out" | field failed)" = 0 ] || v=FAIL
+	rec "$m" "$k" "$r" "${v:-FAIL}"
+	echo "run $r $m $k: $out"
+	stop_peer
+}
+
+# mem METRIC KIND RUN [loadgen flags]: records METRIC (KiB per connection)
+# and METRIC.fds (file descriptors per connection).
+mem() {
+	local m=$1 k=$2 r=$3 before after fds_before fds_after hold_pid per fds ok=yes
+	shift 3
+	start_peer "$k" "$ECHO"
+	"$LG" hold -addr "127.0.0.1:$PEER_PORT" -n 10 "$@" </dev/null >/dev/null || ok= # warm up
 	sleep 1
-	before=$(rss "$RELAY_PID") fds_before=$(nfds "$RELAY_PID")
-	rm -f "$work/hold.in" && mkfifo "$work/hold.in"
-	"$LG" hold -addr "127.0.0.1:$RELAY_PORT" -n "$HOLD" <"$work/hold.in" >"$work/hold.out" &
+	before=$(rss "$PEER_PID") fds_before=$(nfds "$PEER_PID")
+	rm -f "$work/hold.in" "$work/hold.out" && mkfifo "$work/hold.in"
+	"$LG" hold -addr "127.0.0.1:$PEER_PORT" -n "$HOLD" "$@" <"$work/hold.in" >"$work/hold.out" 2>&1 &
 	hold_pid=$!
 	exec 3>"$work/hold.in"
 	until grep -q ready "$work/hold.out" 2>/dev/null; do
-		kill -0 "$hold_pid" 2>/dev/null || { echo "hold failed"; break; }
+		kill -0 "$hold_pid" 2>/dev/null || { ok=; break; }
 		sleep 0.2
 	done
 	sleep 1
-	after=$(rss "$RELAY_PID") fds_after=$(nfds "$RELAY_PID")
+	after=$(rss "$PEER_PID") fds_after=$(nfds "$PEER_PID")
 	exec 3>&-
-	wait "$hold_pid" || true
-	per=$(awk -v a="$after" -v b="$before" -v n="$HOLD" 'BEGIN {printf "%.1f", (a - b) / n}')
-	fds=$(awk -v a="$fds_after" -v b="$fds_before" -v n="$HOLD" 'BEGIN {printf "%.1f", (a - b) / n}')
-	echo "$k: VmRSS ${before} kB before, ${after} kB with $HOLD connections: $per KiB and $fds file descriptors per connection"
-	printf -v "mem_$k" %s "$per"
-	printf -v "fds_$k" %s "$fds"
-	stop_relay
+	wait "$hold_pid" || ok=
+	if [ -n "$ok" ]; then
+		per=$(awk -v a="$after" -v b="$before" -v n="$HOLD" 'BEGIN {printf "%.1f", (a - b) / n}')
+		fds=$(awk -v a="$fds_after" -v b="$fds_before" -v n="$HOLD" 'BEGIN {printf "%.2f", (a - b) / n}')
+	else
+		per=FAIL fds=FAIL
+	fi
+	rec "$m" "$k" "$r" "$per"
+	rec "$m.fds" "$k" "$r" "$fds"
+	echo "run $r $m $k: VmRSS ${before} kB before, ${after} kB with $HOLD connections: $per KiB and $fds file descriptors per connection; $(head -c 300 "$work/hold.out")"
+	stop_peer
+}
+
+bulk_peers="direct tether haproxy socat-b256k socat${twisted:+ twisted}"
+cps_peers="direct tether haproxy socat"
+mem_peers="tether haproxy${twisted:+ twisted}"
+tls_peers="tether-tls haproxy-tls stunnel"
+
+for r in $(seq "$RUNS"); do
+	echo "# run $r of $RUNS ($(($(date +%s) - started)) s)"
+	for k in $bulk_peers; do bulk bulk "$k" "$r"; done
+	for k in $cps_peers; do conns cps "$k" "$r" "$CPS_SECONDS"; done
+	for k in $mem_peers; do mem mem "$k" "$r"; done
+	for k in $tls_peers; do bulk tlsbulk "$k" "$r" "${TLSARGS[@]}"; done
+	for k in $tls_peers; do conns tlshs "$k" "$r" "$HS_SECONDS" "${TLSARGS[@]}"; done
+	for k in $tls_peers; do mem tlsmem "$k" "$r" "${TLSARGS[@]}"; done
+	echo
 done
-echo
+
+# System calls per relayed connection: strace counts every call of every
+# thread of the relay while SYSCALL_CONNS connections go through it
+# (after a warm-up, so that thread and pool start-up are not counted).
+# strace slows the relay down a great deal; the counts, not the times,
+# are the result. The idle relay's own calls (Go's sysmon, haproxy's
+# polling) fall in the window too, and are part of the cost.
+if [ "$SYSCALL_CONNS" -gt 0 ]; then
+	if ! command -v strace >/dev/null; then
+		echo "relay.sh: no strace (apt-get install -y strace): system calls not counted" >&2
+	else
+		echo "# system calls per relayed connection, $SYSCALL_CONNS server-closes-first connections, $CPS_CONCURRENCY at a time, under strace -c -f"
+		for k in tether haproxy; do
+			start_peer "$k" "$ANSWER"
+			"$LG" conns -addr "127.0.0.1:$PEER_PORT" -count 200 -concurrency "$CPS_CONCURRENCY" >/dev/null
+			sleep 0.5
+			strace -c -f -q -S calls -o "$work/strace.$k" -p "$PEER_PID" &
+			st=$!
+			sleep 1 # attached to every thread
+			out=$("$LG" conns -addr "127.0.0.1:$PEER_PORT" -count "$SYSCALL_CONNS" -concurrency "$CPS_CONCURRENCY" 2>&1) || true
+			kill -INT "$st"
+			wait "$st" || true
+			stop_peer
+			echo "$k: $out"
+			# strace -c's table: % time, seconds, usecs/call, calls, [errors,] syscall.
+			awk -v n="$SYSCALL_CONNS" -v k="$k" '
+				/^-/ || /^%/ || NF < 5 { next }
+				{ calls = $4; errs = (NF >= 6) ? $5 : 0 }
+				$NF == "total" { printf "%s: %.1f system calls per connection (%d in all, %d of them failing, EAGAIN mostly)\n", k, calls / n, calls, errs; next }
+				top < 10 { top++; line = line sprintf("%s%s %.2f", (top > 1 ? ", " : ""), $NF, calls / n) }
+				END { print "  most frequent, per connection: " line }
+			' "$work/strace.$k" | tee "$work/syscalls.$k"
+		done
+		echo
+	fi
+fi
 
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "time taken: $(($(date +%s) - started)) s"
 echo
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a+0 > 0 && b+0 > 0) printf "%.2f", a / b; else print "-"}'; }
+name() {
+	case $1 in
+	direct) echo "direct connection" ;;
+	tether) echo "**tether relay**" ;;
+	haproxy) echo "haproxy (mode tcp, splice-auto, nbthread 2)" ;;
+	socat) [ "$2" = cps ] && echo "socat fork" || echo "socat (default 8 KiB buffer)" ;;
+	socat-b256k) echo "socat -b 262144" ;;
+	twisted) echo "twisted portforward" ;;
+	tether-tls) echo "**tether relay** (tls:)" ;;
+	haproxy-tls) echo "haproxy (bind ... ssl crt)" ;;
+	stunnel) echo "stunnel4" ;;
+	esac
+}
+# stats FILE: "median min max every-run", the runs in order, FAIL shown;
+# the statistics are over the runs that did not fail. (Plain awk, no
+# gawk: Debian's default awk is mawk.)
+medianminmax() {
+	sort -g | awk '{v[++n] = $1} END {
+		if (n == 0) { print "FAIL FAIL FAIL"; exit }
+		med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+		print med, v[1], v[n] }'
+}
+stats() {
+	echo "$(awk '$2 != "FAIL" {print $2}' "$1" | medianminmax) $(sort -k1,1n "$1" | awk '{printf "%s%s", (NR > 1 ? " " : ""), $2}')"
+}
+# ratios A B: A/B run by run, "median min max" (or "- - -"), unrounded so
+# that a target such as "in every run" is judged on the true figure.
+ratios() {
+	[ -s "$1" ] && [ -s "$2" ] || { echo "- - -"; return; }
+	awk 'NR == FNR {a[$1] = $2; next} ($1 in a) && a[$1] != "FAIL" && $2 != "FAIL" && $2 + 0 > 0 {print a[$1] / $2}' "$1" "$2" |
+		medianminmax | awk '$1 == "FAIL" {print "- - -"; next} {printf "%.4f %.4f %.4f\n", $1, $2, $3}'
+}
+fmt() { awk -v v="$1" -v d="$2" 'BEGIN {if (v == "FAIL" || v == "-" || v == "") print v; else printf "%.*f\n", d, v}'; }
+# table METRIC TITLE DECIMALS TETHER_PEER PEERS...
+table() {
+	local m=$1 title=$2 d=$3 t=$4 k med lo hi all rm rlo rhi
+	shift 4
+	echo "$title"
+	echo
+	echo "| | median | min-max | the $RUNS runs, in order | tether ÷ this, run by run: median (min-max) |"
+	echo "|---|---|---|---|---|"
+	for k in "$@"; do
+		[ -s "$work/res/$m.$k" ] || continue
+		read -r med lo hi all < <(stats "$work/res/$m.$k")
+		read -r rm rlo rhi < <(ratios "$work/res/$m.$t" "$work/res/$m.$k")
+		rm=$(fmt "$rm" 2) rlo=$(fmt "$rlo" 2) rhi=$(fmt "$rhi" 2)
+		if [ "$k" = "$t" ]; then rm=1 rlo= rhi=; fi
+		all=$(for v in $all; do fmt "$v" "$d"; done | paste -sd' ')
+		echo "| $(name "$k" "$m") | $(fmt "$med" "$d") | $(fmt "$lo" "$d")-$(fmt "$hi" "$d") | $all | $rm${rlo:+ ($rlo-$rhi)} |"
+	done
+	echo
+}
+
 echo "# results"
 echo
-echo "| bulk, $((BYTES >> 20)) MiB, one stream | MB/s (median of $RUNS) | tether relay is |"
-echo "|---|---|---|"
-echo "| direct connection | $bulk_direct | $(ratio "$bulk_tether" "$bulk_direct") x |"
-echo "| tether relay | $bulk_tether | 1 |"
-echo "| socat (default, 8 KiB buffer) | $bulk_socat | $(ratio "$bulk_tether" "$bulk_socat") x |"
-echo "| socat -b 262144 | $bulk_socat_b256k | $(ratio "$bulk_tether" "$bulk_socat_b256k") x |"
-echo "| twisted portforward | $bulk_twisted | $(ratio "$bulk_tether" "$bulk_twisted") x |"
+table bulk "Bulk, one stream of $BYTES bytes, CRC-32C checked, MB/s (10^6 B/s):" 0 tether $bulk_peers
+table cps "Connections per second, server closes first, $CPS_CONCURRENCY at a time for ${CPS_SECONDS}s:" 0 tether $cps_peers
+table mem "RSS per idle relayed connection, KiB ($HOLD held, each echoed once; lower is better):" 1 tether $mem_peers
+table mem.fds "File descriptors per idle relayed connection:" 2 tether $mem_peers
+table tlsbulk "TLS 1.3 terminated by the relay, bulk, MB/s:" 0 tether-tls $tls_peers
+table tlshs "TLS 1.3 full handshakes per second (connect, handshake, one byte each way, server closes first), $CPS_CONCURRENCY at a time for ${HS_SECONDS}s:" 0 tether-tls $tls_peers
+table tlsmem "RSS per idle TLS connection, KiB ($HOLD held, each echoed once; lower is better):" 1 tether-tls $tls_peers
+for k in tether haproxy; do [ -e "$work/syscalls.$k" ] && cat "$work/syscalls.$k"; done
 echo
-echo "| connections per second | conn/s (failed) | tether relay is |"
-echo "|---|---|---|"
-echo "| direct connection | $cps_direct ($cpsfail_direct) | $(ratio "$cps_tether" "$cps_direct") x |"
-echo "| tether relay | $cps_tether ($cpsfail_tether) | 1 |"
-echo "| socat fork | $cps_socat ($cpsfail_socat) | $(ratio "$cps_tether" "$cps_socat") x |"
-echo
-echo "| per idle relayed connection ($HOLD held) | RSS, KiB | file descriptors |"
-echo "|---|---|---|"
-echo "| tether relay | $mem_tether | $fds_tether |"
-echo "| twisted portforward | $mem_twisted | $fds_twisted |"
-echo
-target() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {if (v == "" || v == "FAIL" || v == "-") print "?"; else if ((op == ">=" && v+0 >= t+0) || (op == "<=" && v+0 <= t+0)) print "met"; else print "NOT met"}'; }
-echo "targets:"
-echo "  bulk >= tuned socat:            $(ratio "$bulk_tether" "$bulk_socat_b256k") x  $(target "$(ratio "$bulk_tether" "$bulk_socat_b256k")" 1 '>=')"
-echo "  bulk >= 0.6 of direct:          $(ratio "$bulk_tether" "$bulk_direct") x  $(target "$(ratio "$bulk_tether" "$bulk_direct")" 0.6 '>=')"
-echo "  conn/s >= 10 x socat fork:      $(ratio "$cps_tether" "$cps_socat") x  $(target "$(ratio "$cps_tether" "$cps_socat")" 10 '>=')"
-echo "  memory <= 32 KiB per idle conn: $mem_tether KiB  $(target "$mem_tether" 32 '<=')"
+
+# The targets of issue 11, on this run's figures.
+verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {if (v == "" || v == "FAIL" || v == "-") print "?"; else if ((op == ">=" && v+0 >= t+0) || (op == "<=" && v+0 <= t+0) || (op == ">" && v+0 > t+0)) print "met"; else print "NOT met"}'; }
+med() { [ -s "$work/res/$1.$2" ] && stats "$work/res/$1.$2" | cut -d' ' -f1 || echo FAIL; }
+read -r b_h_med b_h_min _ < <(ratios "$work/res/bulk.tether" "$work/res/bulk.haproxy")
+read -r b_d_med b_d_min _ < <(ratios "$work/res/bulk.tether" "$work/res/bulk.direct")
+read -r c_h_med _ < <(ratios "$work/res/cps.tether" "$work/res/cps.haproxy")
+read -r th_med _ < <(ratios "$work/res/tlshs.tether-tls" "$work/res/tlshs.haproxy-tls")
+read -r tb_med _ < <(ratios "$work/res/tlsbulk.tether-tls" "$work/res/tlsbulk.haproxy-tls")
+mem_t=$(med mem tether) mem_h=$(med mem haproxy) tmem_t=$(med tlsmem tether-tls)
+echo "targets (issue 11):"
+echo "  memory per idle connection <= haproxy's (aim 1 KiB): tether $mem_t KiB, haproxy $mem_h KiB  $(verdict "$mem_t" "$mem_h" '<=')"
+echo "  connections/s >= haproxy's:                tether/haproxy $(fmt "$c_h_med" 3)  $(verdict "$c_h_med" 1 '>=')"
+echo "  bulk >= haproxy's in every run:            tether/haproxy lowest run $(fmt "$b_h_min" 3) (median $(fmt "$b_h_med" 3))  $(verdict "$b_h_min" 1 '>=')"
+echo "  bulk >= 0.6 of direct:                     tether/direct $(fmt "$b_d_med" 3) (lowest run $(fmt "$b_d_min" 3))  $(verdict "$b_d_med" 0.6 '>=')"
+echo "  TLS memory <= 12 KiB per idle connection:  tether $tmem_t KiB  $(verdict "$tmem_t" 12 '<=')"
+echo "  TLS handshakes/s ahead of haproxy:         tether/haproxy $(fmt "$th_med" 3)  $(verdict "$th_med" 1 '>')"
+echo "  TLS bulk ahead of haproxy:                 tether/haproxy $(fmt "$tb_med" 3)  $(verdict "$tb_med" 1 '>')"
+
+if [ "$failures" -gt 0 ]; then
+	echo
+	echo "relay.sh: $failures measurement(s) FAILED (shown as FAIL above; the peers' logs were in $work)" >&2
+	exit 1
+fi

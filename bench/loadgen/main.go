@@ -1,13 +1,19 @@
 // Command loadgen drives bench/relay.sh: the servers behind the relays
 // under test and the clients in front of them.
 //
-//	loadgen sink  -listen ADDR              checksum what each connection sends
-//	loadgen echo  -listen ADDR              echo each connection
-//	loadgen bulk  -addr ADDR -bytes N       one stream of N bytes to a sink, checked
-//	loadgen cps   -addr ADDR -duration D    open, echo one byte, close, repeatedly
-//	loadgen hold  -addr ADDR -n N           hold N echoed connections open until stdin closes
-//	loadgen wait  -addr ADDR                wait until something listens at ADDR
-//	loadgen port                            print a free loopback port
+//	loadgen sink   -listen ADDR              checksum what each connection sends
+//	loadgen echo   -listen ADDR              echo each connection
+//	loadgen answer -listen ADDR              answer one byte with it, then close first
+//	loadgen bulk   -addr ADDR -bytes N       one stream of N bytes to a sink, checked
+//	loadgen cps    -addr ADDR -duration D    open, echo one byte, close (client first), repeatedly
+//	loadgen conns  -addr ADDR -duration D    against answer: open, one byte each way, server closes first
+//	loadgen hold   -addr ADDR -n N           hold N echoed connections open until stdin closes
+//	loadgen wait   -addr ADDR                wait until something listens at ADDR
+//	loadgen port                             print a free loopback port
+//
+// bulk, conns and hold speak TLS 1.3 with -tls CERTFILE (the certificate
+// to trust, for the name localhost), each connection a full handshake;
+// -groups pins the key exchange. conns -count N stops after N connections.
 //
 // The bulk protocol works through relays that lose half-close (Twisted's
 // portforward): the client sends an 8-byte big-endian length and that many
@@ -17,6 +23,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -35,29 +42,40 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen sink|echo|bulk|cps|hold|wait|port [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadgen sink|echo|answer|bulk|cps|conns|hold|wait|port [flags]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on (sink, echo)")
 	addr := fs.String("addr", "", "address to connect to")
 	size := fs.Int64("bytes", 1<<30, "bytes to send (bulk)")
-	dur := fs.Duration("duration", 5*time.Second, "how long to run (cps)")
-	conc := fs.Int("concurrency", 16, "connections in flight at once (cps)")
+	dur := fs.Duration("duration", 5*time.Second, "how long to run (cps, conns)")
+	conc := fs.Int("concurrency", 16, "connections in flight at once (cps, conns)")
+	count := fs.Int64("count", 0, "stop after this many connections instead of after -duration (conns)")
 	n := fs.Int("n", 2000, "connections to hold (hold)")
+	certFile := fs.String("tls", "", "connect with TLS 1.3, trusting the certificate in this PEM file (bulk, conns, hold)")
+	groups := fs.String("groups", "X25519", "TLS key exchange groups to offer, comma-separated, or default for Go's")
 	fs.Parse(os.Args[2:])
-	var err error
+	cfg, err := tlsConfig(*certFile, *groups)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(2)
+	}
 	switch os.Args[1] {
 	case "sink":
 		err = serve(*listen, sink)
 	case "echo":
 		err = serve(*listen, func(c net.Conn) { io.Copy(c, c) })
+	case "answer":
+		err = serve(*listen, answer)
 	case "bulk":
-		err = bulk(*addr, *size)
+		err = bulk(*addr, *size, cfg)
 	case "cps":
 		err = cps(*addr, *dur, *conc)
+	case "conns":
+		err = conns(*addr, *dur, *conc, *count, cfg)
 	case "hold":
-		err = hold(*addr, *n)
+		err = hold(*addr, *n, cfg)
 	case "wait":
 		err = wait(*addr)
 	case "port":
@@ -131,7 +149,7 @@ func fillBlock(b, base []byte, i int64) {
 	binary.BigEndian.PutUint64(b, uint64(i))
 }
 
-func bulk(addr string, size int64) error {
+func bulk(addr string, size int64, cfg *tls.Config) error {
 	base := make([]byte, blockSize)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range base {
@@ -146,7 +164,7 @@ func bulk(addr string, size int64) error {
 	}
 
 	start := time.Now()
-	c, err := net.Dial("tcp", addr)
+	c, err := dial(addr, cfg)
 	if err != nil {
 		return err
 	}
@@ -171,7 +189,7 @@ func bulk(addr string, size int64) error {
 	if got != size || sum != want {
 		return fmt.Errorf("CORRUPTED: sink got %d bytes crc32c %08x, sent %d crc32c %08x", got, sum, size, want)
 	}
-	fmt.Printf("bytes=%d seconds=%.3f MBps=%.1f crc32c=%08x ok\n", size, secs, float64(size)/secs/1e6, sum)
+	fmt.Printf("bytes=%d seconds=%.3f MBps=%.1f crc32c=%08x ok%s\n", size, secs, float64(size)/secs/1e6, sum, describeTLS(c))
 	return nil
 }
 
@@ -227,14 +245,14 @@ func cps(addr string, d time.Duration, conc int) error {
 
 // hold opens n connections, echoes one byte on each (so that each is
 // relayed end to end), prints "ready", and closes them when stdin ends.
-func hold(addr string, n int) error {
-	conns := make([]net.Conn, 0, n)
+func hold(addr string, n int, cfg *tls.Config) error {
+	held := make([]net.Conn, 0, n)
 	for i := 0; i < n; i++ {
-		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		c, err := dial(addr, cfg)
 		if err != nil {
 			return fmt.Errorf("connection %d: %w", i, err)
 		}
-		conns = append(conns, c)
+		held = append(held, c)
 		b := []byte{byte(i), 0}
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		if _, err := c.Write(b[:1]); err != nil {
@@ -245,9 +263,13 @@ func hold(addr string, n int) error {
 		}
 		c.SetDeadline(time.Time{})
 	}
-	fmt.Println("ready")
+	if len(held) > 0 {
+		fmt.Printf("ready%s\n", describeTLS(held[0]))
+	} else {
+		fmt.Println("ready")
+	}
 	io.Copy(io.Discard, bufio.NewReader(os.Stdin))
-	for _, c := range conns {
+	for _, c := range held {
 		c.Close()
 	}
 	return nil

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// answer is the server of the connection test: it reads one byte, writes
+// it back and closes (serve's deferred Close), before the client does.
+// The side that closes first keeps the connection in TIME_WAIT; here that
+// is the server (and a relay's accepted socket), whose port is fixed, and
+// not the client, whose ephemeral ports would otherwise run out at some
+// tens of thousands of connections a minute and cap every peer at the
+// same figure.
+func answer(c net.Conn) {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return
+	}
+	c.Write(b[:])
+}
+
+// answerOnce is one client connection against answer: connect (and with
+// cfg, a full TLS handshake), send one byte, read it back, read the
+// server's end of file, and only then close.
+func answerOnce(addr string, cfg *tls.Config, b []byte) (*tls.ConnectionState, error) {
+	raw, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	// Closing the TCP socket, not the tls.Conn: the server has ended the
+	// connection already, and a close_notify sent now would only draw a
+	// reset from a socket that is gone.
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	c := net.Conn(raw)
+	var st *tls.ConnectionState
+	if cfg != nil {
+		tc := tls.Client(raw, cfg)
+		if err := tc.Handshake(); err != nil {
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		s := tc.ConnectionState()
+		st, c = &s, tc
+	}
+	if _, err := c.Write(b[:1]); err != nil {
+		return st, err
+	}
+	if _, err := io.ReadFull(c, b[1:2]); err != nil {
+		return st, err
+	}
+	if b[0] != b[1] {
+		return st, fmt.Errorf("answered %d, sent %d", b[1], b[0])
+	}
+	// A TLS server's end is close_notify or, at a record boundary, a bare
+	// TCP end of file; crypto/tls returns io.EOF for either.
+	if n, err := c.Read(b[1:2]); n != 0 || !errors.Is(err, io.EOF) {
+		return st, fmt.Errorf("waiting for the server to close: read %d bytes, %v", n, err)
+	}
+	return st, nil
+}
+
+// conns runs conc clients of answerOnce in a loop, for d or, with count
+// above 0, until count connections have been made (for counting a relay's
+// system calls per connection), and prints the rate.
+func conns(addr string, d time.Duration, conc int, count int64, cfg *tls.Config) error {
+	var ok, failed, resumed, issued atomic.Int64
+	var firstErr atomic.Value
+	var firstState atomic.Pointer[tls.ConnectionState]
+	start := time.Now()
+	stop := start.Add(d)
+	var wg sync.WaitGroup
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := []byte{byte(w), 0}
+			for {
+				if count > 0 {
+					if issued.Add(1) > count {
+						return
+					}
+				} else if !time.Now().Before(stop) {
+					return
+				}
+				st, err := answerOnce(addr, cfg, b)
+				if st != nil {
+					firstState.CompareAndSwap(nil, st)
+					if st.DidResume {
+						resumed.Add(1)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	fmt.Printf("conns=%d failed=%d seconds=%.3f cps=%.0f", ok.Load(), failed.Load(), secs, float64(ok.Load())/secs)
+	if st := firstState.Load(); st != nil {
+		fmt.Printf("%s resumed_total=%d", describeState(*st), resumed.Load())
+	}
+	if e := firstErr.Load(); e != nil {
+		fmt.Printf(" first_error=%q", e)
+	}
+	fmt.Println()
+	return nil
+}
