@@ -213,6 +213,10 @@ func (a *Args) get(name string) *Value {
 	panic("endpoint: type " + a.Spec.Name + " has no argument " + name)
 }
 
+// The methods below read an argument by its name, for programs that look
+// into a string's arguments, as tether describe does. A type reads its own
+// arguments through its Params (Param.Get), which are typed and checked.
+
 // String returns a String or Host argument's value.
 func (a *Args) String(name string) string { return a.get(name).Str }
 

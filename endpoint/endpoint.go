@@ -49,6 +49,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 )
 
 // A Server is where to listen: a parsed server endpoint string.
@@ -222,11 +223,19 @@ func (s *server) GoString() string { return s.String() }
 type client struct {
 	input, typ string
 	c          Client
+	// timeout is the type's timeout= argument: applied here, once, for
+	// every type that declares it.
+	timeout time.Duration
 }
 
 func (c *client) Dial(ctx context.Context) (net.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Op: "dial", Input: c.input, Type: c.typ, Err: err}
+	}
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = withTimeoutArg(ctx, c.timeout)
+		defer cancel()
 	}
 	conn, err := c.c.Dial(ctx)
 	if err != nil {

@@ -153,20 +153,24 @@ func ExampleRegisterClient() {
 // the example runs (go test -count=2): registering a name twice panics.
 var registerUpper sync.Once
 
+// The "upper" type's arguments, declared once, typed: New gets a port as
+// a uint16, and a misspelt name does not compile.
+var (
+	upperHost = endpoint.HostParam("host", "host to connect to").Positional().Required()
+	upperPort = endpoint.PortParam("port", "port to connect to").Positional().Required()
+)
+
 // registerUpperType registers "upper", a third-party client type: its
-// arguments, declared once, and how to make the endpoint from them.
+// arguments, and how to make the endpoint from them.
 func registerUpperType() {
 	endpoint.RegisterClient(endpoint.ClientType{
 		Spec: endpoint.Spec{
 			Name: "upper",
 			Help: "a tcp client that upper-cases what it writes",
-			Args: []endpoint.Arg{
-				{Name: "host", Positional: true, Kind: endpoint.Host, Required: true, Help: "host to connect to"},
-				{Name: "port", Positional: true, Kind: endpoint.Port, Required: true, Help: "port to connect to"},
-			},
+			Args: []endpoint.Arg{upperHost.Arg(), upperPort.Arg()},
 		},
 		New: func(a *endpoint.Args) (endpoint.Client, error) {
-			return upperClient{fmt.Sprintf("tcp:%s:%d", endpoint.Quote(a.String("host")), a.Int("port"))}, nil
+			return upperClient{fmt.Sprintf("tcp:%s:%d", endpoint.Quote(upperHost.Get(a)), upperPort.Get(a))}, nil
 		},
 	})
 }

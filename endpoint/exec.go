@@ -18,19 +18,20 @@ import (
 	"time"
 )
 
+// The exec client's arguments.
+var (
+	execArgvParam = ListParam("argv", "the program and its arguments, one per segment (no shell is involved)").Required()
+	execEnvParam  = StringParam("env",
+		"variables to set, NAME=VALUE separated by ','; a backslash makes the next character literal")
+	execDirParam = StringParam("dir", "directory to run the program in; absent means the current one").Aliases("path")
+)
+
 func init() {
 	RegisterClient(ClientType{
 		Spec: Spec{
 			Name: "exec",
 			Help: "run a program and talk to it over its standard input and output",
-			Args: []Arg{
-				{Name: "argv", Positional: true, Variadic: true, Kind: String, Required: true,
-					Help: "the program and its arguments, one per segment (no shell is involved)"},
-				{Name: "env", Kind: String,
-					Help: "variables to set, NAME=VALUE separated by ','; a backslash makes the next character literal"},
-				{Name: "dir", Aliases: []string{"path"}, Kind: String,
-					Help: "directory to run the program in; absent means the current one"},
-			},
+			Args: []Arg{execArgvParam.Arg(), execEnvParam.Arg(), execDirParam.Arg()},
 			Notes: "Twisted's ProcessEndpoint, which has no string form there. `exec:sh:-c:sort | uniq` runs " +
 				"sh with the arguments -c and `sort | uniq`; the program is found on PATH when the string is " +
 				"parsed. A ':' or '=' inside an argument must be escaped (`\\:`, `\\=`) or the argument put in " +
@@ -63,12 +64,12 @@ type execClient struct {
 }
 
 func newExecClient(a *Args) (Client, error) {
-	c := &execClient{argv: a.Strings("argv"), dir: a.String("dir")}
+	c := &execClient{argv: execArgvParam.Get(a), dir: execDirParam.Get(a), log: a.Options.logger()}
 	if c.argv[0] == "" {
 		return nil, argErrorWrap(a, "argv", errorf(ErrBadArgument, nil, "the program (the first argument) is empty"))
 	}
-	if !a.Absent("env") {
-		env, err := parseExecEnv(a.String("env"))
+	if !execEnvParam.Absent(a) {
+		env, err := parseExecEnv(execEnvParam.Get(a))
 		if err != nil {
 			return nil, argErrorWrap(a, "env", errorf(ErrBadArgument, nil, err.Error()))
 		}
@@ -76,7 +77,7 @@ func newExecClient(a *Args) (Client, error) {
 	}
 	if c.dir != "" {
 		if fi, err := os.Stat(c.dir); err != nil || !fi.IsDir() {
-			return nil, a.Errorf("dir", "a directory")
+			return nil, execDirParam.Errorf(a, "a directory")
 		}
 	}
 	prog := c.argv[0]

@@ -73,7 +73,13 @@ func (o *Options) ParseClient(s string) (Client, error) {
 	if cli == nil {
 		return nil, &Error{Op: "parse", Input: s, Type: t.Name, Err: errors.New("type returned a nil Client")}
 	}
-	return &client{input: s, typ: t.Name, c: cli}, nil
+	c := &client{input: s, typ: t.Name, c: cli}
+	if i := t.Spec.argIndex(timeoutParam.arg.Name); i >= 0 && t.Spec.Args[i].Kind == timeoutParam.arg.Kind {
+		// The shared timeout= bounds the whole Dial of every type that
+		// declares it; the types themselves need not apply it.
+		c.timeout = timeoutParam.Get(args)
+	}
+	return c, nil
 }
 
 // Listen parses the server endpoint string s and listens on it.

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/tether-endpoints/tether/internal/abort"
 )
@@ -77,18 +76,26 @@ const proxyPasswordNote = "The password is a secret argument: error messages, te
 	"show it as xxxxx (endpoint.Redact). It is still part of the string, so a process given the string on its " +
 	"command line shows it to anyone who can list processes: passwordFile= reads it from a file instead."
 
+// The proxy client types' arguments; tunnelArgs gives each type its own
+// help where it differs.
+var (
+	proxyHostParam = hostParam.Help("host name or IP address for the proxy to connect to; a name is resolved by the proxy")
+	proxyPortParam = connectPortParam.Help("port for the proxy to connect to")
+	proxyParam     = StringParam("proxy", "client endpoint that reaches the proxy").Required()
+	userParam      = StringParam("username", "user name for the proxy")
+	passwordParam  = StringParam("password", "password for the proxy").Secret()
+	passFileParam  = StringParam("passwordFile",
+		"file whose first line is the password, read when the string is parsed; keeps it off command lines")
+	proxyTimeoutParam = timeoutParam.Help("seconds the whole attempt (reaching the proxy, its handshake) may take")
+)
+
 // tunnelArgs declares the arguments of a proxy client type.
 func tunnelArgs(what, example, userHelp, passHelp string) []Arg {
 	return []Arg{
-		withHelp(hostArg, "host name or IP address for the proxy to connect to; a name is resolved by the proxy"),
-		withHelp(connectPortArg, "port for the proxy to connect to"),
-		{Name: "proxy", Kind: String, Required: true,
-			Help: "client endpoint that reaches the " + what + ", its ':' escaped: " + example},
-		{Name: "username", Kind: String, Help: userHelp},
-		{Name: "password", Kind: String, Secret: true, Help: passHelp},
-		{Name: "passwordFile", Kind: String,
-			Help: "file whose first line is the password, read when the string is parsed; keeps it off command lines"},
-		withHelp(timeoutArg, "seconds the whole attempt (reaching the proxy, its handshake) may take"),
+		proxyHostParam.Arg(), proxyPortParam.Arg(),
+		proxyParam.Help("client endpoint that reaches the " + what + ", its ':' escaped: " + example).Arg(),
+		userParam.Help(userHelp).Arg(), passwordParam.Help(passHelp).Arg(), passFileParam.Arg(),
+		proxyTimeoutParam.Arg(),
 	}
 }
 
@@ -115,7 +122,6 @@ type tunnelClient struct {
 	proxy      Client
 	host       string
 	port       uint16
-	timeout    time.Duration
 	auth       bool // username= given
 	user, pass string
 	// handshake asks the proxy, over conn, to connect to the target.
@@ -123,36 +129,36 @@ type tunnelClient struct {
 }
 
 func newTunnelClient(a *Args) (*tunnelClient, error) {
-	c := &tunnelClient{input: a.Input, typ: a.Spec.Name, host: a.String("host"),
-		port: uint16(a.Int("port")), timeout: a.Duration("timeout")}
+	c := &tunnelClient{input: a.Input, typ: a.Spec.Name, host: proxyHostParam.Get(a),
+		port: proxyPortParam.Get(a)}
 	if ip, err := netip.ParseAddr(c.host); err == nil && ip.Zone() != "" {
-		return nil, a.Errorf("host", "an IP address without a zone (the proxy cannot use one)")
+		return nil, proxyHostParam.Errorf(a, "an IP address without a zone (the proxy cannot use one)")
 	}
 	for _, b := range []byte(c.host) {
 		// The name goes to the proxy as it is, and for httpconnect in a
 		// request line: no spaces or control characters.
 		if b <= ' ' || b == 0x7f {
-			return nil, a.Errorf("host", "a host name or IP address")
+			return nil, proxyHostParam.Errorf(a, "a host name or IP address")
 		}
 	}
 	switch {
-	case !a.Absent("password") && !a.Absent("passwordFile"):
+	case !passwordParam.Absent(a) && !passFileParam.Absent(a):
 		return nil, argError(a, "passwordFile", "cannot be given with password=: give one of them", nil)
-	case !a.Absent("username"):
-		c.auth, c.user, c.pass = true, a.String("username"), a.String("password")
-		if !a.Absent("passwordFile") {
-			pass, err := readPasswordFile(a.String("passwordFile"))
+	case !userParam.Absent(a):
+		c.auth, c.user, c.pass = true, userParam.Get(a), passwordParam.Get(a)
+		if !passFileParam.Absent(a) {
+			pass, err := readPasswordFile(passFileParam.Get(a))
 			if err != nil {
 				return nil, argError(a, "passwordFile", err.Error(), err)
 			}
 			c.pass = pass
 		}
-	case !a.Absent("password"):
+	case !passwordParam.Absent(a):
 		return nil, argError(a, "password", "needs username= (the user it is the password of)", nil)
-	case !a.Absent("passwordFile"):
+	case !passFileParam.Absent(a):
 		return nil, argError(a, "passwordFile", "needs username= (the user it is the password of)", nil)
 	}
-	inner, err := a.Options.ParseClient(a.String("proxy"))
+	inner, err := a.Options.ParseClient(proxyParam.Get(a))
 	if err != nil {
 		return nil, argError(a, "proxy", err.Error(), err)
 	}
@@ -198,11 +204,11 @@ func newSOCKS5Client(a *Args) (Client, error) {
 		return nil, err
 	}
 	if len(c.host) > 255 {
-		return nil, a.Errorf("host", "a host name of at most 255 bytes (SOCKS5 cannot send a longer one)")
+		return nil, proxyHostParam.Errorf(a, "a host name of at most 255 bytes (SOCKS5 cannot send a longer one)")
 	}
 	if c.auth {
 		if len(c.user) == 0 || len(c.user) > 255 {
-			return nil, a.Errorf("username", "a user name of 1-255 bytes (RFC 1929)")
+			return nil, userParam.Errorf(a, "a user name of 1-255 bytes (RFC 1929)")
 		}
 		if len(c.pass) > 255 {
 			return nil, argError(a, "password", "longer than 255 bytes, which RFC 1929 cannot send", nil)
@@ -218,7 +224,7 @@ func newHTTPConnectClient(a *Args) (Client, error) {
 		return nil, err
 	}
 	if c.auth && (c.user == "" || strings.Contains(c.user, ":")) {
-		return nil, a.Errorf("username", "a non-empty user name without ':' (Basic authentication cannot send one)")
+		return nil, userParam.Errorf(a, "a non-empty user name without ':' (Basic authentication cannot send one)")
 	}
 	c.handshake = c.httpConnect
 	return c, nil
@@ -228,8 +234,6 @@ func newHTTPConnectClient(a *Args) (Client, error) {
 // returns the proxy's connection once the proxy has said yes, so that what
 // the caller writes goes to the target.
 func (c *tunnelClient) Dial(ctx context.Context) (net.Conn, error) {
-	ctx, cancel := withTimeoutArg(ctx, c.timeout)
-	defer cancel()
 	conn, err := c.proxy.Dial(ctx)
 	if err != nil {
 		return nil, &Error{Op: "dial", Input: c.input, Type: c.typ,

@@ -115,9 +115,11 @@ func TestHappyEyeballsResolved(t *testing.T) {
 	if !ips[0].Is6() {
 		t.Logf("the resolver put %v first; the race starts there", ips[0])
 	}
-	c := &tcpClient{resolver: r, host: "dual.test", port: hang.Port(), timeout: 10 * time.Second, delay: 100 * time.Millisecond}
+	c := &tcpClient{resolver: r, host: "dual.test", port: hang.Port(), delay: 100 * time.Millisecond}
 	start := time.Now()
-	conn, err := c.Dial(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := c.Dial(ctx)
 	if err != nil {
 		t.Fatalf("Dial dual.test: %v", err)
 	}
@@ -131,7 +133,7 @@ func TestHappyEyeballsResolved(t *testing.T) {
 	<-accepted
 
 	// An unknown name fails with the resolver's error, not a hang.
-	_, err = (&tcpClient{resolver: r, host: "other.test", port: 1, timeout: 5 * time.Second}).Dial(context.Background())
+	_, err = (&tcpClient{resolver: r, host: "other.test", port: 1}).Dial(ctx)
 	var dnsErr *net.DNSError
 	if !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
 		t.Fatalf("unknown name: %v", err)

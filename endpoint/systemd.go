@@ -9,19 +9,25 @@ import (
 	"syscall"
 )
 
+// The systemd and fd types' arguments; domain is both's.
+var (
+	sdDomainParam = StringParam("domain",
+		"address family the socket must have (INET, INET6 or UNIX); absent accepts any").Positional()
+	sdIndexParam = IntParam("index", "which passed socket: 0 is the first (fd 3); give index or name",
+		0, math.MaxInt32).Positional()
+	sdNameParam = StringParam("name",
+		"which passed socket, by its name in LISTEN_FDNAMES (FileDescriptorName=); give index or name")
+	fdFilenoParam = IntParam("fileno", "descriptor number of a listening stream socket this process inherited",
+		0, math.MaxInt32).Positional().Required()
+)
+
 func init() {
 	RegisterServer(ServerType{
 		Spec: Spec{
 			Name: "systemd",
 			Help: "listen on a socket passed by systemd socket activation (LISTEN_FDS)",
-			Args: []Arg{
-				{Name: "domain", Positional: true, Kind: String, Required: true,
-					Help: "address family the socket must have: INET, INET6 or UNIX"},
-				{Name: "index", Positional: true, Kind: Int, Min: 0, Max: math.MaxInt32,
-					Help: "which passed socket: 0 is the first (fd 3); give index or name"},
-				{Name: "name", Kind: String,
-					Help: "which passed socket, by its name in LISTEN_FDNAMES (FileDescriptorName=); give index or name"},
-			},
+			Args: []Arg{sdDomainParam.Required().Help("address family the socket must have: INET, INET6 or UNIX").Arg(),
+				sdIndexParam.Arg(), sdNameParam.Arg()},
 			Notes: "Twisted's arguments (domain, index); name= is tether's, for sockets named with " +
 				"FileDescriptorName= or systemd-socket-activate --fdname. LISTEN_PID, LISTEN_FDS and " +
 				"LISTEN_FDNAMES are read once, when the first systemd: or fd: string is parsed, then removed from " +
@@ -37,12 +43,7 @@ func init() {
 		Spec: Spec{
 			Name: "fd",
 			Help: "listen on an inherited listening socket, by its descriptor number",
-			Args: []Arg{
-				{Name: "fileno", Positional: true, Kind: Int, Required: true, Min: 0, Max: math.MaxInt32,
-					Help: "descriptor number of a listening stream socket this process inherited"},
-				{Name: "domain", Positional: true, Kind: String,
-					Help: "address family the socket must have (INET, INET6 or UNIX); absent accepts any"},
-			},
+			Args: []Arg{fdFilenoParam.Arg(), sdDomainParam.Arg()},
 			Notes: "Twisted has no string form for its AdoptedStreamServerEndpoint; fd: takes its arguments " +
 				"(fileno, and the address family as systemd:'s domain). As with systemd:, the descriptor is " +
 				"marked close-on-exec when the string is parsed and each Listen gets a duplicate of it, so " +
@@ -117,12 +118,12 @@ func argErrorWrap(a *Args, arg string, err error) error {
 
 // sdReadDomain reads a domain= argument; 0 means absent.
 func sdReadDomain(a *Args) (int, error) {
-	if a.Absent("domain") {
+	if sdDomainParam.Absent(a) {
 		return 0, nil
 	}
-	d, ok := sdDomains[strings.ToUpper(a.String("domain"))]
+	d, ok := sdDomains[strings.ToUpper(sdDomainParam.Get(a))]
 	if !ok {
-		return 0, a.Errorf("domain", "INET, INET6 or UNIX")
+		return 0, sdDomainParam.Errorf(a, "INET, INET6 or UNIX")
 	}
 	return d, nil
 }

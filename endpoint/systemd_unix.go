@@ -88,7 +88,7 @@ func newSystemdServer(a *Args) (Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	byIndex, byName := !a.Absent("index"), !a.Absent("name")
+	byIndex, byName := !sdIndexParam.Absent(a), !sdNameParam.Absent(a)
 	switch {
 	case !byIndex && !byName:
 		return nil, argErrorWrap(a, "index", errorf(ErrBadArgument, nil, "missing: give index=N or name=NAME"))
@@ -101,7 +101,7 @@ func newSystemdServer(a *Args) (Server, error) {
 		arg  = "index"
 	)
 	if byIndex {
-		i := a.Int("index")
+		i := sdIndexParam.Get(a)
 		if i >= len(fds) {
 			why := none
 			if why == "" {
@@ -112,7 +112,7 @@ func newSystemdServer(a *Args) (Server, error) {
 		pick = fds[i]
 	} else {
 		arg = "name"
-		name := a.String("name")
+		name := sdNameParam.Get(a)
 		var matches []sdPassedFD
 		for _, f := range fds {
 			if f.name == name && (domain == 0 || sdCheckListening(f.fd, domain, "") == nil) {
@@ -158,7 +158,7 @@ func newFDServer(a *Args) (Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	fd := a.Int("fileno")
+	fd := fdFilenoParam.Get(a)
 	what := "fd " + strconv.Itoa(fd)
 	if err := sdCheckListening(fd, domain, what); err != nil {
 		arg := "fileno"

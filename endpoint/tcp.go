@@ -59,7 +59,6 @@ func init() {
 				resolver: a.Options.resolver(),
 				host:     hostParam.Get(a),
 				port:     connectPortParam.Get(a),
-				timeout:  timeoutParam.Get(a),
 				delay:    attemptDelayParam.Get(a),
 				bind:     bindAddressParam.Get(a),
 			}
@@ -80,30 +79,6 @@ var (
 	timeoutParam     = SecondsParam("timeout", "seconds the attempt may take").Default("30")
 	bindAddressParam = HostParam("bindAddress", "local address to connect from; absent lets the system choose")
 )
-
-// The shared arguments' declarations, for types not yet declared with
-// Params.
-var (
-	listenPortArg  = listenPortParam.Arg()
-	interfaceArg   = interfaceParam.Arg()
-	backlogArg     = backlogParam.Arg()
-	hostArg        = hostParam.Arg()
-	connectPortArg = connectPortParam.Arg()
-	timeoutArg     = timeoutParam.Arg()
-	bindAddressArg = bindAddressParam.Arg()
-)
-
-// withHelp returns a copy of a shared argument with its own help line.
-func withHelp(a Arg, help string) Arg {
-	a.Help = help
-	return a
-}
-
-// positional returns a copy of a shared argument that may be given by position.
-func positional(a Arg) Arg {
-	a.Positional = true
-	return a
-}
 
 // tcpNetwork is the network a tcp server listens on for an interface: IPv6
 // for an IPv6 address, else IPv4, as Twisted's tcp server does.
@@ -166,13 +141,12 @@ type tcpClient struct {
 	host     string
 	port     uint16
 	bind     string
-	timeout  time.Duration
 	delay    time.Duration
 }
 
+// Dial connects within ctx, which the client endpoint's wrapper has bounded
+// by timeout= already (see client.Dial).
 func (c *tcpClient) Dial(ctx context.Context) (net.Conn, error) {
-	ctx, cancel := withTimeoutArg(ctx, c.timeout)
-	defer cancel()
 	conn, err := c.dial(ctx)
 	return conn, contextError(ctx, err)
 }

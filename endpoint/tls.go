@@ -499,8 +499,7 @@ func newSSLClient(a *Args) (Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tlsClient{rootsArg: "caCertsDir", dial: tcpPart(a, hostParam, connectPortParam).dial,
-		timeout: tlsTimeoutParam.Get(a), store: store}, nil
+	return &tlsClient{rootsArg: "caCertsDir", dial: tcpPart(a, hostParam, connectPortParam).dial, store: store}, nil
 }
 
 func newTLSClient(a *Args) (Client, error) {
@@ -508,7 +507,7 @@ func newTLSClient(a *Args) (Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &tlsClient{rootsArg: "trustRoots", timeout: tlsTimeoutParam.Get(a), store: store}
+	c := &tlsClient{rootsArg: "trustRoots", store: store}
 	if tlsEndpointParam.Absent(a) {
 		c.dial = tcpPart(a, tlsHostParam, tlsPortParam).dial
 		return c, nil
@@ -528,23 +527,21 @@ func newTLSClient(a *Args) (Client, error) {
 // and port its arguments host and port name.
 func tcpPart(a *Args, host Param[string], port Param[uint16]) *tcpClient {
 	return &tcpClient{resolver: a.Options.resolver(), host: host.Get(a), port: port.Get(a),
-		timeout: tlsTimeoutParam.Get(a), delay: defaultAttemptDelay, bind: bindAddressParam.Get(a)}
+		delay: defaultAttemptDelay, bind: bindAddressParam.Get(a)}
 }
 
 type tlsClient struct {
 	rootsArg string // the argument that names trust roots, for hints
 	dial     func(ctx context.Context) (net.Conn, error)
 	inner    Client // with endpoint=, the endpoint dial connects through
-	timeout  time.Duration
 	store    *certStore
 }
 
 // Dial connects and completes the handshake before returning, so that a
-// certificate the client does not accept is Dial's error. The context and
-// the timeout bound both; cancelling the context interrupts the handshake.
+// certificate the client does not accept is Dial's error. The context
+// (bounded by timeout= in the client endpoint's wrapper) bounds both;
+// cancelling it interrupts the handshake.
 func (c *tlsClient) Dial(ctx context.Context) (net.Conn, error) {
-	ctx, cancel := withTimeoutArg(ctx, c.timeout)
-	defer cancel()
 	raw, err := c.dial(ctx)
 	if err != nil {
 		return nil, contextError(ctx, err)

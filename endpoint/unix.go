@@ -7,7 +7,19 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"time"
+)
+
+// The unix types' arguments, in Twisted's positional order.
+var (
+	unixAddressParam = StringParam("address", "path of the socket file, or @name for an abstract socket").
+				Positional().Required()
+	unixModeParam = ModeParam("mode", "permissions of the socket file, in octal").Positional().Default("666")
+	unixLockParam = BoolParam("lockfile",
+		"guard the socket with ADDRESS.lock (Twisted's lock: a symlink to the owner's PID)").Positional().Default("1")
+	unixPathParam = StringParam("path", "path of the socket file, or @name for an abstract socket").
+			Positional().Required()
+	unixCheckPIDParam = BoolParam("checkPID", "refuse to connect unless a live process holds PATH.lock").
+				Aliases("lockfile").Default("0")
 )
 
 func init() {
@@ -15,15 +27,7 @@ func init() {
 		Spec: Spec{
 			Name: "unix",
 			Help: "listen on a UNIX stream socket; @name is an abstract socket (Linux)",
-			Args: []Arg{
-				{Name: "address", Positional: true, Kind: String, Required: true,
-					Help: "path of the socket file, or @name for an abstract socket"},
-				{Name: "mode", Positional: true, Kind: Mode, Default: "666",
-					Help: "permissions of the socket file, in octal"},
-				backlogArg,
-				{Name: "lockfile", Positional: true, Kind: Bool, Default: "1",
-					Help: "guard the socket with ADDRESS.lock (Twisted's lock: a symlink to the owner's PID)"},
-			},
+			Args: []Arg{unixAddressParam.Arg(), unixModeParam.Arg(), backlogParam.Arg(), unixLockParam.Arg()},
 			Notes: "With lockfile=1 a live owner of ADDRESS.lock makes Listen fail with EADDRINUSE and its socket " +
 				"is left alone; a dead owner's lock and stale socket are taken over. Close removes the socket and " +
 				"the lock before it returns, each only while it is still this listener's. The socket file gets exactly " +
@@ -35,28 +39,22 @@ func init() {
 		},
 		New: func(a *Args) (Server, error) {
 			return &unixServer{
-				path:    a.String("address"),
-				mode:    a.Mode("mode"),
-				backlog: a.Int("backlog"),
-				lock:    a.Bool("lockfile"),
+				path:    unixAddressParam.Get(a),
+				mode:    unixModeParam.Get(a),
+				backlog: backlogParam.Get(a),
+				lock:    unixLockParam.Get(a),
 			}, nil
 		},
 	})
 	RegisterClient(ClientType{
 		Spec: Spec{
-			Name: "unix",
-			Help: "connect to a UNIX stream socket; @name is an abstract socket (Linux)",
-			Args: []Arg{
-				{Name: "path", Positional: true, Kind: String, Required: true,
-					Help: "path of the socket file, or @name for an abstract socket"},
-				timeoutArg,
-				{Name: "checkPID", Aliases: []string{"lockfile"}, Kind: Bool, Default: "0",
-					Help: "refuse to connect unless a live process holds PATH.lock"},
-			},
+			Name:  "unix",
+			Help:  "connect to a UNIX stream socket; @name is an abstract socket (Linux)",
+			Args:  []Arg{unixPathParam.Arg(), timeoutParam.Arg(), unixCheckPIDParam.Arg()},
 			Notes: "checkPID=0 turns the check off; Twisted reads any checkPID= text, even 0, as on.",
 		},
 		New: func(a *Args) (Client, error) {
-			return &unixClient{path: a.String("path"), timeout: a.Duration("timeout"), checkPID: a.Bool("checkPID")}, nil
+			return &unixClient{path: unixPathParam.Get(a), checkPID: unixCheckPIDParam.Get(a)}, nil
 		},
 	})
 }
@@ -141,7 +139,6 @@ func (l *unixListener) Close() error {
 
 type unixClient struct {
 	path     string
-	timeout  time.Duration
 	checkPID bool
 }
 
@@ -156,8 +153,6 @@ func (c *unixClient) Dial(ctx context.Context) (net.Conn, error) {
 				Err: errorf(ErrNoLockOwner, nil, fmt.Sprintf("checkPID=1: no live process holds %s.lock", c.path))}
 		}
 	}
-	ctx, cancel := withTimeoutArg(ctx, c.timeout)
-	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.path)
 	return conn, contextError(ctx, err)
