@@ -59,12 +59,12 @@ type execClient struct {
 	path  string   // the program, as found on PATH
 	env   []string // NAME=VALUE to add
 	dir   string
-	log   *slog.Logger  // nil: slog.Default() at Dial
+	log   *slog.Logger  // where the program's standard error goes, line by line
 	grace time.Duration // 0: execGrace
 }
 
 func newExecClient(a *Args) (Client, error) {
-	c := &execClient{argv: execArgvParam.Get(a), dir: execDirParam.Get(a), log: a.Options.logger()}
+	c := &execClient{argv: execArgvParam.Get(a), dir: execDirParam.Get(a), log: a.Options.execLogger()}
 	if c.argv[0] == "" {
 		return nil, argErrorWrap(a, "argv", errorf(ErrBadArgument, nil, "the program (the first argument) is empty"))
 	}
@@ -218,7 +218,7 @@ func (c *execClient) Dial(ctx context.Context) (net.Conn, error) {
 	addr.pid = cmd.Process.Pid
 	log := c.log
 	if log == nil {
-		log = slog.Default()
+		log = discard
 	}
 	log = log.With("program", addr.name, "pid", addr.pid)
 	grace := c.grace

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 )
 
 // Options adjusts how endpoints are made and used, as net.Dialer and
@@ -22,8 +23,10 @@ type Options struct {
 
 	// Logger receives what an endpoint has to say outside any call: a
 	// TLS certificate reload that failed (the old certificates stay in
-	// use), an exec: program's standard error. Nil means nothing is
-	// logged: the package never writes to the global logger.
+	// use), an exec: program's standard error, line by line. Nil means
+	// nothing is logged (an exec: program's standard error then goes to
+	// this process's, as a shell would have it): the package never writes
+	// to the global logger.
 	Logger *slog.Logger
 
 	// TLSConfig, if not nil, is called with every TLS configuration a
@@ -129,6 +132,16 @@ func (o *Options) adjustTLS(cfg *tls.Config) {
 	skip := cfg.InsecureSkipVerify
 	o.TLSConfig(cfg)
 	cfg.InsecureSkipVerify = skip
+}
+
+// execLogger returns the logger an exec: program's standard error goes
+// to: the Logger, or one writing plain lines to this process's standard
+// error.
+func (o *Options) execLogger() *slog.Logger {
+	if o != nil && o.Logger != nil {
+		return o.Logger
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
 }
 
 // resolver returns the Resolver to look names up with; nil means
