@@ -24,9 +24,9 @@ type Options struct {
 	// Logger receives what an endpoint has to say outside any call: a
 	// TLS certificate reload that failed (the old certificates stay in
 	// use), an exec: program's standard error, line by line. Nil means
-	// nothing is logged (an exec: program's standard error then goes to
-	// this process's, as a shell would have it): the package never writes
-	// to the global logger.
+	// nothing is logged, except that an exec: program's standard error is
+	// then logged to this process's standard error rather than lost: the
+	// package never writes to the global logger.
 	Logger *slog.Logger
 
 	// TLSConfig, if not nil, is called with every TLS configuration a
@@ -135,8 +135,7 @@ func (o *Options) adjustTLS(cfg *tls.Config) {
 }
 
 // execLogger returns the logger an exec: program's standard error goes
-// to: the Logger, or one writing plain lines to this process's standard
-// error.
+// to: the Logger, or one writing to this process's standard error.
 func (o *Options) execLogger() *slog.Logger {
 	if o != nil && o.Logger != nil {
 		return o.Logger
