@@ -2,11 +2,16 @@ package endpoint
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // The unix types' arguments, in Twisted's positional order.
@@ -91,7 +96,7 @@ func (s *unixServer) Listen(ctx context.Context) (net.Listener, error) {
 		ul.lockPath = s.path + ".lock"
 		clean, err := acquireLock(ul.lockPath)
 		if err != nil {
-			return nil, opErr(err)
+			return nil, unixListenHint(opErr(err), s.path)
 		}
 		if !clean {
 			// The lock's owner is dead; its socket, if it left one, is
@@ -107,10 +112,40 @@ func (s *unixServer) Listen(ctx context.Context) (net.Listener, error) {
 		if ul.lockPath != "" {
 			releaseLock(ul.lockPath)
 		}
-		return nil, opErr(err)
+		return nil, unixListenHint(opErr(err), s.path)
 	}
 	ul.UnixListener = ln
 	return ul, nil
+}
+
+// unixListenHint adds to a failed Listen what a person can do about the
+// two failures that puzzle most: a directory that does not exist, and a
+// file in the way that no lock explains (tether never removes a socket it
+// cannot prove is stale, so it says how to).
+func unixListenHint(err error, path string) error {
+	dir := filepath.Dir(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) {
+			return &Error{Op: "listen", Err: err, Hint: "the directory " + dir + " does not exist: create it first"}
+		}
+	case errors.Is(err, syscall.EADDRINUSE):
+		if _, held := errors.AsType[*errLockHeld](err); held {
+			return err // it says who holds the lock
+		}
+		c, derr := net.DialTimeout("unix", path, time.Second)
+		if derr == nil {
+			c.Close()
+			return &Error{Op: "listen", Err: err, Hint: "a program is listening on " + path + " already"}
+		}
+		if errors.Is(derr, syscall.ECONNREFUSED) {
+			return &Error{Op: "listen", Err: err, Hint: "a file is in the way: " + path + " is a socket nothing listens on, " +
+				"left by a program that did not remove it; if that program is gone, remove the file (rm " + path +
+				") and start again"}
+		}
+		return &Error{Op: "listen", Err: err, Hint: "a file is in the way at " + path + "; move it, or listen elsewhere"}
+	}
+	return err
 }
 
 // unixListener is a UNIX listener whose Close removes the socket file and

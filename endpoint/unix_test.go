@@ -240,3 +240,32 @@ func TestUNIXModeFromTheStart(t *testing.T) {
 		t.Fatalf("Listen gave %v, %v", fi.Mode().Perm(), err)
 	}
 }
+
+// TestUnixListenHints: a socket file that nothing listens on, and a
+// directory that does not exist, are explained with what to do; the
+// error keeps its identity (EADDRINUSE, ENOENT), and tether removes
+// nothing it cannot prove is its own.
+func TestUnixListenHints(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, "stale.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close() // the file stays, as a crashed program leaves it
+	for _, s := range []string{"unix:" + stale + ":lockfile=0", "unix:" + stale} {
+		_, err := Listen(context.Background(), s)
+		if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "rm "+stale) {
+			t.Errorf("%s: %v; want EADDRINUSE and how to remove the stale file", s, err)
+		}
+	}
+	if _, err := os.Lstat(stale); err != nil {
+		t.Errorf("the stale socket was removed by tether: %v", err)
+	}
+	missing := filepath.Join(dir, "no-such-dir", "x.sock")
+	_, err = Listen(context.Background(), "unix:"+missing)
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), filepath.Dir(missing)+" does not exist") {
+		t.Errorf("missing directory: %v; want it named", err)
+	}
+}
