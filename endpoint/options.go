@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"reflect"
 )
 
 // Options adjusts how endpoints are made and used, as net.Dialer and
@@ -129,9 +130,22 @@ func (o *Options) adjustTLS(cfg *tls.Config) {
 	if o == nil || o.TLSConfig == nil {
 		return
 	}
-	skip := cfg.InsecureSkipVerify
+	skip, verify := cfg.InsecureSkipVerify, cfg.VerifyConnection
 	o.TLSConfig(cfg)
 	cfg.InsecureSkipVerify = skip
+	if mine := cfg.VerifyConnection; verify != nil && (mine == nil || reflect.ValueOf(mine).Pointer() != reflect.ValueOf(verify).Pointer()) {
+		// The hook removed the endpoint's own check, or set one of its
+		// own: the endpoint's stays, and both must pass.
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if err := verify(cs); err != nil {
+				return err
+			}
+			if mine != nil {
+				return mine(cs)
+			}
+			return nil
+		}
+	}
 }
 
 // execLogger returns the logger an exec: program's standard error goes

@@ -1,9 +1,12 @@
 package endpoint
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -94,6 +97,8 @@ var (
 		"PEM file of a client certificate (and its key, if privateKey is absent)").Positional()
 	tlsRootsParam = StringParam("trustRoots",
 		"directory of .pem files (or one PEM file) of the CAs to trust instead of the system's").Positional()
+	tlsPinParam = StringParam("fingerprint",
+		"SHA-256 fingerprint of the one certificate to trust, as tether --dev-cert prints it (AB:CD:...); for development only")
 	tlsEndpointParam = StringParam("endpoint",
 		"client endpoint to connect through instead of TCP to host:port, its ':' escaped (tcp\\:10.0.0.1\\:443)").Positional()
 )
@@ -160,12 +165,15 @@ func init() {
 			Help: "connect with TLS over TCP or over another client endpoint, verifying the server",
 			Args: []Arg{tlsHostParam.Arg(), tlsPortParam.Arg(), tlsTimeoutParam.Positional().Arg(),
 				bindAddressParam.Positional().Arg(), tlsClientCertParam.Arg(), clientKeyParam.Positional().Arg(),
-				tlsRootsParam.Arg(), tlsEndpointParam.Arg(), clientALPNParam.Arg(), insecureParam.Arg()},
+				tlsRootsParam.Arg(), tlsEndpointParam.Arg(), clientALPNParam.Arg(), insecureParam.Arg(),
+				tlsPinParam.Arg()},
 			Notes: "Twisted's tls client, whose arguments may all be given positionally in the order shown. " +
 				verifyNotes + "Twisted's timeout covers connecting only. With endpoint= the connection is made by " +
 				"that endpoint (\"tls:example.com:443:endpoint=unix\\:/run/proxy.sock\") and host is only the name " +
 				"verified and sent; bindAddress then belongs in the inner string. privateKey= without certificate= " +
-				"is an error (Twisted ignores it).",
+				"is an error (Twisted ignores it). fingerprint= (not Twisted's) trusts exactly one certificate, by " +
+				"its SHA-256, as tether --dev-cert prints it: its names, issuer and dates are not checked, so " +
+				"whoever holds its key is trusted; it is for development, and excludes trustRoots= and insecureSkipVerify=.",
 		},
 		New: newTLSClient,
 	})
@@ -436,6 +444,37 @@ func (c *handshakeConn) handshakeDone() {
 	c.Conn.SetWriteDeadline(c.wd)
 }
 
+// pinCertificate makes cfg trust exactly the certificate whose SHA-256
+// fingerprint= gives, whatever its names, issuer or dates: what a client
+// of a development server (tether --dev-cert) needs, and nothing more. The
+// chain is not verified; the pinned certificate is checked by
+// VerifyConnection, which a TLSConfig hook cannot remove (adjustTLS).
+func pinCertificate(a *Args, cfg *tls.Config, f clientFiles) error {
+	text := tlsPinParam.Get(a)
+	want, err := hex.DecodeString(strings.NewReplacer(":", "", " ", "").Replace(text))
+	if err != nil || len(want) != sha256.Size {
+		return tlsPinParam.Errorf(a, "a SHA-256 fingerprint: 32 bytes in hex, pairs optionally separated by ':'")
+	}
+	switch {
+	case !f.roots.Absent(a):
+		return argError(a, "fingerprint", "cannot be given with "+f.roots.Arg().Name+"= (it trusts one certificate, not a CA)", nil)
+	case cfg.InsecureSkipVerify:
+		return argError(a, "fingerprint", "cannot be given with insecureSkipVerify=1 (which trusts everything)", nil)
+	}
+	cfg.InsecureSkipVerify = true // the chain: the pin below is the whole check
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("fingerprint=: the server sent no certificate")
+		}
+		got := sha256.Sum256(cs.PeerCertificates[0].Raw)
+		if !bytes.Equal(got[:], want) {
+			return fmt.Errorf("fingerprint=: the server's certificate is %X, not the one pinned", got)
+		}
+		return nil
+	}
+	return nil
+}
+
 // clientFiles are the arguments that name a TLS client's files: its
 // certificate, its key and its trust roots (ssl's and tls's differ).
 type clientFiles struct {
@@ -448,6 +487,11 @@ type clientFiles struct {
 // on disk, or whose roots change, picks that up at its next Dial.
 func clientTLSConfig(a *Args, name string, f clientFiles) (*certStore, error) {
 	base := &tls.Config{ServerName: name, InsecureSkipVerify: insecureParam.Get(a)}
+	if a.Spec.argIndex(tlsPinParam.arg.Name) >= 0 && !tlsPinParam.Absent(a) {
+		if err := pinCertificate(a, base, f); err != nil {
+			return nil, err
+		}
+	}
 	var err error
 	if base.NextProtos, err = alpnList(a, clientALPNParam); err != nil {
 		return nil, err

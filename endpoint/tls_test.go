@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -912,6 +913,47 @@ func TestTLSUnknownAuthorityHint(t *testing.T) {
 		if !errors.As(err, &e) || e.Input != s || !strings.Contains(err.Error(), arg) ||
 			!strings.Contains(err.Error(), "unknown authority") {
 			t.Errorf("%s: %v; want the unknown authority and a hint naming %s", s, err, arg)
+		}
+	}
+}
+
+// TestTLSFingerprint: fingerprint= trusts exactly the one certificate it
+// names, whatever signed it; any other is refused, a TLSConfig hook cannot
+// remove the check, and it cannot be combined with trust roots.
+func TestTLSFingerprint(t *testing.T) {
+	p := newPKI(t, "ca")
+	certBlock, keyBlock := p.leaf("dev", leafOpts{})
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writePEM(t, cert, certBlock)
+	writePEM(t, key, keyBlock)
+	ln := tlsListen(t, "tls:0:interface=127.0.0.1:certificate="+cert+":privateKey="+key)
+	serveEcho(t, ln)
+	sum := sha256.Sum256(certBlock.Bytes)
+	var pairs []string
+	for _, b := range sum {
+		pairs = append(pairs, fmt.Sprintf("%02X", b))
+	}
+	good := strings.Join(pairs, ":")
+	c := tlsDial(t, fmt.Sprintf("tls:localhost:%d:fingerprint=%s", tlsPort(ln), Quote(good)))
+	echo(t, c, "pinned")
+
+	other := sha256.Sum256([]byte("another certificate"))
+	if _, err := Dial(context.Background(), fmt.Sprintf("tls:localhost:%d:fingerprint=%x", tlsPort(ln), other)); err == nil ||
+		!strings.Contains(err.Error(), "not the one pinned") {
+		t.Errorf("a wrong fingerprint: %v; want a refusal", err)
+	}
+	loose := &Options{TLSConfig: func(c *tls.Config) { c.VerifyConnection = nil }}
+	if _, err := loose.Dial(context.Background(), fmt.Sprintf("tls:localhost:%d:fingerprint=%x", tlsPort(ln), other)); err == nil {
+		t.Error("a TLSConfig hook removed the fingerprint check")
+	}
+	for _, s := range []string{
+		fmt.Sprintf("tls:localhost:%d:fingerprint=abc", tlsPort(ln)),
+		fmt.Sprintf("tls:localhost:%d:fingerprint=%x:trustRoots=%s", tlsPort(ln), other, p.caFile),
+		fmt.Sprintf("tls:localhost:%d:fingerprint=%x:insecureSkipVerify=1", tlsPort(ln), other),
+	} {
+		if _, err := ParseClient(s); !errors.Is(err, ErrBadArgument) {
+			t.Errorf("%s: %v; want ErrBadArgument", s, err)
 		}
 	}
 }
