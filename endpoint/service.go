@@ -180,7 +180,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 				}
 			}()
 			defer s.untrack(c)
-			defer c.Close()
+			defer s.closeConn(c)
 			s.Handler.ServeConn(connCtx, c)
 		}()
 	})
@@ -271,14 +271,15 @@ func (s *Service) cut(cause error) {
 	if n := len(s.conns); n > 0 {
 		s.logger().Warn("cutting the connections still open", "connections", n, "reason", cause)
 	}
-	// Reset the connections first: a handler woken by its context would
-	// otherwise return, and the connection be closed cleanly, before the
-	// reset.
-	for c := range s.conns {
-		abort.Conn(c)
-	}
+	// The contexts end first, so that a handler sees why before its
+	// connection fails under it; a handler that returns at once finds its
+	// connection closed by the Service with a reset (see closeConn), not
+	// cleanly.
 	for _, cancel := range s.cancels {
 		cancel(cause)
+	}
+	for c := range s.conns {
+		abort.Conn(c)
 	}
 }
 
@@ -301,6 +302,20 @@ func (s *Service) track(c net.Conn) bool {
 	s.conns[c] = struct{}{}
 	s.handlers.Add(1)
 	return true
+}
+
+// closeConn closes a connection whose handler has returned: with a reset
+// if the Service has cut its connections, since the handler may have
+// returned because of that, mid-stream.
+func (s *Service) closeConn(c net.Conn) {
+	s.mu.Lock()
+	cut := s.cutCause != nil
+	s.mu.Unlock()
+	if cut {
+		abort.Conn(c)
+		return
+	}
+	c.Close()
 }
 
 func (s *Service) untrack(c net.Conn) {

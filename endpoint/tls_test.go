@@ -231,8 +231,8 @@ func TestTLSDescribe(t *testing.T) {
 		{"server", "tls:443:[::1]:7:certificate=c.pem:alpn=h2,http/1.1", `{"role":"server","type":"tls","args":{"port":443,"interface":"::1","backlog":7,"certificate":"c.pem","privateKey":null,"certDir":null,"clientCA":null,"clientAuth":null,"alpn":"h2,http/1.1","minVersion":"1.2","handshakeTimeout":10}}`},
 		{"client", "ssl:example.com:443", `{"role":"client","type":"ssl","args":{"host":"example.com","port":443,"timeout":30,"bindAddress":null,"certKey":null,"privateKey":null,"caCertsDir":null,"hostname":null,"alpn":null,"insecureSkipVerify":false}}`},
 		{"client", "ssl:host=example.com:443:hostname=www.example.com", `{"role":"client","type":"ssl","args":{"host":"example.com","port":443,"timeout":30,"bindAddress":null,"certKey":null,"privateKey":null,"caCertsDir":null,"hostname":"www.example.com","alpn":null,"insecureSkipVerify":false}}`},
-		{"client", "tls:example.com:443", `{"role":"client","type":"tls","args":{"host":"example.com","port":443,"timeout":30,"bindAddress":null,"certificate":null,"privateKey":null,"trustRoots":null,"endpoint":null,"alpn":null,"insecureSkipVerify":false}}`},
-		{"client", `tls:h:443:10:[::1]:c.pem:k.pem:roots:tcp\:10.0.0.1\:443`, `{"role":"client","type":"tls","args":{"host":"h","port":443,"timeout":10,"bindAddress":"::1","certificate":"c.pem","privateKey":"k.pem","trustRoots":"roots","endpoint":"tcp:10.0.0.1:443","alpn":null,"insecureSkipVerify":false}}`},
+		{"client", "tls:example.com:443", `{"role":"client","type":"tls","args":{"host":"example.com","port":443,"timeout":30,"bindAddress":null,"certificate":null,"privateKey":null,"trustRoots":null,"endpoint":null,"alpn":null,"insecureSkipVerify":false,"fingerprint":null}}`},
+		{"client", `tls:h:443:10:[::1]:c.pem:k.pem:roots:tcp\:10.0.0.1\:443`, `{"role":"client","type":"tls","args":{"host":"h","port":443,"timeout":10,"bindAddress":"::1","certificate":"c.pem","privateKey":"k.pem","trustRoots":"roots","endpoint":"tcp:10.0.0.1:443","alpn":null,"insecureSkipVerify":false,"fingerprint":null}}`},
 	}
 	for _, tt := range tests {
 		if got := describe(t, tt.role, tt.in); got != tt.want {
