@@ -12,20 +12,32 @@ func init() {
 	register(&command{name: "describe", summary: "check an endpoint string and print its meaning as JSON", run: runDescribe})
 }
 
-const describeUsage = `Usage: tether describe [--client] STRING
+const describeUsage = `Usage: tether describe [--client] [--syntax-only] STRING
 
-Checks an endpoint string and prints one JSON object with its role, type and
-every argument, defaults filled in:
+Checks an endpoint string exactly as relay, serve and connect do, and
+prints one JSON object with its role, type and every argument, defaults
+filled in:
 
   $ tether describe tcp:80
   {"role":"server","type":"tcp","args":{"port":80,"interface":"","backlog":50}}
   $ tether describe --client 'tcp:example.com:443:timeout=5'
+  $ tether describe unix:/run/app.sock --client   # flags may follow the string
+
+The checks are those of making the endpoint: the files a tls: or ssl:
+string names are read (a certificate without its key, an expired one, a
+missing trust root file are errors), an exec: program is looked up, an
+fd: or systemd: socket must have been passed to tether, and so on.
+Nothing is listened on or connected to. --syntax-only checks the string
+alone (its grammar, types and arguments) and reads no file, looks up no
+program and looks at no socket; a string nested as a value, such as a
+tls: client's endpoint=, is then shown but not checked.
 
 Numbers are JSON numbers, flags booleans, file modes octal strings ("0666"),
-an absent optional argument null. A secret (a proxy's password=) is shown as
-"xxxxx", also inside an endpoint string given as a value. No file is opened
-and nothing is listened on. A rejected string, one nested more than %d deep
-included, exits 2 with one line on stderr saying why.
+an absent optional argument null. An argument whose absence means another
+one's value shows that value (an ssl: server's certKey is its privateKey
+file). A secret (a proxy's password=) is shown as "xxxxx", also inside an
+endpoint string given as a value. A rejected string, one nested more than
+%d deep included, exits 2 with one line on stderr saying why.
 
 Flags:
 `
@@ -34,26 +46,26 @@ func runDescribe(e *env, args []string) int {
 	fs := flag.NewFlagSet("describe", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	client := fs.Bool("client", false, "read STRING as a client endpoint (default: server)")
+	syntaxOnly := fs.Bool("syntax-only", false, "check only the string itself: read no file, look up no program")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), describeUsage, endpoint.MaxNesting)
 		fs.PrintDefaults()
 	}
-	if code, done := parseFlags(fs, args, e); done {
+	pos, code, done := parseFlags(fs, args, e, nil)
+	if done {
 		return code
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		fmt.Fprintln(e.stderr, "tether describe: want exactly one endpoint string (run tether describe --help)")
 		return exitUsage
 	}
-	parse := endpoint.ServerArgs
-	if *client {
-		parse = endpoint.ClientArgs
-	}
-	a, err := parse(fs.Arg(0))
+	s := pos[0]
+	a, err := describeArgs(s, *client, *syntaxOnly)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "tether describe:", err)
 		return exitUsage
 	}
+	fillFallbacks(a)
 	out, err := json.Marshal(a)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "tether describe:", err)
@@ -63,23 +75,21 @@ func runDescribe(e *env, args []string) int {
 	return exitOK
 }
 
-// parseFlags parses a subcommand's flags; done says the caller should
-// return code at once (help was asked for, or the flags were bad).
-func parseFlags(fs *flag.FlagSet, args []string, e *env) (code int, done bool) {
-	// flag prints the usage itself on any error, to stderr; asked for,
-	// the usage belongs on stdout, once.
-	usage := fs.Usage
-	fs.Usage = func() {}
-	err := fs.Parse(args)
-	fs.Usage = usage
-	switch {
-	case err == flag.ErrHelp:
-		fs.SetOutput(e.stdout)
-		usage()
-		return exitOK, true
-	case err != nil:
-		usage()
-		return exitUsage, true
+// describeArgs checks s as ParseServer or ParseClient does (as ServerArgs
+// or ClientArgs alone with syntaxOnly) and returns its arguments.
+func describeArgs(s string, client, syntaxOnly bool) (*endpoint.Args, error) {
+	argsOf, parse := endpoint.ServerArgs, func(s string) error { _, err := endpoint.ParseServer(s); return err }
+	if client {
+		argsOf, parse = endpoint.ClientArgs, func(s string) error { _, err := endpoint.ParseClient(s); return err }
 	}
-	return 0, false
+	a, err := argsOf(s)
+	if err != nil || syntaxOnly {
+		return a, err
+	}
+	// Making the endpoint runs every check of the string: the type's own
+	// (files, programs, passed sockets) after the arguments'.
+	if err := parse(s); err != nil {
+		return nil, err
+	}
+	return a, nil
 }

@@ -33,10 +33,10 @@ func certlessTLS(s string) (typ, iface string, certless bool) {
 	}
 	switch typ = a.Spec.Name; typ {
 	case "tls":
-		certless = a.Absent("certificate") && a.Absent("certDir") && a.Absent("privateKey")
+		certless = a.Absent("certificate") && a.Absent("certDir") && !a.Given("privateKey")
 	case "ssl":
 		_, err := os.Stat(sslDefaultKey)
-		certless = !a.Given("privateKey") && a.Absent("certKey") && errors.Is(err, fs.ErrNotExist)
+		certless = !a.Given("privateKey") && !a.Given("certKey") && errors.Is(err, fs.ErrNotExist)
 	default:
 		return typ, "", false
 	}

@@ -90,7 +90,10 @@ signal resets them at once.
 
 Exit codes: 0 after a signal, 1 if listening (or making the --dev-cert
 certificate) fails, 2 for bad usage or an endpoint string that does not
-parse. Flags go before the endpoint strings.
+parse. Flags may come before or after the endpoint strings. If LISTEN is
+rejected and the two look swapped (LISTEN reads as a client string and
+CONNECT as a server string), tether says so. insecureSkipVerify=1 in
+CONNECT (at any depth) is warned about on stderr.
 
 Flags:
 `
@@ -158,10 +161,11 @@ func runRelay(e *env, args []string) int {
 		fmt.Fprint(fs.Output(), relayUsage)
 		fs.PrintDefaults()
 	}
-	if code, done := parseFlags(fs, args, e); done {
+	pos, code, done := parseFlags(fs, args, e, nil)
+	if done {
 		return code
 	}
-	if fs.NArg() != 2 {
+	if len(pos) != 2 {
 		fmt.Fprintln(e.stderr, "tether relay: want LISTEN and CONNECT endpoint strings (run tether relay --help)")
 		return exitUsage
 	}
@@ -183,7 +187,8 @@ func runRelay(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "tether relay:", err)
 		return exitUsage
 	}
-	listen, attrs, cleanup, code := devCert(e, "relay", fs.Arg(0), sf.devCert)
+	listenArg, connectArg := pos[0], pos[1]
+	listen, attrs, cleanup, code := devCert(e, "relay", listenArg, sf.devCert)
 	defer cleanup()
 	if code >= 0 {
 		return code
@@ -192,19 +197,23 @@ func runRelay(e *env, args []string) int {
 	srv, err := opts.ParseServer(listen)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "tether relay:", err)
-		devCertHint(e, "relay", fs.Arg(0), sf.devCert)
+		if looksSwapped(listenArg, connectArg) {
+			fmt.Fprintln(e.stderr, "tether relay: the arguments look swapped: LISTEN comes first (tether relay LISTEN CONNECT)")
+		}
+		devCertHint(e, "relay", listenArg, sf.devCert)
 		return exitUsage
 	}
-	if r.target, err = opts.ParseClient(fs.Arg(1)); err != nil {
+	if r.target, err = opts.ParseClient(connectArg); err != nil {
 		fmt.Fprintln(e.stderr, "tether relay:", err)
 		return exitUsage
 	}
-	if a, err := endpoint.ClientArgs(fs.Arg(1)); err == nil && a.Spec.Name == "haproxy" {
+	if a, err := endpoint.ClientArgs(connectArg); err == nil && a.Spec.Name == "haproxy" {
 		r.proxyByClient = true
 	}
+	warnInsecure(e, "relay", connectArg)
 	setDefaultLogger(e, log)
 	return serveUntilSignal(e, "relay", srv, endpoint.HandlerFunc(r.handle), &sf, log,
-		append([]any{"endpoint", endpoint.Redact(fs.Arg(0)), "target", endpoint.Redact(fs.Arg(1))}, attrs...)...)
+		append([]any{"endpoint", endpoint.Redact(listenArg), "target", endpoint.Redact(connectArg)}, attrs...)...)
 }
 
 // proxyHeaderTimeout bounds writing the PROXY protocol header.

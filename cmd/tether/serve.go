@@ -67,7 +67,8 @@ that names a certificate it makes nothing.
 
 Exit codes: 0 after a signal, 1 if listening (or making the --dev-cert
 certificate) fails, 2 for bad usage, an endpoint string that does not
-parse, or a COMMAND that cannot be found. Flags go before LISTEN.
+parse, or a COMMAND that cannot be found. Flags may come before or after
+LISTEN and SERVICE; after exec, everything is COMMAND's.
 
 Flags:
 `
@@ -84,10 +85,14 @@ func runServe(e *env, args []string) int {
 		fmt.Fprint(fs.Output(), serveUsage)
 		fs.PrintDefaults()
 	}
-	if code, done := parseFlags(fs, args, e); done {
+	// Flags may come anywhere before SERVICE exec; all that follows exec
+	// is COMMAND's.
+	rest, code, done := parseFlags(fs, args, e, func(pos []string) bool {
+		return len(pos) == 2 && pos[1] == "exec"
+	})
+	if done {
 		return code
 	}
-	rest := fs.Args()
 	if len(rest) == 0 {
 		fmt.Fprintln(e.stderr, "tether serve: want a LISTEN endpoint string (run tether serve --help)")
 		return exitUsage

@@ -30,10 +30,11 @@ func runTypes(e *env, args []string) int {
 		fmt.Fprint(fs.Output(), typesUsage)
 		fs.PrintDefaults()
 	}
-	if code, done := parseFlags(fs, args, e); done {
+	pos, code, done := parseFlags(fs, args, e, nil)
+	if done {
 		return code
 	}
-	if fs.NArg() != 0 {
+	if len(pos) != 0 {
 		fmt.Fprintln(e.stderr, "tether types: takes no arguments (run tether types --help)")
 		return exitUsage
 	}
