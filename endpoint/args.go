@@ -78,6 +78,11 @@ type Arg struct {
 	// EmptyDefault says that the empty string is the default (as for the
 	// tcp server's interface), not an absent value.
 	EmptyDefault bool
+	// DefaultFrom names another argument of the same Spec and Kind whose
+	// value an absent argument takes, as Twisted's ssl certKey defaults to
+	// privateKey: describe then shows the value the endpoint will use.
+	// Given stays false.
+	DefaultFrom string
 	// Required says the string must give the argument, and not empty.
 	Required bool
 	// Variadic makes the last positional argument take every positional
@@ -366,6 +371,17 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 		}
 		if want := readValue(a, v); want != "" {
 			return fail(name, v.Text, want, ErrBadArgument)
+		}
+	}
+	for i := range args.Values {
+		v := &args.Values[i]
+		if !v.Absent || v.Arg.DefaultFrom == "" {
+			continue
+		}
+		if from := &args.Values[spec.argIndex(v.Arg.DefaultFrom)]; !from.Absent {
+			arg := v.Arg
+			*v = *from
+			v.Arg, v.Given = arg, false
 		}
 	}
 	return args, nil

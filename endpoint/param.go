@@ -95,6 +95,10 @@ func (p Param[T]) Required() Param[T] { p.arg.Required = true; return p }
 // registry checks it when the type registers.
 func (p Param[T]) Default(text string) Param[T] { p.arg.Default = text; return p }
 
+// DefaultFrom returns p taking, when absent, the value of the argument
+// called name (see Arg.DefaultFrom).
+func (p Param[T]) DefaultFrom(name string) Param[T] { p.arg.DefaultFrom = name; return p }
+
 // EmptyDefault returns p with the empty string as its default (as the tcp
 // server's interface has), rather than absent.
 func (p Param[T]) EmptyDefault() Param[T] { p.arg.EmptyDefault = true; return p }

@@ -75,6 +75,13 @@ func checkSpec(kind string, s *Spec, hasNew bool) string {
 				panic(fmt.Sprintf("endpoint: Register%s %s: variadic argument %q must be the last positional one", kind, s.Name, a.Name))
 			}
 		}
+		if a.DefaultFrom != "" {
+			j := s.argIndex(a.DefaultFrom)
+			if j < 0 || s.Args[j].Kind != a.Kind || a.Default != "" || a.Required || a.Variadic {
+				panic(fmt.Sprintf("endpoint: Register%s %s: argument %q takes its default from %q, which must be "+
+					"another argument of the same kind, and it must have no default of its own", kind, s.Name, a.Name, a.DefaultFrom))
+			}
+		}
 		if a.Default != "" && !a.Variadic {
 			// A default is written once, here; it must be a value the
 			// argument accepts, or every string would fail.

@@ -49,7 +49,7 @@ var (
 	sslKeyParam = StringParam("privateKey",
 		"PEM file of the private key (and of the certificate, if certKey is absent)").Positional().Default("server.pem")
 	sslCertParam = StringParam("certKey",
-		"PEM file of the certificate, then any chain; absent means the privateKey file").Positional()
+		"PEM file of the certificate, then any chain; absent means the privateKey file").Positional().DefaultFrom("privateKey")
 	sslMethodParam = StringParam("sslmethod",
 		"SSLv23_METHOD, TLS_METHOD or TLS_SERVER_METHOD (TLS 1.2 or 1.3), or TLSv1_2_METHOD (1.2 only); absent is TLS 1.2 or 1.3").Positional()
 	sslChainParam = StringParam("extraCertChain",
@@ -63,7 +63,7 @@ var (
 	tlsCertParam = StringParam("certificate",
 		"PEM file of the certificate, then any chain (the key too, if privateKey is absent)")
 	tlsKeyParam = StringParam("privateKey",
-		"PEM file of the certificate's private key; absent means the certificate file")
+		"PEM file of the certificate's private key; absent means the certificate file").DefaultFrom("certificate")
 	tlsCertDirParam = StringParam("certDir",
 		"directory of NAME.pem files (chain and key, or the key in NAME.key), chosen by the name the client asks for (SNI)")
 	tlsClientCAParam = StringParam("clientCA",
@@ -84,7 +84,8 @@ var (
 	sslRootsParam = StringParam("caCertsDir",
 		"directory of .pem files (or one PEM file) of the CAs to trust instead of the system's")
 	sslHostnameParam = HostParam("hostname",
-		"name to verify the certificate against and send as SNI; absent means host")
+		"name to verify the certificate against and send as SNI; absent means host").DefaultFrom("host")
+	sslClientKeyParam = clientKeyParam.DefaultFrom("certKey")
 )
 
 // The tls client's own arguments, all positional in Twisted's order.
@@ -97,7 +98,8 @@ var (
 		"PEM file of a client certificate (and its key, if privateKey is absent)").Positional()
 	tlsRootsParam = StringParam("trustRoots",
 		"directory of .pem files (or one PEM file) of the CAs to trust instead of the system's").Positional()
-	tlsPinParam = StringParam("fingerprint",
+	tlsClientKeyParam = clientKeyParam.Positional().DefaultFrom("certificate")
+	tlsPinParam       = StringParam("fingerprint",
 		"SHA-256 fingerprint of the one certificate to trust, as tether --dev-cert prints it (AB:CD:...); for development only")
 	tlsEndpointParam = StringParam("endpoint",
 		"client endpoint to connect through instead of TCP to host:port, its ':' escaped (tcp\\:10.0.0.1\\:443)").Positional()
@@ -150,7 +152,7 @@ func init() {
 			Name: "ssl",
 			Help: "connect over TCP and TLS, verifying the server, with Twisted's ssl arguments",
 			Args: []Arg{hostParam.Arg(), connectPortParam.Arg(), tlsTimeoutParam.Arg(), bindAddressParam.Arg(),
-				sslClientCertParam.Arg(), clientKeyParam.Arg(), sslRootsParam.Arg(), sslHostnameParam.Arg(),
+				sslClientCertParam.Arg(), sslClientKeyParam.Arg(), sslRootsParam.Arg(), sslHostnameParam.Arg(),
 				clientALPNParam.Arg(), insecureParam.Arg()},
 			FillGaps: true,
 			Notes: "Twisted's ssl client verifies nothing unless hostname= is given; this one always verifies. " +
@@ -164,7 +166,7 @@ func init() {
 			Name: "tls",
 			Help: "connect with TLS over TCP or over another client endpoint, verifying the server",
 			Args: []Arg{tlsHostParam.Arg(), tlsPortParam.Arg(), tlsTimeoutParam.Positional().Arg(),
-				bindAddressParam.Positional().Arg(), tlsClientCertParam.Arg(), clientKeyParam.Positional().Arg(),
+				bindAddressParam.Positional().Arg(), tlsClientCertParam.Arg(), tlsClientKeyParam.Arg(),
 				tlsRootsParam.Arg(), tlsEndpointParam.Arg(), clientALPNParam.Arg(), insecureParam.Arg(),
 				tlsPinParam.Arg()},
 			Notes: "Twisted's tls client, whose arguments may all be given positionally in the order shown. " +
@@ -222,7 +224,7 @@ func sslMethod(a *Args) (lo, hi uint16, err error) {
 func newSSLServer(a *Args) (Server, error) {
 	files := &serverFiles{certArg: "privateKey", certPath: sslKeyParam.Get(a),
 		keyArg: "privateKey", keyPath: sslKeyParam.Get(a)}
-	if !sslCertParam.Absent(a) {
+	if sslCertParam.Given(a) {
 		files.certArg, files.certPath = "certKey", sslCertParam.Get(a)
 	}
 	files.chainPath = sslChainParam.Get(a)
@@ -250,10 +252,10 @@ func newTLSServer(a *Args) (Server, error) {
 	case !tlsCertParam.Absent(a):
 		files.certArg, files.certPath = "certificate", tlsCertParam.Get(a)
 		files.keyArg, files.keyPath = "certificate", files.certPath
-		if !tlsKeyParam.Absent(a) {
+		if tlsKeyParam.Given(a) {
 			files.keyArg, files.keyPath = "privateKey", tlsKeyParam.Get(a)
 		}
-	case !tlsKeyParam.Absent(a):
+	case tlsKeyParam.Given(a):
 		return nil, argError(a, "privateKey", "needs certificate= (the certificate it is the key of)", nil)
 	case tlsCertDirParam.Absent(a):
 		return nil, argError(a, "certificate", "missing: give certificate= (and privateKey=), or certDir=", nil)
@@ -501,10 +503,10 @@ func clientTLSConfig(a *Args, name string, f clientFiles) (*certStore, error) {
 	switch {
 	case !f.cert.Absent(a):
 		certPath, keyPath, kArg = f.cert.Get(a), f.cert.Get(a), certArg
-		if !f.key.Absent(a) {
+		if f.key.Given(a) {
 			keyPath, kArg = f.key.Get(a), keyArg
 		}
-	case !f.key.Absent(a):
+	case f.key.Given(a):
 		return nil, argError(a, keyArg, "needs "+certArg+"= (the certificate it is the key of)", nil)
 	}
 	rootsPath := f.roots.Get(a)
@@ -535,11 +537,7 @@ func clientTLSConfig(a *Args, name string, f clientFiles) (*certStore, error) {
 }
 
 func newSSLClient(a *Args) (Client, error) {
-	name := hostParam.Get(a)
-	if !sslHostnameParam.Absent(a) {
-		name = sslHostnameParam.Get(a)
-	}
-	store, err := clientTLSConfig(a, name, clientFiles{sslClientCertParam, clientKeyParam, sslRootsParam})
+	store, err := clientTLSConfig(a, sslHostnameParam.Get(a), clientFiles{sslClientCertParam, sslClientKeyParam, sslRootsParam})
 	if err != nil {
 		return nil, err
 	}
@@ -547,7 +545,7 @@ func newSSLClient(a *Args) (Client, error) {
 }
 
 func newTLSClient(a *Args) (Client, error) {
-	store, err := clientTLSConfig(a, tlsHostParam.Get(a), clientFiles{tlsClientCertParam, clientKeyParam, tlsRootsParam})
+	store, err := clientTLSConfig(a, tlsHostParam.Get(a), clientFiles{tlsClientCertParam, tlsClientKeyParam, tlsRootsParam})
 	if err != nil {
 		return nil, err
 	}

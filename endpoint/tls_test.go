@@ -223,13 +223,15 @@ func peerCN(c *tls.Conn) string {
 
 func tlsPort(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 
-// TestTLSDescribe checks Twisted's names, positional orders and defaults.
+// TestTLSDescribe checks Twisted's names, positional orders and defaults,
+// including the defaults taken from another argument (ssl's certKey is
+// its privateKey, as in Twisted).
 func TestTLSDescribe(t *testing.T) {
 	tests := []struct{ role, in, want string }{
-		{"server", "ssl:443", `{"role":"server","type":"ssl","args":{"port":443,"privateKey":"server.pem","certKey":null,"sslmethod":null,"interface":"","backlog":50,"extraCertChain":null,"dhParameters":null}}`},
+		{"server", "ssl:443", `{"role":"server","type":"ssl","args":{"port":443,"privateKey":"server.pem","certKey":"server.pem","sslmethod":null,"interface":"","backlog":50,"extraCertChain":null,"dhParameters":null}}`},
 		{"server", "SSL:443:k.pem:c.pem:TLSv1_2_METHOD:127.0.0.1:5:chain.pem:dh.pem", `{"role":"server","type":"ssl","args":{"port":443,"privateKey":"k.pem","certKey":"c.pem","sslmethod":"TLSv1_2_METHOD","interface":"127.0.0.1","backlog":5,"extraCertChain":"chain.pem","dhParameters":"dh.pem"}}`},
-		{"server", "tls:443:[::1]:7:certificate=c.pem:alpn=h2,http/1.1", `{"role":"server","type":"tls","args":{"port":443,"interface":"::1","backlog":7,"certificate":"c.pem","privateKey":null,"certDir":null,"clientCA":null,"clientAuth":null,"alpn":"h2,http/1.1","minVersion":"1.2","handshakeTimeout":10}}`},
-		{"client", "ssl:example.com:443", `{"role":"client","type":"ssl","args":{"host":"example.com","port":443,"timeout":30,"bindAddress":null,"certKey":null,"privateKey":null,"caCertsDir":null,"hostname":null,"alpn":null,"insecureSkipVerify":false}}`},
+		{"server", "tls:443:[::1]:7:certificate=c.pem:alpn=h2,http/1.1", `{"role":"server","type":"tls","args":{"port":443,"interface":"::1","backlog":7,"certificate":"c.pem","privateKey":"c.pem","certDir":null,"clientCA":null,"clientAuth":null,"alpn":"h2,http/1.1","minVersion":"1.2","handshakeTimeout":10}}`},
+		{"client", "ssl:example.com:443", `{"role":"client","type":"ssl","args":{"host":"example.com","port":443,"timeout":30,"bindAddress":null,"certKey":null,"privateKey":null,"caCertsDir":null,"hostname":"example.com","alpn":null,"insecureSkipVerify":false}}`},
 		{"client", "ssl:host=example.com:443:hostname=www.example.com", `{"role":"client","type":"ssl","args":{"host":"example.com","port":443,"timeout":30,"bindAddress":null,"certKey":null,"privateKey":null,"caCertsDir":null,"hostname":"www.example.com","alpn":null,"insecureSkipVerify":false}}`},
 		{"client", "tls:example.com:443", `{"role":"client","type":"tls","args":{"host":"example.com","port":443,"timeout":30,"bindAddress":null,"certificate":null,"privateKey":null,"trustRoots":null,"endpoint":null,"alpn":null,"insecureSkipVerify":false,"fingerprint":null}}`},
 		{"client", `tls:h:443:10:[::1]:c.pem:k.pem:roots:tcp\:10.0.0.1\:443`, `{"role":"client","type":"tls","args":{"host":"h","port":443,"timeout":10,"bindAddress":"::1","certificate":"c.pem","privateKey":"k.pem","trustRoots":"roots","endpoint":"tcp:10.0.0.1:443","alpn":null,"insecureSkipVerify":false,"fingerprint":null}}`},

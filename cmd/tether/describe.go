@@ -65,7 +65,6 @@ func runDescribe(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "tether describe:", err)
 		return exitUsage
 	}
-	fillFallbacks(a)
 	out, err := json.Marshal(a)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "tether describe:", err)

@@ -106,6 +106,8 @@ func defaultText(a endpoint.Arg) string {
 	switch {
 	case a.Required:
 		return "required"
+	case a.DefaultFrom != "":
+		return "default: the " + a.DefaultFrom + " value"
 	case a.Default == "" && a.EmptyDefault:
 		return `default ""`
 	case a.Default == "":
