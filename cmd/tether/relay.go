@@ -228,7 +228,7 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 	if !establish(ctx, r.log, conn, start) {
 		return
 	}
-	peer := addrString(conn.RemoteAddr())
+	peer := peerString(conn)
 	dialCtx := ctx
 	if r.proxyByClient {
 		v := max(r.proxyVersion, 1)

@@ -163,7 +163,7 @@ func serviceHandler(svc service, log *slog.Logger) endpoint.Handler {
 		if !establish(ctx, log, c, start) {
 			return
 		}
-		peer := addrString(c.RemoteAddr())
+		peer := peerString(c)
 		cut := make(chan error, 1)
 		stop := context.AfterFunc(ctx, func() { cut <- endpoint.Abort(c) })
 		fromPeer, toPeer, err := svc(ctx, c)
