@@ -14,6 +14,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -97,4 +98,41 @@ func TestJoinUnsignalled(t *testing.T) {
 	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("TCP client after the cut: Read = %v; want a reset", err)
 	}
+}
+
+// TestIdleTLSHoldsNoBuffer: a pair with a TLS side, after traffic both
+// ways (records of one byte and of many), holds no copy buffer while idle:
+// the direction reading TLS waits in a one-byte read, not on 32 KiB. The
+// one-byte records also check that a record's first byte is not held back
+// waiting for the next.
+func TestIdleTLSHoldsNoBuffer(t *testing.T) {
+	client, a := tlsPair(t)
+	b, server := connPair(t, "tcp")
+	res := make(chan Result, 1)
+	go func() { res <- Join(context.Background(), a, b) }()
+	server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for _, msg := range []string{"x", "y", strings.Repeat("z", 40<<10)} {
+		if _, err := client.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(server, got); err != nil || string(got) != msg {
+			t.Fatalf("upstream got %d bytes, %v", len(got), err)
+		}
+	}
+	server.Write([]byte("pong"))
+	if _, err := io.ReadFull(client, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for buffersHeld.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := buffersHeld.Load(); n != 0 {
+		t.Errorf("an idle TLS pair holds %d buffers, want none", n)
+	}
+	client.Close()
+	server.Close()
+	wait(t, res)
 }

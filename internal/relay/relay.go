@@ -65,8 +65,10 @@ func Join(ctx context.Context, a, b net.Conn) Result {
 // any pairing, bytes move with splice(2) and never enter user space; a
 // direction holds a pipe only while bytes are in flight, so an idle pair
 // costs no pipe. Other connections (TLS, pipes) are copied through 32 KiB
-// buffers from a pool; a direction reading from a socket holds one only
-// while data is arriving, one reading from anything else while it waits.
+// buffers from a pool, held only while data is arriving: a direction
+// reading from a socket waits for it to be readable, one reading from
+// anything else (TLS) waits in a one-byte read, so an idle pair holds no
+// buffer.
 //
 // When the pair ends in error (Result.Err is not nil), both connections
 // are aborted (see internal/abort): the socket under every wrapper is reset
@@ -252,6 +254,28 @@ func copyConn(dst, src net.Conn, clock *activity) (int64, error) {
 	return copyBuffered(dst, src, clock)
 }
 
+// readBuffered reads what src holds already (the rest of a TLS record
+// whose first byte was just read), without waiting for more: under a past
+// read deadline, a TLS connection returns its buffered plaintext and
+// touches the network only if it has none, which then times out (crypto/tls
+// does not keep a timeout as its error). A source without deadlines gives
+// nothing more: its first byte goes on alone.
+func readBuffered(src net.Conn, b []byte) (int, error) {
+	if src.SetReadDeadline(aLongTimeAgo) != nil {
+		return 0, nil
+	}
+	n, err := src.Read(b)
+	src.SetReadDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = nil
+	}
+	return n, err
+}
+
+// aLongTimeAgo is a deadline in the past: setting it makes a read return
+// at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
 // bufSize is the size of the pooled copy buffers, which only connections
 // that cannot be spliced use: a TLS read returns at most one 16 KiB record.
 const bufSize = 32 << 10
@@ -283,16 +307,42 @@ func copyBuffered(dst io.Writer, src net.Conn, clock *activity) (written int64, 
 			putBuf(bp)
 		}
 	}()
+	var probe [1]byte
 	for {
+		start := 0
 		if bp == nil {
 			if rc != nil {
 				if err := waitReadable(rc); err != nil {
 					return written, err
 				}
+				bp = getBuf()
+			} else {
+				// A source that cannot be polled (TLS, a pipe): wait in a
+				// one-byte read, so that an idle direction holds no
+				// buffer. What follows that byte (the rest of a TLS
+				// record) is read into a pooled buffer behind it.
+				n, er := src.Read(probe[:])
+				if n == 0 {
+					if er == io.EOF {
+						return written, nil
+					}
+					if er != nil {
+						return written, er
+					}
+					continue
+				}
+				bp = getBuf()
+				(*bp)[0], start = probe[0], 1
 			}
-			bp = getBuf()
 		}
-		nr, er := src.Read(*bp)
+		var nr int
+		var er error
+		if start == 0 {
+			nr, er = src.Read(*bp)
+		} else {
+			nr, er = readBuffered(src, (*bp)[1:])
+			nr++
+		}
 		if nr > 0 {
 			clock.touch()
 			nw, ew := dst.Write((*bp)[:nr])
@@ -311,7 +361,7 @@ func copyBuffered(dst io.Writer, src net.Conn, clock *activity) (written int64, 
 		if er != nil {
 			return written, er
 		}
-		if rc != nil && nr < len(*bp) {
+		if nr < len(*bp) {
 			putBuf(bp) // drained for now
 			bp = nil
 		}

@@ -325,9 +325,6 @@ func TestSpliceNoPipe(t *testing.T) {
 	}
 }
 
-// aLongTimeAgo is a deadline in the past: setting it interrupts a read.
-var aLongTimeAgo = time.Unix(1, 0)
-
 // TestJoinPokedKeepsData interrupts both readers again and again (as an
 // idle check that wants to know whether bytes moved might), in the middle
 // of splice and buffered copies: not a byte may be lost or duplicated.
