@@ -3,154 +3,56 @@ package endpoint
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tether-endpoints/tether/internal/testpeer"
 )
 
-// testPKI is a certificate authority made for one test, with files in a
-// temporary directory.
+// testPKI is a test CA (testpeer.CA) under the short names these tests
+// use.
 type testPKI struct {
-	t      *testing.T
-	dir    string
+	*testpeer.CA
 	ca     *x509.Certificate
-	caKey  *ecdsa.PrivateKey
 	caFile string // the CA certificate, PEM
+	dir    string
 }
 
-var serial atomic.Int64
+func newPKI(t *testing.T, name string) *testPKI { return wrapPKI(testpeer.NewCA(t, name)) }
 
-func newKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func writePEM(t *testing.T, path string, blocks ...*pem.Block) {
-	t.Helper()
-	var b []byte
-	for _, bl := range blocks {
-		b = append(b, pem.EncodeToMemory(bl)...)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func keyBlock(t *testing.T, k *ecdsa.PrivateKey) *pem.Block {
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &pem.Block{Type: "PRIVATE KEY", Bytes: der}
-}
-
-func newPKI(t *testing.T, name string) *testPKI {
-	t.Helper()
-	p := &testPKI{t: t, dir: t.TempDir(), caKey: newKey(t)}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &p.caKey.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.ca, _ = x509.ParseCertificate(der)
-	p.caFile = filepath.Join(p.dir, name+".pem")
-	writePEM(t, p.caFile, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	return p
-}
+func wrapPKI(c *testpeer.CA) *testPKI { return &testPKI{CA: c, ca: c.Cert, caFile: c.File, dir: c.Dir} }
 
 // intermediate makes a CA signed by p.
-func (p *testPKI) intermediate(name string) *testPKI {
-	t := p.t
-	sub := &testPKI{t: t, dir: t.TempDir(), caKey: newKey(t)}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &sub.caKey.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub.ca, _ = x509.ParseCertificate(der)
-	sub.caFile = filepath.Join(sub.dir, name+".pem")
-	writePEM(t, sub.caFile, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	return sub
-}
+func (p *testPKI) intermediate(name string) *testPKI { return wrapPKI(p.Intermediate(name)) }
 
-type leafOpts struct {
-	names     []string // DNS names and IP addresses; default localhost and 127.0.0.1
-	notBefore time.Time
-	notAfter  time.Time
-}
+type leafOpts = testpeer.LeafOpts
 
 // leaf makes a certificate with common name cn and returns it and its key
 // as PEM blocks.
-func (p *testPKI) leaf(cn string, o leafOpts) (cert, key *pem.Block) {
-	t := p.t
-	k := newKey(t)
-	if o.names == nil {
-		o.names = []string{"localhost", "127.0.0.1"}
-	}
-	if o.notBefore.IsZero() {
-		o.notBefore = time.Now().Add(-time.Hour)
-	}
-	if o.notAfter.IsZero() {
-		o.notAfter = time.Now().Add(24 * time.Hour)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: cn},
-		NotBefore: o.notBefore, NotAfter: o.notAfter, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	for _, n := range o.names {
-		if ip, err := netip.ParseAddr(n); err == nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip.AsSlice())
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &k.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &pem.Block{Type: "CERTIFICATE", Bytes: der}, keyBlock(t, k)
-}
+func (p *testPKI) leaf(cn string, o leafOpts) (cert, key *pem.Block) { return p.Leaf(cn, o) }
 
 // issue writes a certificate to DIR/CN.crt and its key to DIR/CN.key.
 func (p *testPKI) issue(dir, cn string, o leafOpts) (certFile, keyFile string) {
-	cert, key := p.leaf(cn, o)
-	certFile, keyFile = filepath.Join(dir, cn+".crt"), filepath.Join(dir, cn+".key")
-	writePEM(p.t, certFile, cert)
-	writePEM(p.t, keyFile, key)
-	return certFile, keyFile
+	return p.Issue(dir, cn, o)
 }
+
+func newKey(t *testing.T) *ecdsa.PrivateKey                    { return testpeer.NewKey(t) }
+func keyBlock(t *testing.T, k *ecdsa.PrivateKey) *pem.Block    { return testpeer.KeyBlock(t, k) }
+func writePEM(t *testing.T, path string, blocks ...*pem.Block) { testpeer.WritePEM(t, path, blocks...) }
 
 // served is what a test server saw of one connection.
 type served struct {
@@ -250,8 +152,8 @@ func TestTLSParseErrors(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := p.issue(dir, "good", leafOpts{})
 	_, otherKey := p.issue(dir, "other", leafOpts{})
-	expCert, expKey := p.issue(dir, "expired", leafOpts{notBefore: time.Now().Add(-48 * time.Hour), notAfter: time.Now().Add(-time.Hour)})
-	futCert, futKey := p.issue(dir, "future", leafOpts{notBefore: time.Now().Add(time.Hour)})
+	expCert, expKey := p.issue(dir, "expired", leafOpts{NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	futCert, futKey := p.issue(dir, "future", leafOpts{NotBefore: time.Now().Add(time.Hour)})
 	missing := filepath.Join(dir, "missing.pem")
 	empty := t.TempDir()
 	noKeyDir := t.TempDir()
@@ -417,7 +319,7 @@ func TestTLSRefusals(t *testing.T) {
 	stranger := newPKI(t, "stranger")
 	dir := t.TempDir()
 	cert, key := p.issue(dir, "server", leafOpts{})
-	expCert, expKey := p.issue(dir, "expired", leafOpts{notBefore: time.Now().Add(-48 * time.Hour), notAfter: time.Now().Add(-time.Hour)})
+	expCert, expKey := p.issue(dir, "expired", leafOpts{NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
 	ccert, ckey := p.issue(dir, "client", leafOpts{})
 
 	ln := tlsListen(t, "tls:0:interface=127.0.0.1:certificate="+cert+":privateKey="+key)
@@ -511,9 +413,9 @@ func TestTLSClientAuthOptional(t *testing.T) {
 func TestTLSSNI(t *testing.T) {
 	p := newPKI(t, "ca")
 	certs := t.TempDir()
-	a, ak := p.leaf("a", leafOpts{names: []string{"a.test"}})
+	a, ak := p.leaf("a", leafOpts{Names: []string{"a.test"}})
 	writePEM(t, filepath.Join(certs, "a.pem"), a, ak) // certificate and key in one file
-	b, bk := p.leaf("b", leafOpts{names: []string{"*.b.test"}})
+	b, bk := p.leaf("b", leafOpts{Names: []string{"*.b.test"}})
 	writePEM(t, filepath.Join(certs, "b.pem"), b) // the key in b.key
 	writePEM(t, filepath.Join(certs, "b.key"), bk)
 	writePEM(t, filepath.Join(certs, "lone-key.pem"), bk) // no certificate: skipped

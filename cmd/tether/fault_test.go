@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/internal/testpeer"
 	"github.com/tether-endpoints/tether/proxyproto"
 )
 
@@ -109,7 +110,7 @@ var faultKinds = []faultKind{
 // faultEnv is what the cases share: a CA, the relay's certificate, and
 // the stream.
 type faultEnv struct {
-	ca                  *faultCA
+	ca                  *testpeer.CA
 	relayCert, relayKey string
 	upstreamTLS         *tls.Config
 	clientTLS           *tls.Config
@@ -117,12 +118,12 @@ type faultEnv struct {
 }
 
 func newFaultEnv(t *testing.T) *faultEnv {
-	ca := newFaultCA(t, "fault-ca")
-	cert, key := ca.issue(t, "relay")
+	ca := testpeer.NewCA(t, "fault-ca")
+	cert, key := ca.Issue(ca.Dir, "relay", testpeer.LeafOpts{})
 	return &faultEnv{
 		ca: ca, relayCert: cert, relayKey: key,
-		upstreamTLS: &tls.Config{Certificates: []tls.Certificate{ca.keyPair(t, "upstream")}},
-		clientTLS:   &tls.Config{ServerName: "localhost", RootCAs: ca.pool()},
+		upstreamTLS: &tls.Config{Certificates: []tls.Certificate{ca.KeyPair("upstream")}},
+		clientTLS:   &tls.Config{ServerName: "localhost", RootCAs: ca.Pool()},
 		stream:      randomBytes(t, faultStreamLen),
 	}
 }
@@ -157,7 +158,7 @@ func (env *faultEnv) upstream(t *testing.T, kind string) *faultUpstream {
 	case "tls":
 		ln, _ := listenTest(t, "tcp")
 		return &faultUpstream{ln: ln, tls: env.upstreamTLS,
-			target: fmt.Sprintf("tls:127.0.0.1:%d:trustRoots=%s", ln.Addr().(*net.TCPAddr).Port, endpoint.Quote(env.ca.file))}
+			target: fmt.Sprintf("tls:127.0.0.1:%d:trustRoots=%s", ln.Addr().(*net.TCPAddr).Port, endpoint.Quote(env.ca.File))}
 	}
 	t.Fatalf("no connect kind %q", kind)
 	return nil
@@ -472,8 +473,8 @@ func (c *helloOnly) Write(p []byte) (int, error) {
 // relay never connects to the upstream for it.
 func TestRelayStalledTLSHandshake(t *testing.T) {
 	t.Parallel()
-	ca := newFaultCA(t, "stall-ca")
-	cert, key := ca.issue(t, "relay")
+	ca := testpeer.NewCA(t, "stall-ca")
+	cert, key := ca.Issue(ca.Dir, "relay", testpeer.LeafOpts{})
 	up := startCountedUpstream(t)
 	p := startTether(t, tetherBin, "relay", "--log-format", "json",
 		"tls:0:interface=127.0.0.1:handshakeTimeout=1:certificate="+endpoint.Quote(cert)+":privateKey="+endpoint.Quote(key),
@@ -481,7 +482,7 @@ func TestRelayStalledTLSHandshake(t *testing.T) {
 	addr := p.addr()
 
 	raw := dialAddr(t, "tcp", addr)
-	c := tls.Client(&helloOnly{Conn: raw}, &tls.Config{ServerName: "localhost", RootCAs: ca.pool(), MinVersion: tls.VersionTLS13})
+	c := tls.Client(&helloOnly{Conn: raw}, &tls.Config{ServerName: "localhost", RootCAs: ca.Pool(), MinVersion: tls.VersionTLS13})
 	c.SetDeadline(time.Now().Add(15 * time.Second))
 	// In TLS 1.3 the client is done once it has sent its Finished, which
 	// helloOnly swallowed: the server is left waiting for it.
@@ -504,7 +505,7 @@ func TestRelayStalledTLSHandshake(t *testing.T) {
 	}
 
 	// The relay does serve a client that completes its handshake.
-	good, _ := dialTLSListener(t, addr, &tls.Config{ServerName: "localhost", RootCAs: ca.pool()})
+	good, _ := dialTLSListener(t, addr, &tls.Config{ServerName: "localhost", RootCAs: ca.Pool()})
 	if _, err := io.WriteString(good, "ping"); err != nil {
 		t.Fatal(err)
 	}
@@ -523,15 +524,15 @@ func TestRelayStalledTLSHandshake(t *testing.T) {
 // gets through.
 func TestRelayClientCARefusedNoUpstream(t *testing.T) {
 	t.Parallel()
-	ca, other := newFaultCA(t, "client-ca"), newFaultCA(t, "other-ca")
-	cert, key := ca.issue(t, "relay")
+	ca, other := testpeer.NewCA(t, "client-ca"), testpeer.NewCA(t, "other-ca")
+	cert, key := ca.Issue(ca.Dir, "relay", testpeer.LeafOpts{})
 	up := startCountedUpstream(t)
 	p := startTether(t, tetherBin, "relay", "--log-format", "json",
 		"tls:0:interface=127.0.0.1:certificate="+endpoint.Quote(cert)+":privateKey="+endpoint.Quote(key)+
-			":clientCA="+endpoint.Quote(ca.file), up.target)
+			":clientCA="+endpoint.Quote(ca.File), up.target)
 	addr := p.addr()
 
-	intruder := []tls.Certificate{other.keyPair(t, "intruder")}
+	intruder := []tls.Certificate{other.KeyPair("intruder")}
 	for _, tc := range []struct {
 		name  string
 		certs []tls.Certificate
@@ -541,7 +542,7 @@ func TestRelayClientCARefusedNoUpstream(t *testing.T) {
 		{"another CA's certificate", intruder},
 		{"another CA's certificate, again", intruder},
 	} {
-		cfg := &tls.Config{ServerName: "localhost", RootCAs: ca.pool()}
+		cfg := &tls.Config{ServerName: "localhost", RootCAs: ca.Pool()}
 		if certs := tc.certs; certs != nil {
 			// Go's client sends no certificate rather than one that the
 			// server's list of acceptable CAs leaves out: force it.
@@ -570,8 +571,8 @@ func TestRelayClientCARefusedNoUpstream(t *testing.T) {
 		t.Errorf("the relay connected to the upstream %d times for clients that clientCA= refused", n)
 	}
 
-	good, _ := dialTLSListener(t, addr, &tls.Config{ServerName: "localhost", RootCAs: ca.pool(),
-		Certificates: []tls.Certificate{ca.keyPair(t, "client")}})
+	good, _ := dialTLSListener(t, addr, &tls.Config{ServerName: "localhost", RootCAs: ca.Pool(),
+		Certificates: []tls.Certificate{ca.KeyPair("client")}})
 	if _, err := io.WriteString(good, "through"); err != nil {
 		t.Fatal(err)
 	}

@@ -3,134 +3,21 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// The peers of the fault-injection tests (fault_test.go): a test CA, the
-// two ends of a relayed connection as the test holds them, and a server
-// behind the relay that counts what reaches it.
-
-// faultCA is a certificate authority made for one test; its certificate
-// is a PEM file that tether's clientCA= and trustRoots= can name.
-type faultCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	dir  string
-	file string // the CA certificate, PEM
-}
-
-var faultSerial atomic.Int64
-
-func faultKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func newFaultCA(t *testing.T, name string) *faultCA {
-	t.Helper()
-	ca := &faultCA{key: faultKey(t), dir: t.TempDir()}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(faultSerial.Add(1)), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &ca.key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ca.cert, err = x509.ParseCertificate(der); err != nil {
-		t.Fatal(err)
-	}
-	ca.file = filepath.Join(ca.dir, name+".pem")
-	writeFaultPEM(t, ca.file, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	return ca
-}
-
-func writeFaultPEM(t *testing.T, path string, b *pem.Block) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(b), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// leaf makes a certificate for localhost and 127.0.0.1, good for a server
-// and for a client, and returns it and its key as PEM.
-func (ca *faultCA) leaf(t *testing.T, cn string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	k := faultKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(faultSerial.Add(1)), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:    []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &k.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-}
-
-// issue writes a leaf certificate and its key to files, for tether.
-func (ca *faultCA) issue(t *testing.T, cn string) (certFile, keyFile string) {
-	t.Helper()
-	c, k := ca.leaf(t, cn)
-	certFile, keyFile = filepath.Join(ca.dir, cn+".crt"), filepath.Join(ca.dir, cn+".key")
-	for _, f := range []struct {
-		path string
-		b    []byte
-	}{{certFile, c}, {keyFile, k}} {
-		if err := os.WriteFile(f.path, f.b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return certFile, keyFile
-}
-
-// keyPair makes a leaf certificate for Go's crypto/tls.
-func (ca *faultCA) keyPair(t *testing.T, cn string) tls.Certificate {
-	t.Helper()
-	pair, err := tls.X509KeyPair(ca.leaf(t, cn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair
-}
-
-func (ca *faultCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
+// The peers of the fault-injection tests (fault_test.go): the two ends of
+// a relayed connection as the test holds them, and a server behind the
+// relay that counts what reaches it. (The test CA is testpeer.CA.)
 
 // faultEnd is one end of a relayed connection as the test holds it: the
 // relay's client (side "peer", as the relay's log names it) or the server
