@@ -243,7 +243,7 @@ func TestHAProxyClient(t *testing.T) {
 
 func TestHAProxyParse(t *testing.T) {
 	if got, want := describe(t, "client", "haproxy:tcp:example.com:443"),
-		`{"role":"client","type":"haproxy","args":{},"inner":{"role":"client","type":"tcp","args":{"host":"example.com","port":443,"timeout":30,"bindAddress":null,"attemptDelay":250}}}`; got != want {
+		`{"role":"client","type":"haproxy","args":{},"inner":{"role":"client","type":"tcp","args":{"host":"example.com","port":443,"timeout":30,"bindAddress":null,"attemptDelay":250,"keepAlive":null,"keepAliveInterval":null,"keepAliveCount":null,"userTimeout":null,"noDelay":true}}}`; got != want {
 		t.Errorf("describe:\n got %s\nwant %s", got, want)
 	}
 	for in, msg := range map[string]string{

@@ -23,7 +23,7 @@ func init() {
 		Spec: Spec{
 			Name: "tcp",
 			Help: "listen for TCP connections (IPv4, or IPv6 when the interface is an IPv6 address)",
-			Args: []Arg{listenPortParam.Arg(), interfaceParam.Arg(), backlogParam.Arg()},
+			Args: append([]Arg{listenPortParam.Arg(), interfaceParam.Arg(), backlogParam.Arg()}, listenSocketArgs()...),
 		},
 		New: func(a *Args) (Server, error) {
 			host := interfaceParam.Get(a)
@@ -35,7 +35,7 @@ func init() {
 		Spec: Spec{
 			Name:  "tcp6",
 			Help:  "listen for TCP connections on IPv6 (on \"::\", IPv4 too, as Twisted's does)",
-			Args:  []Arg{listenPortParam.Arg(), backlogParam.Arg(), tcp6Interface.Arg()},
+			Args:  append([]Arg{listenPortParam.Arg(), backlogParam.Arg(), tcp6Interface.Arg()}, listenSocketArgs()...),
 			Notes: "The positional order is port, backlog, interface: Twisted's, unlike tcp's.",
 		},
 		New: func(a *Args) (Server, error) {
@@ -46,10 +46,10 @@ func init() {
 		Spec: Spec{
 			Name: "tcp",
 			Help: "connect over TCP, racing IPv6 and IPv4 addresses (Happy Eyeballs)",
-			Args: []Arg{hostParam.Arg(), connectPortParam.Arg(),
+			Args: append([]Arg{hostParam.Arg(), connectPortParam.Arg(),
 				timeoutParam.Help("seconds the whole attempt (resolving and connecting) may take").Arg(),
 				bindAddressParam.Arg(), attemptDelayParam.Arg(),
-			},
+			}, socketArgs()...),
 			FillGaps: true,
 			Notes: "Twisted's tcp client resolves host names to IPv4 only; this one resolves both families. " +
 				"As in Twisted, positional arguments fill what keywords left: tcp:host=example.com:80 is port 80.",
@@ -61,6 +61,7 @@ func init() {
 				port:     connectPortParam.Get(a),
 				delay:    attemptDelayParam.Get(a),
 				bind:     bindAddressParam.Get(a),
+				opts:     readSockOpts(a),
 			}
 			return c, nil
 		},
@@ -92,10 +93,12 @@ func tcpNetwork(host string) string {
 type tcpServer struct {
 	network, host string
 	port, backlog int
+	opts          sockOpts
 }
 
 func newTCPServer(network, host string, a *Args) *tcpServer {
-	return &tcpServer{network: network, host: host, port: int(listenPortParam.Get(a)), backlog: backlogParam.Get(a)}
+	return &tcpServer{network: network, host: host, port: int(listenPortParam.Get(a)), backlog: backlogParam.Get(a),
+		opts: readSockOpts(a)}
 }
 
 func (s *tcpServer) Listen(ctx context.Context) (net.Listener, error) {
@@ -105,7 +108,7 @@ func (s *tcpServer) Listen(ctx context.Context) (net.Listener, error) {
 	if ip, err := netip.ParseAddr(s.host); err == nil && ip == netip.IPv6Unspecified() {
 		network = "tcp"
 	}
-	var lc net.ListenConfig
+	lc := s.opts.listenConfig()
 	ln, err := lc.Listen(ctx, network, net.JoinHostPort(s.host, strconv.Itoa(s.port)))
 	if err != nil {
 		return nil, err
@@ -113,6 +116,9 @@ func (s *tcpServer) Listen(ctx context.Context) (net.Listener, error) {
 	if err := setBacklog(ln.(*net.TCPListener), s.backlog); err != nil {
 		ln.Close()
 		return nil, err
+	}
+	if s.opts.nagle {
+		return &optsListener{Listener: ln, opts: s.opts}, nil
 	}
 	return ln, nil
 }
@@ -142,6 +148,7 @@ type tcpClient struct {
 	port     uint16
 	bind     string
 	delay    time.Duration
+	opts     sockOpts
 }
 
 // Dial connects within ctx, which the client endpoint's wrapper has bounded
@@ -193,7 +200,7 @@ func contextError(ctx context.Context, err error) error {
 }
 
 func (c *tcpClient) dial(ctx context.Context) (net.Conn, error) {
-	d := &net.Dialer{}
+	d := c.opts.dialer()
 	wantFamily := 0 // 4 or 6 when bindAddress fixes it
 	if c.bind != "" {
 		ips, err := c.lookup(ctx, c.bind)
@@ -217,7 +224,15 @@ func (c *tcpClient) dial(ctx context.Context) (net.Conn, error) {
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf(
 			"%s has no address of the family of bindAddress %s", c.host, c.bind)}
 	}
-	return raceDial(ctx, d, addrs, c.delay)
+	conn, err := raceDial(ctx, d, addrs, c.delay)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.opts.apply(conn); err != nil {
+		abort.Conn(conn)
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: conn.RemoteAddr(), Err: err}
+	}
+	return conn, nil
 }
 
 func family(ip netip.Addr) int {

@@ -110,8 +110,8 @@ func init() {
 		Spec: Spec{
 			Name: "ssl",
 			Help: "listen for TLS connections over TCP, with Twisted's ssl arguments",
-			Args: []Arg{listenPortParam.Arg(), sslKeyParam.Arg(), sslCertParam.Arg(), sslMethodParam.Arg(),
-				interfaceParam.Arg(), backlogParam.Arg(), sslChainParam.Arg(), sslDHParam.Arg()},
+			Args: append([]Arg{listenPortParam.Arg(), sslKeyParam.Arg(), sslCertParam.Arg(), sslMethodParam.Arg(),
+				interfaceParam.Arg(), backlogParam.Arg(), sslChainParam.Arg(), sslDHParam.Arg()}, listenSocketArgs()...),
 			Notes: "Twisted's arguments, positional order and defaults. The files are read and checked when the " +
 				"string is parsed: a missing file, a key that does not match its certificate, or an expired " +
 				"certificate is reported then, naming the file, not at the first connection. Unlike Twisted, " +
@@ -131,9 +131,10 @@ func init() {
 		Spec: Spec{
 			Name: "tls",
 			Help: "listen for TLS connections over TCP: SNI, client certificates, ALPN, reload",
-			Args: []Arg{listenPortParam.Arg(), interfaceParam.Arg(), backlogParam.Arg(),
+			Args: append([]Arg{listenPortParam.Arg(), interfaceParam.Arg(), backlogParam.Arg(),
 				tlsCertParam.Arg(), tlsKeyParam.Arg(), tlsCertDirParam.Arg(), tlsClientCAParam.Arg(),
 				tlsClientAuthParam.Arg(), tlsServerALPNParam.Arg(), tlsMinVersionParam.Arg(), handshakeParam.Arg()},
+				listenSocketArgs()...),
 			Notes: "tether's own TLS server (Twisted has no tls server type); port, interface and backlog are the " +
 				"tcp server's. certificate= and privateKey= are the names Twisted's tls client uses. It needs " +
 				"certificate=, certDir= or both: with several certificates the first whose names match the " +
@@ -151,9 +152,9 @@ func init() {
 		Spec: Spec{
 			Name: "ssl",
 			Help: "connect over TCP and TLS, verifying the server, with Twisted's ssl arguments",
-			Args: []Arg{hostParam.Arg(), connectPortParam.Arg(), tlsTimeoutParam.Arg(), bindAddressParam.Arg(),
+			Args: append([]Arg{hostParam.Arg(), connectPortParam.Arg(), tlsTimeoutParam.Arg(), bindAddressParam.Arg(),
 				sslClientCertParam.Arg(), sslClientKeyParam.Arg(), sslRootsParam.Arg(), sslHostnameParam.Arg(),
-				clientALPNParam.Arg(), insecureParam.Arg()},
+				clientALPNParam.Arg(), insecureParam.Arg()}, socketArgs()...),
 			FillGaps: true,
 			Notes: "Twisted's ssl client verifies nothing unless hostname= is given; this one always verifies. " +
 				verifyNotes + "privateKey= without certKey= is an error (Twisted ignores it). " +
@@ -165,10 +166,10 @@ func init() {
 		Spec: Spec{
 			Name: "tls",
 			Help: "connect with TLS over TCP or over another client endpoint, verifying the server",
-			Args: []Arg{tlsHostParam.Arg(), tlsPortParam.Arg(), tlsTimeoutParam.Positional().Arg(),
+			Args: append([]Arg{tlsHostParam.Arg(), tlsPortParam.Arg(), tlsTimeoutParam.Positional().Arg(),
 				bindAddressParam.Positional().Arg(), tlsClientCertParam.Arg(), tlsClientKeyParam.Arg(),
 				tlsRootsParam.Arg(), tlsEndpointParam.Arg(), clientALPNParam.Arg(), insecureParam.Arg(),
-				tlsPinParam.Arg()},
+				tlsPinParam.Arg()}, socketArgs()...),
 			Notes: "Twisted's tls client, whose arguments may all be given positionally in the order shown. " +
 				verifyNotes + "Twisted's timeout covers connecting only. With endpoint= the connection is made by " +
 				"that endpoint (\"tls:example.com:443:endpoint=unix\\:/run/proxy.sock\") and host is only the name " +
@@ -569,7 +570,7 @@ func newTLSClient(a *Args) (Client, error) {
 // and port its arguments host and port name.
 func tcpPart(a *Args, host Param[string], port Param[uint16]) *tcpClient {
 	return &tcpClient{resolver: a.Options.resolver(), host: host.Get(a), port: port.Get(a),
-		delay: defaultAttemptDelay, bind: bindAddressParam.Get(a)}
+		delay: defaultAttemptDelay, bind: bindAddressParam.Get(a), opts: readSockOpts(a)}
 }
 
 type tlsClient struct {

@@ -111,9 +111,14 @@ func canon(t *testing.T, spec string) string {
 	return outcome{ok: true, typ: typ, args: args}.key()
 }
 
+// socketOptionArgs are tether's socket options, which every TCP type
+// takes and Twisted has no string form for.
+var socketOptionArgs = []string{"keepAlive", "keepAliveInterval", "keepAliveCount", "userTimeout", "noDelay",
+	"reusePort", "ipv6Only"}
+
 // tetherDescribe reads a query as `tether describe` does, in process.
-// attemptDelay, a tether-only tcp client argument, is dropped so that the
-// arguments compare with Twisted's.
+// attemptDelay, a tether-only tcp client argument, and the socket options
+// are dropped so that the arguments compare with Twisted's.
 func tetherDescribe(t *testing.T, q query) outcome {
 	t.Helper()
 	parse := endpoint.ServerArgs
@@ -141,6 +146,9 @@ func tetherDescribe(t *testing.T, q query) outcome {
 	}
 	if q.role == "client" && d.Type == "tcp" {
 		delete(d.Args, "attemptDelay")
+	}
+	for _, name := range socketOptionArgs {
+		delete(d.Args, name)
 	}
 	return outcome{ok: true, typ: d.Type, args: d.Args}
 }

@@ -18,8 +18,8 @@ Checks an endpoint string exactly as relay, serve and connect do, and
 prints one JSON object with its role, type and every argument, defaults
 filled in:
 
-  $ tether describe tcp:80
-  {"role":"server","type":"tcp","args":{"port":80,"interface":"","backlog":50}}
+  $ tether describe unix:/run/app.sock:mode=660
+  {"role":"server","type":"unix","args":{"address":"/run/app.sock","mode":"0660","backlog":50,"lockfile":true}}
   $ tether describe --client 'tcp:example.com:443:timeout=5'
   $ tether describe unix:/run/app.sock --client   # flags may follow the string
 

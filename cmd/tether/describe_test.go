@@ -20,7 +20,7 @@ func runCmd(args ...string) (code int, stdout, stderr string) {
 
 func TestDescribe(t *testing.T) {
 	code, out, errOut := runCmd("describe", "tcp:80")
-	want := `{"role":"server","type":"tcp","args":{"port":80,"interface":"","backlog":50}}` + "\n"
+	want := `{"role":"server","type":"tcp","args":{"port":80,"interface":"","backlog":50,"keepAlive":null,"keepAliveInterval":null,"keepAliveCount":null,"userTimeout":null,"noDelay":true,"reusePort":false,"ipv6Only":null}}` + "\n"
 	if code != exitOK || out != want || errOut != "" {
 		t.Fatalf("describe tcp:80 = %d, %q, %q", code, out, errOut)
 	}
