@@ -58,15 +58,15 @@ func TestDescribe(t *testing.T) {
 		{"server", "tcp:port= 80 :backlog=1_0", `{"role":"server","type":"tcp","args":{"port":80,"interface":"","backlog":10,"keepAlive":null,"keepAliveInterval":null,"keepAliveCount":null,"userTimeout":null,"noDelay":true,"reusePort":false,"ipv6Only":null}}`},
 		{"server", "tcp6:80", `{"role":"server","type":"tcp6","args":{"port":80,"backlog":50,"interface":"::","keepAlive":null,"keepAliveInterval":null,"keepAliveCount":null,"userTimeout":null,"noDelay":true,"reusePort":false,"ipv6Only":null}}`},
 		{"server", "tcp6:80:7:[::1]", `{"role":"server","type":"tcp6","args":{"port":80,"backlog":7,"interface":"::1","keepAlive":null,"keepAliveInterval":null,"keepAliveCount":null,"userTimeout":null,"noDelay":true,"reusePort":false,"ipv6Only":null}}`},
-		{"server", "unix:/run/a.sock", `{"role":"server","type":"unix","args":{"address":"/run/a.sock","mode":"0666","backlog":50,"lockfile":true}}`},
-		{"server", "unix:/run/a.sock:660:5:0", `{"role":"server","type":"unix","args":{"address":"/run/a.sock","mode":"0660","backlog":5,"lockfile":false}}`},
-		{"server", "unix:@abstract:lockfile=2", `{"role":"server","type":"unix","args":{"address":"@abstract","mode":"0666","backlog":50,"lockfile":true}}`},
+		{"server", "unix:/run/a.sock", `{"role":"server","type":"unix","args":{"address":"/run/a.sock","mode":"0666","backlog":50,"lockfile":true,"owner":null,"group":null}}`},
+		{"server", "unix:/run/a.sock:660:5:0", `{"role":"server","type":"unix","args":{"address":"/run/a.sock","mode":"0660","backlog":5,"lockfile":false,"owner":null,"group":null}}`},
+		{"server", "unix:@abstract:lockfile=2", `{"role":"server","type":"unix","args":{"address":"@abstract","mode":"0666","backlog":50,"lockfile":true,"owner":null,"group":null}}`},
 		{"client", "tcp:example.com:443", `{"role":"client","type":"tcp","args":{"host":"example.com","port":443,"timeout":30,"bindAddress":null,"attemptDelay":250,"keepAlive":null,"keepAliveInterval":null,"keepAliveCount":null,"userTimeout":null,"noDelay":true}}`},
 		{"client", "tcp:host=[2001:db8::1]:443:timeout=5:bindAddress=[::1]", `{"role":"client","type":"tcp","args":{"host":"2001:db8::1","port":443,"timeout":5,"bindAddress":"::1","attemptDelay":250,"keepAlive":null,"keepAliveInterval":null,"keepAliveCount":null,"userTimeout":null,"noDelay":true}}`},
 		{"client", "tcp:port=80:localhost", `{"role":"client","type":"tcp","args":{"host":"localhost","port":80,"timeout":30,"bindAddress":null,"attemptDelay":250,"keepAlive":null,"keepAliveInterval":null,"keepAliveCount":null,"userTimeout":null,"noDelay":true}}`},
 		{"client", "unix:/run/a.sock", `{"role":"client","type":"unix","args":{"path":"/run/a.sock","timeout":30,"checkPID":false}}`},
 		{"client", "unix:path=/run/a.sock:lockfile=1:timeout=2", `{"role":"client","type":"unix","args":{"path":"/run/a.sock","timeout":2,"checkPID":true}}`},
-		{"server", "unix:/x:lockfile=99999999999999999999", `{"role":"server","type":"unix","args":{"address":"/x","mode":"0666","backlog":50,"lockfile":true}}`},
+		{"server", "unix:/x:lockfile=99999999999999999999", `{"role":"server","type":"unix","args":{"address":"/x","mode":"0666","backlog":50,"lockfile":true,"owner":null,"group":null}}`},
 		{"client", "unix:/run/a.sock:checkPID=0", `{"role":"client","type":"unix","args":{"path":"/run/a.sock","timeout":30,"checkPID":false}}`},
 	}
 	for _, tt := range tests {
@@ -221,7 +221,7 @@ func TestWrapper(t *testing.T) {
 		})
 	})
 	got := describe(t, "server", `testwrap:unix:/a\:b:mode=600`)
-	want := `{"role":"server","type":"testwrap","args":{},"inner":{"role":"server","type":"unix","args":{"address":"/a:b","mode":"0600","backlog":50,"lockfile":true}}}`
+	want := `{"role":"server","type":"testwrap","args":{},"inner":{"role":"server","type":"unix","args":{"address":"/a:b","mode":"0600","backlog":50,"lockfile":true,"owner":null,"group":null}}}`
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}

@@ -371,7 +371,7 @@ func ExampleServerArgs() {
 	fmt.Println(string(b))
 	fmt.Println(a.Mode("mode"), a.Bool("lockfile"))
 	// Output:
-	// {"role":"server","type":"unix","args":{"address":"/run/app.sock","mode":"0660","backlog":50,"lockfile":true}}
+	// {"role":"server","type":"unix","args":{"address":"/run/app.sock","mode":"0660","backlog":50,"lockfile":true,"owner":null,"group":null}}
 	// -rw-rw---- true
 }
 

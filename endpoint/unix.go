@@ -7,11 +7,12 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 )
 
 // The unix types' arguments, in Twisted's positional order.
@@ -21,6 +22,10 @@ var (
 	unixModeParam = ModeParam("mode", "permissions of the socket file, in octal").Positional().Default("666")
 	unixLockParam = BoolParam("lockfile",
 		"guard the socket with ADDRESS.lock (Twisted's lock: a symlink to the owner's PID)").Positional().Default("1")
+	unixOwnerParam = StringParam("owner",
+		"user, by name or number, to own the socket file (systemd's SocketUser=); absent: this process's")
+	unixGroupParam = StringParam("group",
+		"group, by name or number, of the socket file (systemd's SocketGroup=); absent: this process's")
 	unixPathParam = StringParam("path", "path of the socket file, or @name for an abstract socket").
 			Positional().Required()
 	unixCheckPIDParam = BoolParam("checkPID", "refuse to connect unless a live process holds PATH.lock").
@@ -32,7 +37,8 @@ func init() {
 		Spec: Spec{
 			Name: "unix",
 			Help: "listen on a UNIX stream socket; @name is an abstract socket (Linux)",
-			Args: []Arg{unixAddressParam.Arg(), unixModeParam.Arg(), backlogParam.Arg(), unixLockParam.Arg()},
+			Args: []Arg{unixAddressParam.Arg(), unixModeParam.Arg(), backlogParam.Arg(), unixLockParam.Arg(),
+				unixOwnerParam.Arg(), unixGroupParam.Arg()},
 			Notes: "With lockfile=1 a live owner of ADDRESS.lock makes Listen fail with EADDRINUSE and its socket " +
 				"is left alone; a dead owner's lock and stale socket are taken over. Close removes the socket and " +
 				"the lock before it returns, each only while it is still this listener's. The socket file gets exactly " +
@@ -43,12 +49,26 @@ func init() {
 				"@name is an abstract socket (Twisted would make a file named @name).",
 		},
 		New: func(a *Args) (Server, error) {
-			return &unixServer{
+			s := &unixServer{
 				path:    unixAddressParam.Get(a),
 				mode:    unixModeParam.Get(a),
 				backlog: backlogParam.Get(a),
 				lock:    unixLockParam.Get(a),
-			}, nil
+				uid:     -1,
+				gid:     -1,
+			}
+			var err error
+			if !unixOwnerParam.Absent(a) {
+				if s.uid, err = lookupID(unixOwnerParam.Get(a), false); err != nil {
+					return nil, unixOwnerParam.Errorf(a, "a user name or number known to this system")
+				}
+			}
+			if !unixGroupParam.Absent(a) {
+				if s.gid, err = lookupID(unixGroupParam.Get(a), true); err != nil {
+					return nil, unixGroupParam.Errorf(a, "a group name or number known to this system")
+				}
+			}
+			return s, nil
 		},
 	})
 	RegisterClient(ClientType{
@@ -64,11 +84,34 @@ func init() {
 	})
 }
 
+// lookupID reads a user (or, with group, a group) given by name or number.
+func lookupID(name string, group bool) (int, error) {
+	if n, err := strconv.Atoi(name); err == nil && n >= 0 {
+		return n, nil
+	}
+	var id string
+	if group {
+		g, err := user.LookupGroup(name)
+		if err != nil {
+			return 0, err
+		}
+		id = g.Gid
+	} else {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return 0, err
+		}
+		id = u.Uid
+	}
+	return strconv.Atoi(id)
+}
+
 type unixServer struct {
-	path    string
-	mode    os.FileMode
-	backlog int
-	lock    bool
+	path     string
+	mode     os.FileMode
+	backlog  int
+	lock     bool
+	uid, gid int // the socket file's owner and group; -1 leaves them
 }
 
 func abstract(path string) bool { return strings.HasPrefix(path, "@") }
@@ -133,17 +176,22 @@ func unixListenHint(err error, path string) error {
 		if _, held := errors.AsType[*errLockHeld](err); held {
 			return err // it says who holds the lock
 		}
-		c, derr := net.DialTimeout("unix", path, time.Second)
-		if derr == nil {
-			c.Close()
+		// Looked at, never connected to: the name may be a link that
+		// someone else controls.
+		fi, lerr := os.Lstat(path)
+		switch listening, known := socketListening(path); {
+		case lerr != nil || fi.Mode().Type() != fs.ModeSocket:
+			return &Error{Op: "listen", Err: err, Hint: "a file that is not a socket is in the way at " + path +
+				"; move it, or listen elsewhere"}
+		case listening:
 			return &Error{Op: "listen", Err: err, Hint: "a program is listening on " + path + " already"}
-		}
-		if errors.Is(derr, syscall.ECONNREFUSED) {
+		case known:
 			return &Error{Op: "listen", Err: err, Hint: "a file is in the way: " + path + " is a socket nothing listens on, " +
 				"left by a program that did not remove it; if that program is gone, remove the file (rm " + path +
 				") and start again"}
 		}
-		return &Error{Op: "listen", Err: err, Hint: "a file is in the way at " + path + "; move it, or listen elsewhere"}
+		return &Error{Op: "listen", Err: err, Hint: "a socket file is in the way at " + path +
+			"; if no program listens on it any more, remove the file (rm " + path + ") and start again"}
 	}
 	return err
 }

@@ -377,3 +377,33 @@ func startAttacker(t *testing.T, setpriv, attacker, sock, target string) {
 	}
 	go io.Copy(io.Discard, stdout)
 }
+
+// TestUnixListenOwner: owner= and group= give the socket file its owner
+// and group (systemd's SocketUser= and SocketGroup=), by name or number,
+// before anyone can connect; an unknown name fails at parse, naming the
+// argument. Changing a file's owner needs root.
+func TestUnixListenOwner(t *testing.T) {
+	if _, err := ParseServer("unix:/x.sock:owner=no-such-user-here"); !errors.Is(err, ErrBadArgument) ||
+		!strings.Contains(err.Error(), "owner") {
+		t.Errorf("unknown owner: %v; want ErrBadArgument naming owner", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("changing a socket file's owner needs root (CI runs as root)")
+	}
+	dir := t.TempDir()
+	for _, s := range []string{"owner=nobody:group=65534", "owner=65534:group=nogroup"} {
+		path := filepath.Join(dir, "owned.sock")
+		ln, err := Listen(context.Background(), "unix:"+path+":mode=660:"+s)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Uid != 65534 || st.Gid != 65534 || st.Mode&0o7777 != 0o660 {
+			t.Errorf("%s: socket file uid %d gid %d mode %o; want 65534, 65534, 660", s, st.Uid, st.Gid, st.Mode&0o7777)
+		}
+		ln.Close()
+	}
+}

@@ -118,3 +118,27 @@ func fixMode(path string, mode os.FileMode) error {
 	}
 	return nil
 }
+
+// chownSocketFile gives the socket file this process just bound at path
+// the owner uid and group gid (-1 leaves one as it is), through a
+// descriptor of the file itself, opened without following links and
+// checked to be a socket of this process's user: never a file someone put
+// in its place.
+func chownSocketFile(path string, uid, gid int) error {
+	pfd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("open", err)
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return os.NewSyscallError("fstat", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK || int(st.Uid) != os.Geteuid() || st.Nlink != 1 {
+		return fmt.Errorf("%s was replaced right after bind by something that is not this process's socket: its owner is left alone", path)
+	}
+	if err := unix.Fchownat(pfd, "", uid, gid, unix.AT_EMPTY_PATH); err != nil {
+		return os.NewSyscallError("fchownat", err)
+	}
+	return nil
+}

@@ -29,3 +29,12 @@ func bindSocketFile(fd int, path string, mode os.FileMode) (created bool, err er
 	}
 	return true, nil
 }
+
+// chownSocketFile gives the socket file at path the owner uid and group
+// gid (-1 leaves one as it is), without following a link there.
+func chownSocketFile(path string, uid, gid int) error {
+	if err := unix.Fchownat(unix.AT_FDCWD, path, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return os.NewSyscallError("fchownat", err)
+	}
+	return nil
+}

@@ -41,6 +41,10 @@ func (s *unixServer) bindListen(ul *unixListener) (*net.UnixListener, error) {
 	if created {
 		ul.remember()
 	}
+	if err == nil && (s.uid >= 0 || s.gid >= 0) {
+		// Before listen(2): no one can connect until the file is as asked.
+		err = chownSocketFile(s.path, s.uid, s.gid)
+	}
 	if err != nil {
 		ul.removeSocket()
 		return nil, err

@@ -55,6 +55,9 @@ func removeStaleSocket(path string) {
 // the socket file to the listener's Close, which checks that it is still
 // this listener's.
 func (s *unixServer) bindListen(ul *unixListener) (*net.UnixListener, error) {
+	if s.uid >= 0 || s.gid >= 0 {
+		return nil, fmt.Errorf("owner= and group= are not supported on windows, where a socket file has an ACL: %w", errors.ErrUnsupported)
+	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: s.path, Net: "unix"})
 	if err != nil {
 		return nil, err

@@ -111,14 +111,15 @@ func canon(t *testing.T, spec string) string {
 	return outcome{ok: true, typ: typ, args: args}.key()
 }
 
-// socketOptionArgs are tether's socket options, which every TCP type
-// takes and Twisted has no string form for.
-var socketOptionArgs = []string{"keepAlive", "keepAliveInterval", "keepAliveCount", "userTimeout", "noDelay",
-	"reusePort", "ipv6Only"}
+// tetherOnlyArgs are arguments of tether's that Twisted has no string
+// form for: the socket options every TCP type takes, and the unix
+// server's owner and group.
+var tetherOnlyArgs = []string{"keepAlive", "keepAliveInterval", "keepAliveCount", "userTimeout", "noDelay",
+	"reusePort", "ipv6Only", "owner", "group"}
 
 // tetherDescribe reads a query as `tether describe` does, in process.
-// attemptDelay, a tether-only tcp client argument, and the socket options
-// are dropped so that the arguments compare with Twisted's.
+// attemptDelay, a tether-only tcp client argument, and the other
+// tetherOnlyArgs are dropped so that the arguments compare with Twisted's.
 func tetherDescribe(t *testing.T, q query) outcome {
 	t.Helper()
 	parse := endpoint.ServerArgs
@@ -147,7 +148,7 @@ func tetherDescribe(t *testing.T, q query) outcome {
 	if q.role == "client" && d.Type == "tcp" {
 		delete(d.Args, "attemptDelay")
 	}
-	for _, name := range socketOptionArgs {
+	for _, name := range tetherOnlyArgs {
 		delete(d.Args, name)
 	}
 	return outcome{ok: true, typ: d.Type, args: d.Args}

@@ -19,7 +19,7 @@ prints one JSON object with its role, type and every argument, defaults
 filled in:
 
   $ tether describe unix:/run/app.sock:mode=660
-  {"role":"server","type":"unix","args":{"address":"/run/app.sock","mode":"0660","backlog":50,"lockfile":true}}
+  {"role":"server","type":"unix","args":{"address":"/run/app.sock","mode":"0660","backlog":50,"lockfile":true,"owner":null,"group":null}}
   $ tether describe --client 'tcp:example.com:443:timeout=5'
   $ tether describe unix:/run/app.sock --client   # flags may follow the string
 
