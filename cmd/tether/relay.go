@@ -84,6 +84,9 @@ names no certificate, tether makes a throwaway self-signed one, says so on
 stderr with its SHA-256 fingerprint, and deletes it at exit (see tether
 serve --help).
 
+Under systemd with Type=notify (NOTIFY_SOCKET set), tether sends READY=1
+once it listens and STOPPING=1 when a signal starts the drain.
+
 SIGINT or SIGTERM stops listening at once, lets connections in flight finish
 for up to --drain-timeout, then resets what is left and exits 0; a second
 signal resets them at once.
@@ -363,11 +366,17 @@ func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handl
 	}
 	svc := &endpoint.Service{Handler: h, MaxConns: sf.maxConns, DrainTimeout: drain, Log: log}
 	log.Info("listening", append([]any{"addr", addrString(ln.Addr())}, attrs...)...)
+	if err := sdNotify("READY=1\nSTATUS=listening on " + addrString(ln.Addr())); err != nil {
+		log.Warn("telling the service manager tether is ready failed", "error", err)
+	}
 	served := make(chan error, 1)
 	go func() { served <- svc.Serve(context.Background(), ln) }()
 
 	select {
 	case sig := <-sigs:
+		if err := sdNotify("STOPPING=1\nSTATUS=draining"); err != nil {
+			log.Warn("telling the service manager tether is stopping failed", "error", err)
+		}
 		log.Info("shutting down: not accepting; draining", "signal", sig.String(),
 			"connections", svc.Active(), "drain_timeout", sf.drain)
 	case err := <-served:
