@@ -84,6 +84,15 @@ names no certificate, tether makes a throwaway self-signed one, says so on
 stderr with its SHA-256 fingerprint, and deletes it at exit (see tether
 serve --help).
 
+--metrics LISTEN serves Prometheus metrics on any server endpoint string
+(tcp:9100:interface=127.0.0.1, unix:/run/tether-metrics.sock): /metrics
+has connections accepted, active and ended by reason (done, dial_failed,
+tls_handshake_failed, bad_proxy_header, proxy_header_write_failed,
+idle_timeout, drain_cut, error), bytes each way, connection duration and
+dial latency histograms, the drain state, and the Go and process
+collectors; /healthz answers 200 "ready", or 503 "draining" once a
+signal has started the drain.
+
 Under systemd with Type=notify (NOTIFY_SOCKET set), tether sends READY=1
 once it listens and STOPPING=1 when a signal starts the drain.
 
@@ -108,6 +117,8 @@ type serverFlags struct {
 	logFormat string
 	quiet     bool
 	devCert   bool
+	metrics   string // a server endpoint string, or ""
+	meter     *metrics
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
@@ -116,12 +127,26 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&f.quiet, "quiet", false, "log only warnings and errors, not one line per connection")
 	fs.BoolVar(&f.devCert, "dev-cert", false, "if LISTEN is a tls: or ssl: server without a certificate, serve a throwaway self-signed one (development only)")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics (/metrics) and a health check (/healthz) on this server endpoint `string`, e.g. tcp:9100:interface=127.0.0.1")
+}
+
+// metricsOn makes the metrics if --metrics asks for them, else nil.
+func (f *serverFlags) metricsOn() *metrics {
+	if f.metrics != "" && f.meter == nil {
+		f.meter = newMetrics()
+	}
+	return f.meter
 }
 
 // logger checks the flags and makes the logger, writing to w.
 func (f *serverFlags) logger(w io.Writer) (*slog.Logger, error) {
 	if f.drain < 0 {
 		return nil, fmt.Errorf("--drain-timeout %v is negative", f.drain)
+	}
+	if f.metrics != "" {
+		if _, err := endpoint.ParseServer(f.metrics); err != nil {
+			return nil, fmt.Errorf("--metrics: %w", err)
+		}
 	}
 	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
 	if f.quiet {
@@ -151,6 +176,7 @@ type relayCmd struct {
 	// proxyByClient says CONNECT is a haproxy: client, which sends the
 	// header itself.
 	proxyByClient bool
+	m             *metrics // nil without --metrics
 }
 
 func runRelay(e *env, args []string) int {
@@ -176,7 +202,7 @@ func runRelay(e *env, args []string) int {
 	if err == nil && *idle < 0 {
 		err = fmt.Errorf("--idle-timeout %v is negative", *idle)
 	}
-	r := &relayCmd{joiner: relay.Joiner{IdleTimeout: *idle}, log: log}
+	r := &relayCmd{joiner: relay.Joiner{IdleTimeout: *idle}, log: log, m: sf.metricsOn()}
 	switch *proxyProto {
 	case "":
 	case "v1", "v2":
@@ -228,7 +254,7 @@ const proxyHeaderTimeout = 10 * time.Second
 // clientCA= refuses, costs the service behind the relay nothing.
 func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 	start := time.Now()
-	if !establish(ctx, r.log, conn, start) {
+	if !establish(ctx, r.log, r.m, conn, start) {
 		return
 	}
 	peer := peerString(conn)
@@ -238,8 +264,11 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 		dialCtx = proxyproto.NewContext(ctx, &proxyproto.Header{Version: v,
 			Source: conn.RemoteAddr(), Destination: conn.LocalAddr()})
 	}
+	dialStart := time.Now()
 	up, err := r.target.Dial(dialCtx)
+	r.m.dialed(time.Since(dialStart))
 	if err != nil {
+		r.m.end(endDialFailed, start, 0, 0)
 		r.log.Warn("dial failed; connection reset", append([]any{"peer", peer, "duration", time.Since(start),
 			"error", err}, unsignalled(endpoint.Abort(conn), nil)...)...)
 		return
@@ -248,6 +277,7 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 		up.SetWriteDeadline(time.Now().Add(proxyHeaderTimeout))
 		err := proxyproto.Write(up, r.proxyVersion, conn.RemoteAddr(), conn.LocalAddr())
 		if err != nil {
+			r.m.end(endHeaderFailed, start, 0, 0)
 			r.log.Warn("sending the PROXY protocol header failed; connection reset", append([]any{"peer", peer,
 				"duration", time.Since(start), "error", err},
 				unsignalled(endpoint.Abort(conn), endpoint.Abort(up))...)...)
@@ -277,18 +307,19 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 		}
 	}
 	more = append(more, unsignalledSides(res.Unsignalled[0], res.Unsignalled[1])...)
-	logEnd(r.log, peer, start, res.AToB, res.BToA, err, more...)
+	logEnd(r.log, r.m, peer, start, res.AToB, res.BToA, err, more...)
 }
 
 // establish completes an accepted connection's opening phases (a TLS
 // handshake, a PROXY protocol header) here, in the connection's goroutine,
 // each within its own timeout. If one fails, the connection is reset, the
 // failure logged, and establish returns false.
-func establish(ctx context.Context, log *slog.Logger, conn net.Conn, start time.Time) bool {
+func establish(ctx context.Context, log *slog.Logger, m *metrics, conn net.Conn, start time.Time) bool {
 	err := endpoint.Handshake(ctx, conn)
 	if err == nil {
 		return true
 	}
+	m.end(establishReason(err), start, 0, 0)
 	msg := "TLS handshake failed; connection reset"
 	if errors.Is(err, proxyproto.ErrBadHeader) {
 		msg = "bad PROXY protocol header; connection reset"
@@ -332,7 +363,8 @@ func setDefaultLogger(e *env, log *slog.Logger) {
 }
 
 // logEnd writes the line that ends every connection.
-func logEnd(log *slog.Logger, peer string, start time.Time, fromPeer, toPeer int64, err error, more ...any) {
+func logEnd(log *slog.Logger, m *metrics, peer string, start time.Time, fromPeer, toPeer int64, err error, more ...any) {
+	m.end(reasonOf(err), start, fromPeer, toPeer)
 	attrs := append([]any{"peer", peer, "duration", time.Since(start), "from_peer", fromPeer, "to_peer", toPeer}, more...)
 	if err != nil {
 		attrs = append(attrs, "error", err)
@@ -364,6 +396,17 @@ func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handl
 	if drain == 0 {
 		drain = -1 // the Service's "no drain"; its zero means its default
 	}
+	if m := sf.metricsOn(); m != nil {
+		h = m.instrument(h)
+		addr, stop, err := m.serve(sf.metrics, log)
+		if err != nil {
+			ln.Close()
+			fmt.Fprintf(e.stderr, "tether %s: --metrics: %v\n", name, err)
+			return exitFailure
+		}
+		defer stop()
+		log.Info("serving metrics", "addr", addrString(addr), "endpoint", endpoint.Redact(sf.metrics))
+	}
 	svc := &endpoint.Service{Handler: h, MaxConns: sf.maxConns, DrainTimeout: drain, Log: log}
 	log.Info("listening", append([]any{"addr", addrString(ln.Addr())}, attrs...)...)
 	if err := sdNotify("READY=1\nSTATUS=listening on " + addrString(ln.Addr())); err != nil {
@@ -374,6 +417,9 @@ func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handl
 
 	select {
 	case sig := <-sigs:
+		if m := sf.metricsOn(); m != nil {
+			m.draining.Store(true)
+		}
 		if err := sdNotify("STOPPING=1\nSTATUS=draining"); err != nil {
 			log.Warn("telling the service manager tether is stopping failed", "error", err)
 		}

@@ -150,17 +150,17 @@ func runServe(e *env, args []string) int {
 		return exitUsage
 	}
 	setDefaultLogger(e, log)
-	return serveUntilSignal(e, "serve", srv, serviceHandler(svc, log), &sf, log,
+	return serveUntilSignal(e, "serve", srv, serviceHandler(svc, log, sf.metricsOn()), &sf, log,
 		append([]any{"endpoint", endpoint.Redact(rest[0]), "service", name}, attrs...)...)
 }
 
 // serviceHandler runs svc for a connection once it is established, resets
 // the connection when the server gives up draining or the service fails
 // mid-stream, and logs the connection's end.
-func serviceHandler(svc service, log *slog.Logger) endpoint.Handler {
+func serviceHandler(svc service, log *slog.Logger, m *metrics) endpoint.Handler {
 	return endpoint.HandlerFunc(func(ctx context.Context, c net.Conn) {
 		start := time.Now()
-		if !establish(ctx, log, c, start) {
+		if !establish(ctx, log, m, c, start) {
 			return
 		}
 		peer := peerString(c)
@@ -180,7 +180,7 @@ func serviceHandler(svc service, log *slog.Logger) endpoint.Handler {
 			more = unsignalled(endpoint.Abort(c), nil)
 		}
 		c.Close()
-		logEnd(log, peer, start, fromPeer, toPeer, err, more...)
+		logEnd(log, m, peer, start, fromPeer, toPeer, err, more...)
 	})
 }
 

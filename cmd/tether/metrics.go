@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/internal/relay"
+	"github.com/tether-endpoints/tether/proxyproto"
+)
+
+// metrics are what relay and serve count for Prometheus (--metrics). A
+// nil *metrics counts nothing, so the connection paths need no checks.
+type metrics struct {
+	reg      *prometheus.Registry
+	accepted prometheus.Counter
+	active   prometheus.Gauge
+	ended    *prometheus.CounterVec
+	bytes    *prometheus.CounterVec
+	duration prometheus.Histogram
+	dial     prometheus.Histogram
+	draining atomic.Bool
+}
+
+// The reasons a connection ended, as tether_connections_ended_total's
+// reason label says them.
+const (
+	endDone         = "done"
+	endDialFailed   = "dial_failed"
+	endTLSFailed    = "tls_handshake_failed"
+	endBadHeader    = "bad_proxy_header"
+	endIdleTimeout  = "idle_timeout"
+	endDrainCut     = "drain_cut"
+	endError        = "error"
+	endHeaderFailed = "proxy_header_write_failed"
+)
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.accepted = prometheus.NewCounter(prometheus.CounterOpts{Name: "tether_connections_accepted_total",
+		Help: "Connections accepted on LISTEN."})
+	m.active = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tether_connections_active",
+		Help: "Connections being served now."})
+	m.ended = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tether_connections_ended_total",
+		Help: "Connections ended, by reason."}, []string{"reason"})
+	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tether_relayed_bytes_total",
+		Help: "Bytes moved, from the peer (to the upstream or service) and to the peer."}, []string{"direction"})
+	m.duration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tether_connection_duration_seconds",
+		Help: "How long connections lasted, from accept to end.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 12)})
+	m.dial = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tether_dial_duration_seconds",
+		Help: "How long dialling CONNECT took, successful or not.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 12)})
+	draining := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tether_draining",
+		Help: "1 once a signal has stopped accepting and connections are draining, else 0."}, func() float64 {
+		if m.draining.Load() {
+			return 1
+		}
+		return 0
+	})
+	m.reg.MustRegister(m.accepted, m.active, m.ended, m.bytes, m.duration, m.dial, draining,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every reason is there from the start, at 0, so that a rate over it
+	// has a series to work on.
+	for _, r := range []string{endDone, endDialFailed, endTLSFailed, endBadHeader, endIdleTimeout, endDrainCut, endError,
+		endHeaderFailed} {
+		m.ended.WithLabelValues(r)
+	}
+	return m
+}
+
+// instrument counts the connections h serves.
+func (m *metrics) instrument(h endpoint.Handler) endpoint.Handler {
+	if m == nil {
+		return h
+	}
+	return endpoint.HandlerFunc(func(ctx context.Context, c net.Conn) {
+		m.accepted.Inc()
+		m.active.Inc()
+		defer m.active.Dec()
+		h.ServeConn(ctx, c)
+	})
+}
+
+// end counts a connection that ended for reason, with its bytes.
+func (m *metrics) end(reason string, start time.Time, fromPeer, toPeer int64) {
+	if m == nil {
+		return
+	}
+	m.ended.WithLabelValues(reason).Inc()
+	m.bytes.WithLabelValues("from_peer").Add(float64(fromPeer))
+	m.bytes.WithLabelValues("to_peer").Add(float64(toPeer))
+	m.duration.Observe(time.Since(start).Seconds())
+}
+
+// dialed records how long a dial took.
+func (m *metrics) dialed(d time.Duration) {
+	if m != nil {
+		m.dial.Observe(d.Seconds())
+	}
+}
+
+// reasonOf says why a connection that was served ended, from its error.
+func reasonOf(err error) string {
+	switch {
+	case err == nil:
+		return endDone
+	case errors.Is(err, relay.ErrIdle):
+		return endIdleTimeout
+	case errors.Is(err, endpoint.ErrDrainTimeout), errors.Is(err, endpoint.ErrServiceClosed):
+		return endDrainCut
+	}
+	return endError
+}
+
+// establishReason says why establishing a connection failed.
+func establishReason(err error) string {
+	if errors.Is(err, proxyproto.ErrBadHeader) {
+		return endBadHeader
+	}
+	return endTLSFailed
+}
+
+// serve serves the metrics on the server endpoint string s: /metrics in
+// Prometheus's text format, and /healthz, which answers 200 "ready" or,
+// once draining, 503 "draining" (so that a load balancer stops sending).
+// It returns the listener's address and a function that stops it.
+func (m *metrics) serve(s string, log *slog.Logger) (net.Addr, func(), error) {
+	ln, err := (&endpoint.Options{Logger: log}).Listen(context.Background(), s)
+	if err != nil {
+		return nil, nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if m.draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go srv.Serve(ln)
+	return ln.Addr(), func() { srv.Close() }, nil
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// scrape fetches and parses (with Prometheus's own text parser) the
+// metrics at addr.
+func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
+}
+
+// value returns the value of the family's series whose labels include
+// label=want ("" for a series without labels).
+func value(t *testing.T, fams map[string]*dto.MetricFamily, name, label, want string) float64 {
+	t.Helper()
+	f := fams[name]
+	if f == nil {
+		t.Fatalf("no metric %s", name)
+	}
+	for _, m := range f.Metric {
+		match := label == ""
+		for _, l := range m.Label {
+			if l.GetName() == label && l.GetValue() == want {
+				match = true
+			}
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	t.Fatalf("no series %s{%s=%q}", name, label, want)
+	return 0
+}
+
+// TestRelayMetrics: after a known load, the metrics say exactly what the
+// load did (connections accepted and ended, by reason; bytes each way;
+// dials), and /healthz says ready.
+func TestRelayMetrics(t *testing.T) {
+	up, target := listenTest(t, "tcp")
+	echoServer(up)
+	p := startTether(t, tetherBin, "relay", "--log-format", "json", "--metrics", "tcp:0:interface=127.0.0.1",
+		serverEndpoint(t, "tcp"), target)
+	metricsAddr := p.waitLog("serving metrics", nil)["addr"].(string)
+	addr := p.addr()
+	const conns, size = 5, 1000
+	for i := 0; i < conns; i++ {
+		c := dialAddr(t, "tcp", addr)
+		c.Write(bytes.Repeat([]byte{'x'}, size))
+		closeWriteT(t, c)
+		if got, err := io.ReadAll(c); len(got) != size || err != nil {
+			t.Fatalf("echo: %d bytes, %v", len(got), err)
+		}
+		c.Close()
+	}
+	p.waitUntil(fmt.Sprintf("%d connection ends", conns), func() bool { // with p.mu held
+		n := 0
+		for _, l := range p.logs {
+			if l["msg"] == "connection ended" {
+				n++
+			}
+		}
+		return n >= conns
+	})
+	fams := scrape(t, metricsAddr)
+	for _, c := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"tether_connections_accepted_total", "", "", conns},
+		{"tether_connections_active", "", "", 0},
+		{"tether_connections_ended_total", "reason", "done", conns},
+		{"tether_connections_ended_total", "reason", "dial_failed", 0},
+		{"tether_relayed_bytes_total", "direction", "from_peer", conns * size},
+		{"tether_relayed_bytes_total", "direction", "to_peer", conns * size},
+		{"tether_dial_duration_seconds", "", "", conns},
+		{"tether_connection_duration_seconds", "", "", conns},
+		{"tether_draining", "", "", 0},
+	} {
+		if got := value(t, fams, c.name, c.label, c.value); got != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		}
+	}
+	if fams["go_goroutines"] == nil || fams["process_open_fds"] == nil {
+		t.Error("the Go and process collectors are missing")
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ready\n" {
+		t.Errorf("/healthz: %d %q, want 200 ready", resp.StatusCode, body)
+	}
+}
