@@ -28,9 +28,10 @@ func ExampleDial_exec() {
 	// exit: <nil>
 }
 
-// A haproxy: server behind a load balancer: RemoteAddr is the client that
-// connected to the load balancer, read from the header in the
-// connection's goroutine.
+// Both ends of the PROXY protocol as endpoint strings: a haproxy: client
+// sends the header that its context carries (as tether relay does for the
+// client it relays), and a haproxy: server's RemoteAddr is the client it
+// names.
 func ExampleListen_haproxy() {
 	ln, err := endpoint.Listen(context.Background(), "haproxy:tcp:0:interface=127.0.0.1")
 	if err != nil {
@@ -38,13 +39,15 @@ func ExampleListen_haproxy() {
 		return
 	}
 	defer ln.Close()
-	go func() { // the load balancer
-		c, err := net.Dial("tcp", ln.Addr().String())
+	go func() { // the relay in front
+		client := &net.TCPAddr{IP: net.ParseIP("192.0.2.9"), Port: 5555}
+		ctx := proxyproto.NewContext(context.Background(), &proxyproto.Header{Version: 2, Source: client,
+			Destination: &net.TCPAddr{IP: net.ParseIP("198.51.100.1"), Port: 443}})
+		c, err := endpoint.Dial(ctx, "haproxy:tcp:"+ln.Addr().String()) // a wrapper takes the rest as it is
 		if err != nil {
 			return
 		}
 		defer c.Close()
-		proxyproto.Write(c, 2, &net.TCPAddr{IP: net.ParseIP("192.0.2.9"), Port: 5555}, c.RemoteAddr())
 		io.WriteString(c, "hi")
 	}()
 	c, err := ln.Accept()
@@ -53,8 +56,12 @@ func ExampleListen_haproxy() {
 		return
 	}
 	defer c.Close()
+	if err := endpoint.Handshake(context.Background(), c); err != nil {
+		fmt.Println(err)
+		return
+	}
 	buf := make([]byte, 2)
 	io.ReadFull(c, buf)
-	fmt.Println(c.RemoteAddr(), string(buf))
-	// Output: 192.0.2.9:5555 hi
+	fmt.Println(c.RemoteAddr(), "to", c.LocalAddr(), string(buf))
+	// Output: 192.0.2.9:5555 to 198.51.100.1:443 hi
 }
