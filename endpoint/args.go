@@ -247,15 +247,6 @@ func (a *Args) Given(name string) bool { return a.get(name).Given }
 // Absent reports whether an optional argument without default was left out.
 func (a *Args) Absent(name string) bool { return a.get(name).Absent }
 
-// Errorf returns an *Error about the argument name, for checks a type makes
-// beyond what its Kind does (two arguments that exclude each other, a file
-// that does not exist). want completes "NAME "VALUE" is not ...".
-func (a *Args) Errorf(name, want string) error {
-	v := a.get(name)
-	return &Error{Op: "parse", Input: a.Input, Type: a.Spec.Name, Arg: name, Value: v.Text,
-		Want: want, Err: ErrBadArgument}
-}
-
 // bind matches a Description against a Spec: positional arguments by
 // order, keywords by name, defaults filled in, every value read by its Kind.
 func bind(input string, spec *Spec, d *Description) (*Args, error) {

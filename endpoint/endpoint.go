@@ -220,6 +220,22 @@ func (s *server) String() string { return Redact(s.input) }
 // GoString is String, so that %#v does not show the secrets String hides.
 func (s *server) GoString() string { return s.String() }
 
+// timeoutExpired is the cause of a dial's context ending at its timeout=
+// argument; it matches context.DeadlineExceeded. A named type, not an error
+// made per dial, because a relay dials once per connection.
+type timeoutExpired time.Duration
+
+func (t timeoutExpired) Error() string {
+	return fmt.Sprintf("timeout=%d expired: %v", int(time.Duration(t).Seconds()), context.DeadlineExceeded)
+}
+
+func (t timeoutExpired) Unwrap() error { return context.DeadlineExceeded }
+
+// withTimeoutArg bounds ctx by a timeout= argument.
+func withTimeoutArg(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, d, timeoutExpired(d))
+}
+
 type client struct {
 	input, typ string
 	c          Client

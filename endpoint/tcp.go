@@ -158,22 +158,6 @@ func (c *tcpClient) Dial(ctx context.Context) (net.Conn, error) {
 	return conn, contextError(ctx, err)
 }
 
-// timeoutExpired is the cause of a dial's context ending at its timeout=
-// argument; it matches context.DeadlineExceeded. A named type, not an error
-// made per dial, because a relay dials once per connection.
-type timeoutExpired time.Duration
-
-func (t timeoutExpired) Error() string {
-	return fmt.Sprintf("timeout=%d expired: %v", int(time.Duration(t).Seconds()), context.DeadlineExceeded)
-}
-
-func (t timeoutExpired) Unwrap() error { return context.DeadlineExceeded }
-
-// withTimeoutArg bounds ctx by a timeout= argument.
-func withTimeoutArg(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeoutCause(ctx, d, timeoutExpired(d))
-}
-
 // contextError makes an error that the context caused say so under
 // errors.Is(err, context.Canceled) or context.DeadlineExceeded. Neither the
 // resolver's errors nor a connect that hit the context's deadline (the

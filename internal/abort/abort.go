@@ -16,10 +16,6 @@ import (
 // peer sees an ordinary end of file.
 var ErrUnsignalled = errors.New("the transport cannot signal an abort; the peer sees an ordinary end")
 
-// An aborter is a connection that knows how to abort itself, for wrappers
-// whose innermost resource is not a socket that NetConn exposes.
-type aborter interface{ Abort() error }
-
 // A wrapper exposes the connection it wraps, as *tls.Conn does.
 type wrapper interface{ NetConn() net.Conn }
 
@@ -41,11 +37,6 @@ func Conn(c net.Conn) error {
 	layers := []net.Conn{c}
 	inner := c
 	for {
-		if a, ok := inner.(aborter); ok {
-			err := a.Abort()
-			closeOuter(layers[:len(layers)-1])
-			return err
-		}
 		w, ok := inner.(wrapper)
 		if !ok {
 			break
