@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -92,11 +91,7 @@ func TestOptionsTLSConfig(t *testing.T) {
 // Logger, and with no Logger to nothing at all (never slog's default).
 func TestOptionsLogger(t *testing.T) {
 	p := newPKI(t, "ca")
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	c1, k1 := p.leaf("one", leafOpts{})
-	writePEM(t, certFile, c1)
-	writePEM(t, keyFile, k1)
+	certFile, keyFile, c1, _ := p.replaceable("one")
 
 	var global bytes.Buffer
 	saved := slog.Default()
@@ -133,11 +128,7 @@ func TestOptionsLogger(t *testing.T) {
 // with no files says there is nothing to reload.
 func TestReloadThroughWrappers(t *testing.T) {
 	p := newPKI(t, "ca")
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	c1, k1 := p.leaf("one", leafOpts{})
-	writePEM(t, certFile, c1)
-	writePEM(t, keyFile, k1)
+	certFile, keyFile, _, k1 := p.replaceable("one")
 	srv, err := ParseServer("haproxy:tls:0:interface=127.0.0.1:certificate=" + certFile + ":privateKey=" + keyFile)
 	if err != nil {
 		t.Fatal(err)

@@ -30,20 +30,35 @@ type testPKI struct {
 	ca     *x509.Certificate
 	caFile string // the CA certificate, PEM
 	dir    string
+	t      *testing.T
 }
 
-func newPKI(t *testing.T, name string) *testPKI { return wrapPKI(testpeer.NewCA(t, name)) }
+func newPKI(t *testing.T, name string) *testPKI { return wrapPKI(t, testpeer.NewCA(t, name)) }
 
-func wrapPKI(c *testpeer.CA) *testPKI { return &testPKI{CA: c, ca: c.Cert, caFile: c.File, dir: c.Dir} }
+func wrapPKI(t *testing.T, c *testpeer.CA) *testPKI {
+	return &testPKI{CA: c, ca: c.Cert, caFile: c.File, dir: c.Dir, t: t}
+}
 
 // intermediate makes a CA signed by p.
-func (p *testPKI) intermediate(name string) *testPKI { return wrapPKI(p.Intermediate(name)) }
+func (p *testPKI) intermediate(name string) *testPKI { return wrapPKI(p.t, p.Intermediate(name)) }
 
 type leafOpts = testpeer.LeafOpts
 
 // leaf makes a certificate with common name cn and returns it and its key
 // as PEM blocks.
 func (p *testPKI) leaf(cn string, o leafOpts) (cert, key *pem.Block) { return p.Leaf(cn, o) }
+
+// replaceable writes a certificate for cn and its key to cert.pem and
+// key.pem in a directory of their own, for tests that replace them later,
+// and returns the files and the blocks written.
+func (p *testPKI) replaceable(cn string) (certFile, keyFile string, cert, key *pem.Block) {
+	dir := p.t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	cert, key = p.leaf(cn, leafOpts{})
+	writePEM(p.t, certFile, cert)
+	writePEM(p.t, keyFile, key)
+	return certFile, keyFile, cert, key
+}
 
 // issue writes a certificate to DIR/CN.crt and its key to DIR/CN.key.
 func (p *testPKI) issue(dir, cn string, o leafOpts) (certFile, keyFile string) {
@@ -466,11 +481,7 @@ func replaceFile(t *testing.T, path string, blocks ...*pem.Block) {
 
 func TestTLSReload(t *testing.T) {
 	p := newPKI(t, "ca")
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	c1, k1 := p.leaf("one", leafOpts{})
-	writePEM(t, certFile, c1)
-	writePEM(t, keyFile, k1)
+	certFile, keyFile, _, k1 := p.replaceable("one")
 	client := func(ln net.Listener) string {
 		return fmt.Sprintf("tls:localhost:%d:trustRoots=%s", tlsPort(ln), p.dir)
 	}

@@ -71,8 +71,8 @@ func answerOnce(addr string, cfg *tls.Config, b []byte) (*tls.ConnectionState, e
 // above 0, until count connections have been made (for counting a relay's
 // system calls per connection), and prints the rate.
 func conns(addr string, d time.Duration, conc int, count int64, cfg *tls.Config) error {
-	var ok, failed, resumed, issued atomic.Int64
-	var firstErr atomic.Value
+	var n tally
+	var resumed, issued atomic.Int64
 	var firstState atomic.Pointer[tls.ConnectionState]
 	start := time.Now()
 	stop := start.Add(d)
@@ -97,24 +97,15 @@ func conns(addr string, d time.Duration, conc int, count int64, cfg *tls.Config)
 						resumed.Add(1)
 					}
 				}
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				ok.Add(1)
+				n.record(err)
 			}
 		}()
 	}
 	wg.Wait()
-	secs := time.Since(start).Seconds()
-	fmt.Printf("conns=%d failed=%d seconds=%.3f cps=%.0f", ok.Load(), failed.Load(), secs, float64(ok.Load())/secs)
+	extra := ""
 	if st := firstState.Load(); st != nil {
-		fmt.Printf("%s resumed_total=%d", describeState(*st), resumed.Load())
+		extra = fmt.Sprintf("%s resumed_total=%d", describeState(*st), resumed.Load())
 	}
-	if e := firstErr.Load(); e != nil {
-		fmt.Printf(" first_error=%q", e)
-	}
-	fmt.Println()
+	n.print(start, extra)
 	return nil
 }

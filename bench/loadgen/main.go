@@ -212,9 +212,36 @@ func echoOnce(addr string, b []byte) error {
 	return nil
 }
 
+// A tally counts the connections of a rate test, and the first failure.
+type tally struct {
+	ok, failed atomic.Int64
+	firstErr   atomic.Value
+}
+
+// record counts one connection that ended with err.
+func (t *tally) record(err error) {
+	if err != nil {
+		t.failed.Add(1)
+		t.firstErr.CompareAndSwap(nil, err.Error())
+		return
+	}
+	t.ok.Add(1)
+}
+
+// print writes the rate since start, then extra (if any), then the first
+// failure, on one line.
+func (t *tally) print(start time.Time, extra string) {
+	secs := time.Since(start).Seconds()
+	fmt.Printf("conns=%d failed=%d seconds=%.3f cps=%.0f%s", t.ok.Load(), t.failed.Load(), secs,
+		float64(t.ok.Load())/secs, extra)
+	if e := t.firstErr.Load(); e != nil {
+		fmt.Printf(" first_error=%q", e)
+	}
+	fmt.Println()
+}
+
 func cps(addr string, d time.Duration, conc int) error {
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
+	var n tally
 	stop := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -224,22 +251,12 @@ func cps(addr string, d time.Duration, conc int) error {
 			defer wg.Done()
 			b := []byte{byte(w), 0}
 			for time.Now().Before(stop) {
-				if err := echoOnce(addr, b); err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				ok.Add(1)
+				n.record(echoOnce(addr, b))
 			}
 		}()
 	}
 	wg.Wait()
-	secs := time.Since(start).Seconds()
-	fmt.Printf("conns=%d failed=%d seconds=%.3f cps=%.0f", ok.Load(), failed.Load(), secs, float64(ok.Load())/secs)
-	if e := firstErr.Load(); e != nil {
-		fmt.Printf(" first_error=%q", e)
-	}
-	fmt.Println()
+	n.print(start, "")
 	return nil
 }
 
