@@ -2,7 +2,6 @@ package endpoint_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,12 +9,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // Parse a server string, listen, and serve; the program does not know or
@@ -96,99 +94,11 @@ func ExampleClient_cancel() {
 // Quote a value so that it survives inside an endpoint string.
 func ExampleQuote() {
 	fmt.Println("unix:" + endpoint.Quote(`C:\sockets\a=b`))
-	d, _ := endpoint.Parse("unix:" + endpoint.Quote(`C:\sockets\a=b`))
+	d, _ := driver.Parse("unix:" + endpoint.Quote(`C:\sockets\a=b`))
 	fmt.Println(d.Positional[0])
 	// Output:
 	// unix:C\:\\sockets\\a\=b
 	// C:\sockets\a=b
-}
-
-// Parse takes a string apart without interpreting it.
-func ExampleParse() {
-	d, err := endpoint.Parse(`tcp:8080:interface=[::1]:backlog=5`)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Println(d.Type, d.Positional, d.Keywords)
-	fmt.Println(d)
-	// Output:
-	// tcp [8080] [{interface [::1]} {backlog 5}]
-	// tcp:8080:interface=[::1]:backlog=5
-}
-
-// A third-party endpoint type, registered from outside the package as any
-// plugin would be (normally in its package's init function). "upper"
-// wraps a tcp client and shouts everything it sends.
-func ExampleRegisterClient() {
-	registerUpper.Do(registerUpperType) // in a real package: func init() { registerUpperType() }
-
-	ln, _ := endpoint.Listen(context.Background(), "tcp:0:interface=127.0.0.1")
-	defer ln.Close()
-	go func() {
-		c, _ := ln.Accept()
-		io.Copy(c, c)
-		c.Close()
-	}()
-
-	c, err := endpoint.Dial(context.Background(), fmt.Sprintf("upper:127.0.0.1:%d", ln.Addr().(*net.TCPAddr).Port))
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer c.Close()
-	io.WriteString(c, "quiet please")
-	buf := make([]byte, 12)
-	io.ReadFull(c, buf)
-	fmt.Println(string(buf))
-
-	_, err = endpoint.ParseClient("upper:localhost")
-	fmt.Println(err)
-	// Output:
-	// QUIET PLEASE
-	// endpoint "upper:localhost": upper: port: missing (required)
-}
-
-// registerUpper makes the example's registration happen once however often
-// the example runs (go test -count=2): registering a name twice panics.
-var registerUpper sync.Once
-
-// The "upper" type's arguments, declared once, typed: New gets a port as
-// a uint16, and a misspelt name does not compile.
-var (
-	upperHost = endpoint.HostParam("host", "host to connect to").Positional().Required()
-	upperPort = endpoint.PortParam("port", "port to connect to").Positional().Required()
-)
-
-// registerUpperType registers "upper", a third-party client type: its
-// arguments, and how to make the endpoint from them.
-func registerUpperType() {
-	endpoint.RegisterClient(endpoint.ClientType{
-		Spec: endpoint.Spec{
-			Name: "upper",
-			Help: "a tcp client that upper-cases what it writes",
-			Args: []endpoint.Arg{upperHost.Arg(), upperPort.Arg()},
-		},
-		New: func(a *endpoint.Args) (endpoint.Client, error) {
-			return upperClient{fmt.Sprintf("tcp:%s:%d", endpoint.Quote(upperHost.Get(a)), upperPort.Get(a))}, nil
-		},
-	})
-}
-
-type upperClient struct{ inner string }
-
-func (u upperClient) Dial(ctx context.Context) (net.Conn, error) {
-	c, err := endpoint.Dial(ctx, u.inner)
-	if err != nil {
-		return nil, err
-	}
-	return upperConn{c}, nil
-}
-
-type upperConn struct{ net.Conn }
-
-func (c upperConn) Write(p []byte) (int, error) {
-	return c.Conn.Write([]byte(strings.ToUpper(string(p))))
 }
 
 // Serve HTTP on whatever endpoint string the user gave: net/http needs
@@ -357,22 +267,6 @@ func ExampleListen() {
 	// Output:
 	// hi
 	// true
-}
-
-// ServerArgs shows what a string means, every default filled in, as
-// `tether describe` prints it.
-func ExampleServerArgs() {
-	a, err := endpoint.ServerArgs("unix:/run/app.sock:mode=660")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	b, _ := json.Marshal(a)
-	fmt.Println(string(b))
-	fmt.Println(a.Mode("mode"), a.Bool("lockfile"))
-	// Output:
-	// {"role":"server","type":"unix","args":{"address":"/run/app.sock","mode":"0660","backlog":50,"lockfile":true,"owner":null,"group":null}}
-	// -rw-rw---- true
 }
 
 // Serve a listener the program made itself, and stop as net/http's

@@ -16,22 +16,24 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // The exec client's arguments.
 var (
-	execArgvParam = ListParam("argv", "the program and its arguments, one per segment (no shell is involved)").Required()
-	execEnvParam  = StringParam("env",
+	execArgvParam = driver.ListParam("argv", "the program and its arguments, one per segment (no shell is involved)").Required()
+	execEnvParam  = driver.StringParam("env",
 		"variables to set, NAME=VALUE separated by ','; a backslash makes the next character literal")
-	execDirParam = StringParam("dir", "directory to run the program in; absent means the current one").Aliases("path")
+	execDirParam = driver.StringParam("dir", "directory to run the program in; absent means the current one").Aliases("path")
 )
 
 func init() {
-	RegisterClient(ClientType{
-		Spec: Spec{
+	driver.RegisterClient(driver.ClientType{
+		Spec: driver.Spec{
 			Name: "exec",
 			Help: "run a program and talk to it over its standard input and output",
-			Args: []Arg{execArgvParam.Arg(), execEnvParam.Arg(), execDirParam.Arg()},
+			Args: []driver.Arg{execArgvParam.Arg(), execEnvParam.Arg(), execDirParam.Arg()},
 			Notes: "Twisted's ProcessEndpoint, which has no string form there. `exec:sh:-c:sort | uniq` runs " +
 				"sh with the arguments -c and `sort | uniq`; the program is found on PATH when the string is " +
 				"parsed. A ':' or '=' inside an argument must be escaped (`\\:`, `\\=`) or the argument put in " +
@@ -63,15 +65,15 @@ type execClient struct {
 	grace time.Duration // 0: execGrace
 }
 
-func newExecClient(a *Args) (Client, error) {
-	c := &execClient{argv: execArgvParam.Get(a), dir: execDirParam.Get(a), log: a.Options.execLogger()}
+func newExecClient(a *driver.Args) (driver.Client, error) {
+	c := &execClient{argv: execArgvParam.Get(a), dir: execDirParam.Get(a), log: execLogger(a.Env)}
 	if c.argv[0] == "" {
-		return nil, argErrorWrap(a, "argv", errorf(ErrBadArgument, nil, "the program (the first argument) is empty"))
+		return nil, argErrorWrap(a, "argv", driver.WrapError(ErrBadArgument, nil, "the program (the first argument) is empty"))
 	}
 	if !execEnvParam.Absent(a) {
 		env, err := parseExecEnv(execEnvParam.Get(a))
 		if err != nil {
-			return nil, argErrorWrap(a, "env", errorf(ErrBadArgument, nil, err.Error()))
+			return nil, argErrorWrap(a, "env", driver.WrapError(ErrBadArgument, nil, err.Error()))
 		}
 		c.env = env
 	}
@@ -86,7 +88,7 @@ func newExecClient(a *Args) (Client, error) {
 	}
 	path, err := exec.LookPath(prog)
 	if err != nil {
-		return nil, argErrorWrap(a, "argv", errorf(ErrBadArgument, err, fmt.Sprintf("%q: %v", c.argv[0], errors.Unwrap(err))))
+		return nil, argErrorWrap(a, "argv", driver.WrapError(ErrBadArgument, err, fmt.Sprintf("%q: %v", c.argv[0], errors.Unwrap(err))))
 	}
 	if strings.Contains(c.argv[0], "/") {
 		path = c.argv[0] // relative to dir, as exec.Cmd takes it
@@ -218,7 +220,7 @@ func (c *execClient) Dial(ctx context.Context) (net.Conn, error) {
 	addr.pid = cmd.Process.Pid
 	log := c.log
 	if log == nil {
-		log = discard
+		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("program", addr.name, "pid", addr.pid)
 	grace := c.grace

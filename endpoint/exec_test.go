@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // lines is a slog.Handler that keeps the messages and attributes it is
@@ -287,7 +289,7 @@ func TestVariadicArg(t *testing.T) {
 	if _, err := ParseClient("exec:cat:argv=x"); err == nil || !strings.Contains(err.Error(), "given twice") {
 		t.Errorf("argv given both ways: %v", err)
 	}
-	RegisterClient(ClientType{Spec: Spec{Name: "badvariadic", Args: []Arg{
+	driver.RegisterClient(driver.ClientType{Spec: driver.Spec{Name: "badvariadic", Args: []driver.Arg{
 		{Name: "a", Positional: true, Variadic: true}, {Name: "b", Positional: true}}},
-		New: func(*Args) (Client, error) { return nil, nil }})
+		New: func(*driver.Args) (driver.Client, error) { return nil, nil }})
 }

@@ -6,13 +6,14 @@ import (
 	"net"
 	"time"
 
+	"github.com/tether-endpoints/tether/endpoint/driver"
 	"github.com/tether-endpoints/tether/internal/abort"
 	"github.com/tether-endpoints/tether/proxyproto"
 )
 
 func init() {
-	RegisterServer(ServerType{
-		Spec: Spec{
+	driver.RegisterServer(driver.ServerType{
+		Spec: driver.Spec{
 			Name:    "haproxy",
 			Wrapper: true,
 			Help:    "take each connection's addresses from a PROXY protocol header (v1 or v2) that a load balancer sends first",
@@ -24,16 +25,16 @@ func init() {
 				"wrapping proxyproto.ErrBadHeader; the listener goes on. v2 TLVs are read and kept " +
 				"(proxyproto.Conn.Header), not interpreted.",
 		},
-		New: func(a *Args) (Server, error) {
-			inner, err := a.Options.ParseServer(a.Inner)
+		New: func(a *driver.Args) (driver.Server, error) {
+			inner, err := a.Env.ParseServer(a.Inner)
 			if err != nil {
 				return nil, err
 			}
 			return &proxyServer{inner: inner}, nil
 		},
 	})
-	RegisterClient(ClientType{
-		Spec: Spec{
+	driver.RegisterClient(driver.ClientType{
+		Spec: driver.Spec{
 			Name:    "haproxy",
 			Wrapper: true,
 			Help:    "send a PROXY protocol header at the start of each connection, for a server behind which tether relays",
@@ -41,8 +42,8 @@ func init() {
 				"context (tether relay puts the original client's there, as v1, or v2 with --proxy-protocol v2); without them it is " +
 				"a v1 \"PROXY UNKNOWN\", which tells the server to use the connection's own addresses.",
 		},
-		New: func(a *Args) (Client, error) {
-			inner, err := a.Options.ParseClient(a.Inner)
+		New: func(a *driver.Args) (driver.Client, error) {
+			inner, err := a.Env.ParseClient(a.Inner)
 			if err != nil {
 				return nil, err
 			}

@@ -9,6 +9,10 @@ import (
 	"syscall"
 )
 
+// ErrNoLockOwner is wrapped when a UNIX client is asked to check the
+// socket's lock file (checkPID=1) and no live process holds it.
+var ErrNoLockOwner = errors.New("endpoint: no live process holds the lock file")
+
 // The lock file is Twisted's FilesystemLock, so that tether and Twisted
 // programs guard each other's sockets: a symbolic link named ADDRESS.lock
 // whose target is the owner's process ID. A symlink is made atomically, and

@@ -7,7 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"reflect"
+
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // Options adjusts how endpoints are made and used, as net.Dialer and
@@ -46,11 +47,11 @@ type Options struct {
 // unknown type, a missing or bad argument, nesting deeper than MaxNesting)
 // is reported here, as an *Error naming the argument.
 func (o *Options) ParseServer(s string) (Server, error) {
-	t, args, err := bindServer(s)
+	t, args, err := driver.BindServer(s)
 	if err != nil {
 		return nil, err
 	}
-	args.Options = o.orZero()
+	args.Env = o.env()
 	srv, err := t.New(args)
 	if err != nil {
 		return nil, asError(err, "parse", s, t.Name)
@@ -65,11 +66,11 @@ func (o *Options) ParseServer(s string) (Server, error) {
 // describes, made with these options, reporting every problem with the
 // string as ParseServer does.
 func (o *Options) ParseClient(s string) (Client, error) {
-	t, args, err := bindClient(s)
+	t, args, err := driver.BindClient(s)
 	if err != nil {
 		return nil, err
 	}
-	args.Options = o.orZero()
+	args.Env = o.env()
 	cli, err := t.New(args)
 	if err != nil {
 		return nil, asError(err, "parse", s, t.Name)
@@ -78,7 +79,7 @@ func (o *Options) ParseClient(s string) (Client, error) {
 		return nil, &Error{Op: "parse", Input: s, Type: t.Name, Err: errors.New("type returned a nil Client")}
 	}
 	c := &client{input: s, typ: t.Name, c: cli}
-	if i := t.Spec.argIndex(timeoutParam.arg.Name); i >= 0 && t.Spec.Args[i].Kind == timeoutParam.arg.Kind {
+	if timeoutParam.In(&t.Spec) {
 		// The shared timeout= bounds the whole Dial of every type that
 		// declares it; the types themselves need not apply it.
 		c.timeout = timeoutParam.Get(args)
@@ -113,55 +114,24 @@ func (o *Options) orZero() *Options {
 	return o
 }
 
-// discard is the logger of Options without one.
-var discard = slog.New(slog.DiscardHandler)
-
-// logger returns the Logger to log with: never nil.
-func (o *Options) logger() *slog.Logger {
-	if o == nil || o.Logger == nil {
-		return discard
-	}
-	return o.Logger
-}
-
-// adjustTLS lets the TLSConfig hook change cfg, keeping verification as
-// the endpoint set it up.
-func (o *Options) adjustTLS(cfg *tls.Config) {
-	if o == nil || o.TLSConfig == nil {
-		return
-	}
-	skip, verify := cfg.InsecureSkipVerify, cfg.VerifyConnection
-	o.TLSConfig(cfg)
-	cfg.InsecureSkipVerify = skip
-	if mine := cfg.VerifyConnection; verify != nil && (mine == nil || reflect.ValueOf(mine).Pointer() != reflect.ValueOf(verify).Pointer()) {
-		// The hook removed the endpoint's own check, or set one of its
-		// own: the endpoint's stays, and both must pass.
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if err := verify(cs); err != nil {
-				return err
-			}
-			if mine != nil {
-				return mine(cs)
-			}
-			return nil
-		}
+// env is what the types in a string parsed with o are lent.
+func (o *Options) env() *driver.Env {
+	o = o.orZero()
+	return &driver.Env{
+		Resolver:    o.Resolver,
+		Logger:      o.Logger,
+		TLSConfig:   o.TLSConfig,
+		ParseServer: func(s string) (driver.Server, error) { return o.ParseServer(s) },
+		ParseClient: func(s string) (driver.Client, error) { return o.ParseClient(s) },
 	}
 }
 
 // execLogger returns the logger an exec: program's standard error goes
-// to: the Logger, or one writing to this process's standard error.
-func (o *Options) execLogger() *slog.Logger {
-	if o != nil && o.Logger != nil {
-		return o.Logger
+// to: the program's Logger, or one writing to this process's standard
+// error, so that it is not lost.
+func execLogger(env *driver.Env) *slog.Logger {
+	if env != nil && env.Logger != nil {
+		return env.Logger
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, nil))
-}
-
-// resolver returns the Resolver to look names up with; nil means
-// net.DefaultResolver.
-func (o *Options) resolver() *net.Resolver {
-	if o == nil {
-		return nil
-	}
-	return o.Resolver
 }

@@ -104,7 +104,7 @@ func TestOptionsLogger(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tl := ln.(*TLSListener)
+		tl := ln.(*tlsListener)
 		tl.store.every = 0
 		tl.store.next.Store(0)
 		serveEcho(t, ln)

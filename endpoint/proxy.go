@@ -14,12 +14,13 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/tether-endpoints/tether/endpoint/driver"
 	"github.com/tether-endpoints/tether/internal/abort"
 )
 
 func init() {
-	RegisterClient(ClientType{
-		Spec: Spec{
+	driver.RegisterClient(driver.ClientType{
+		Spec: driver.Spec{
 			Name: "socks5",
 			Help: "connect through a SOCKS5 proxy, which resolves the host name and connects (RFC 1928)",
 			Args: tunnelArgs("SOCKS5 proxy", "`tcp\\:127.0.0.1\\:1080`",
@@ -44,8 +45,8 @@ func init() {
 		},
 		New: newSOCKS5Client,
 	})
-	RegisterClient(ClientType{
-		Spec: Spec{
+	driver.RegisterClient(driver.ClientType{
+		Spec: driver.Spec{
 			Name: "httpconnect",
 			Help: "connect through an HTTP proxy's tunnel: a CONNECT request, which the proxy resolves and connects",
 			Args: tunnelArgs("HTTP proxy", "`tcp\\:127.0.0.1\\:3128`",
@@ -81,17 +82,17 @@ const proxyPasswordNote = "The password is a secret argument: error messages, te
 var (
 	proxyHostParam = hostParam.Help("host name or IP address for the proxy to connect to; a name is resolved by the proxy")
 	proxyPortParam = connectPortParam.Help("port for the proxy to connect to")
-	proxyParam     = StringParam("proxy", "client endpoint that reaches the proxy").Required()
-	userParam      = StringParam("username", "user name for the proxy")
-	passwordParam  = StringParam("password", "password for the proxy").Secret()
-	passFileParam  = StringParam("passwordFile",
+	proxyParam     = driver.StringParam("proxy", "client endpoint that reaches the proxy").Required()
+	userParam      = driver.StringParam("username", "user name for the proxy")
+	passwordParam  = driver.StringParam("password", "password for the proxy").Secret()
+	passFileParam  = driver.StringParam("passwordFile",
 		"file whose first line is the password, read when the string is parsed; keeps it off command lines")
 	proxyTimeoutParam = timeoutParam.Help("seconds the whole attempt (reaching the proxy, its handshake) may take")
 )
 
 // tunnelArgs declares the arguments of a proxy client type.
-func tunnelArgs(what, example, userHelp, passHelp string) []Arg {
-	return []Arg{
+func tunnelArgs(what, example, userHelp, passHelp string) []driver.Arg {
+	return []driver.Arg{
 		proxyHostParam.Arg(), proxyPortParam.Arg(),
 		proxyParam.Help("client endpoint that reaches the " + what + ", its ':' escaped: " + example).Arg(),
 		userParam.Help(userHelp).Arg(), passwordParam.Help(passHelp).Arg(), passFileParam.Arg(),
@@ -128,7 +129,7 @@ type tunnelClient struct {
 	handshake func(conn net.Conn) error
 }
 
-func newTunnelClient(a *Args) (*tunnelClient, error) {
+func newTunnelClient(a *driver.Args) (*tunnelClient, error) {
 	c := &tunnelClient{input: a.Input, typ: a.Spec.Name, host: proxyHostParam.Get(a),
 		port: proxyPortParam.Get(a)}
 	if ip, err := netip.ParseAddr(c.host); err == nil && ip.Zone() != "" {
@@ -158,7 +159,7 @@ func newTunnelClient(a *Args) (*tunnelClient, error) {
 	case !passFileParam.Absent(a):
 		return nil, argError(a, "passwordFile", "needs username= (the user it is the password of)", nil)
 	}
-	inner, err := a.Options.ParseClient(proxyParam.Get(a))
+	inner, err := a.Env.ParseClient(proxyParam.Get(a))
 	if err != nil {
 		return nil, argError(a, "proxy", err.Error(), err)
 	}
@@ -198,7 +199,7 @@ func readPasswordFile(path string) (string, error) {
 	return strings.TrimSuffix(line, "\r"), nil
 }
 
-func newSOCKS5Client(a *Args) (Client, error) {
+func newSOCKS5Client(a *driver.Args) (driver.Client, error) {
 	c, err := newTunnelClient(a)
 	if err != nil {
 		return nil, err
@@ -218,7 +219,7 @@ func newSOCKS5Client(a *Args) (Client, error) {
 	return c, nil
 }
 
-func newHTTPConnectClient(a *Args) (Client, error) {
+func newHTTPConnectClient(a *driver.Args) (driver.Client, error) {
 	c, err := newTunnelClient(a)
 	if err != nil {
 		return nil, err
@@ -272,7 +273,7 @@ func (c *tunnelClient) target() string {
 // ErrProxyFailed; other errors are returned as they are.
 func handshakeEOF(err error, proto string) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return errorf(ErrProxyFailed, io.ErrUnexpectedEOF,
+		return driver.WrapError(ErrProxyFailed, io.ErrUnexpectedEOF,
 			"the proxy closed the connection before its "+proto+" answer was complete")
 	}
 	return err
@@ -322,7 +323,7 @@ func (c *tunnelClient) socks5(conn net.Conn) error {
 		return handshakeEOF(err, "SOCKS5")
 	}
 	if buf[0] != socks5Version {
-		return errorf(ErrProxyFailed, nil, fmt.Sprintf("not a SOCKS5 proxy: it answered % x", buf[:2]))
+		return driver.WrapError(ErrProxyFailed, nil, fmt.Sprintf("not a SOCKS5 proxy: it answered % x", buf[:2]))
 	}
 	switch method := buf[1]; {
 	case method == socks5NoAuth:
@@ -331,13 +332,13 @@ func (c *tunnelClient) socks5(conn net.Conn) error {
 			return err
 		}
 	case method == socks5NoMethods && !c.auth:
-		return errorf(ErrProxyAuth, ErrProxyFailed,
+		return driver.WrapError(ErrProxyAuth, ErrProxyFailed,
 			"the proxy wants authentication: give username= and password=")
 	case method == socks5NoMethods:
-		return errorf(ErrProxyAuth, ErrProxyFailed,
+		return driver.WrapError(ErrProxyAuth, ErrProxyFailed,
 			"the proxy accepts neither user and password nor no authentication")
 	default:
-		return errorf(ErrProxyFailed, nil,
+		return driver.WrapError(ErrProxyFailed, nil,
 			fmt.Sprintf("the proxy chose authentication method %#x, which was not offered", method))
 	}
 
@@ -363,7 +364,7 @@ func (c *tunnelClient) socks5(conn net.Conn) error {
 		return handshakeEOF(err, "SOCKS5")
 	}
 	if buf[0] != socks5Version {
-		return errorf(ErrProxyFailed, nil, fmt.Sprintf("not a SOCKS5 reply: % x", buf[:4]))
+		return driver.WrapError(ErrProxyFailed, nil, fmt.Sprintf("not a SOCKS5 reply: % x", buf[:4]))
 	}
 	if rep := int(buf[1]); rep != 0 {
 		msg := "unknown reply code"
@@ -371,7 +372,7 @@ func (c *tunnelClient) socks5(conn net.Conn) error {
 		if rep < len(socks5Replies) {
 			msg, errno = socks5Replies[rep].msg, socks5Replies[rep].errno
 		}
-		return errorf(ErrProxyFailed, errno,
+		return driver.WrapError(ErrProxyFailed, errno,
 			fmt.Sprintf("the proxy could not connect to %s: %s (reply %d)", c.target(), msg, rep))
 	}
 	var rest int
@@ -386,7 +387,7 @@ func (c *tunnelClient) socks5(conn net.Conn) error {
 		}
 		rest = int(buf[4]) + 2
 	default:
-		return errorf(ErrProxyFailed, nil, fmt.Sprintf("the SOCKS5 reply has an unknown address type %#x", buf[3]))
+		return driver.WrapError(ErrProxyFailed, nil, fmt.Sprintf("the SOCKS5 reply has an unknown address type %#x", buf[3]))
 	}
 	if _, err := io.ReadFull(conn, buf[5:5+rest]); err != nil {
 		return handshakeEOF(err, "SOCKS5")
@@ -409,7 +410,7 @@ func (c *tunnelClient) socks5Auth(conn net.Conn) error {
 		return handshakeEOF(err, "SOCKS5 authentication")
 	}
 	if resp[1] != 0 {
-		return errorf(ErrProxyAuth, ErrProxyFailed,
+		return driver.WrapError(ErrProxyAuth, ErrProxyFailed,
 			fmt.Sprintf("the proxy refused username %q and its password (status %d)", c.user, resp[1]))
 	}
 	return nil
@@ -447,7 +448,7 @@ func (c *tunnelClient) httpConnect(conn net.Conn) error {
 		code, ok := httpStatus(status)
 		switch {
 		case !ok:
-			return errorf(ErrProxyFailed, nil, fmt.Sprintf("not an HTTP proxy: it answered %q to CONNECT %s", clip(status), target))
+			return driver.WrapError(ErrProxyFailed, nil, fmt.Sprintf("not an HTTP proxy: it answered %q to CONNECT %s", clip(status), target))
 		case code == 407 || code == 401:
 			// 401 is what tinyproxy answers a wrong password with; to a
 			// CONNECT, only the proxy can have sent it.
@@ -455,14 +456,14 @@ func (c *tunnelClient) httpConnect(conn net.Conn) error {
 			if c.auth {
 				hint = "username " + strconv.Quote(c.user) + " and its password are refused"
 			}
-			return errorf(ErrProxyAuth, ErrProxyFailed,
+			return driver.WrapError(ErrProxyAuth, ErrProxyFailed,
 				fmt.Sprintf("the proxy answered %q to CONNECT %s: %s", clip(status), target, hint))
 		case code >= 100 && code < 200:
 			continue
 		case code >= 200 && code < 300:
 			return nil
 		default:
-			return errorf(ErrProxyFailed, nil, fmt.Sprintf("the proxy answered %q to CONNECT %s", clip(status), target))
+			return driver.WrapError(ErrProxyFailed, nil, fmt.Sprintf("the proxy answered %q to CONNECT %s", clip(status), target))
 		}
 	}
 }
@@ -476,7 +477,7 @@ func readHTTPHeader(r io.Reader, buf []byte) ([]byte, error) {
 	var b [1]byte
 	for {
 		if len(buf) >= httpHeaderMax {
-			return buf, errorf(ErrProxyFailed, nil,
+			return buf, driver.WrapError(ErrProxyFailed, nil,
 				fmt.Sprintf("the proxy's answer has no end of header within %d bytes", httpHeaderMax))
 		}
 		if _, err := io.ReadFull(r, b[:]); err != nil {
@@ -486,7 +487,7 @@ func readHTTPHeader(r io.Reader, buf []byte) ([]byte, error) {
 		h := buf[start:]
 		if len(h) <= len("HTTP/") && !bytes.HasPrefix([]byte("HTTP/"), h) {
 			// Not HTTP: say so now rather than wait for more.
-			return buf, errorf(ErrProxyFailed, nil, fmt.Sprintf("not an HTTP proxy: its answer begins %q", h))
+			return buf, driver.WrapError(ErrProxyFailed, nil, fmt.Sprintf("not an HTTP proxy: its answer begins %q", h))
 		}
 		if bytes.HasSuffix(h, []byte("\n\n")) || bytes.HasSuffix(h, []byte("\n\r\n")) {
 			return buf, nil

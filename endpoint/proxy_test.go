@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-endpoints/tether/endpoint/driver"
 	"github.com/tether-endpoints/tether/internal/testpeer"
 )
 
@@ -243,19 +244,19 @@ func TestProxyNestedString(t *testing.T) {
 		if _, err := ParseClient(s); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
-		outer, err := ClientArgs(s)
+		outer, err := driver.ClientArgs(s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		socks := outer.String("endpoint")
+		socks := outer.Value("endpoint").Str
 		if want := `socks5:example.com:443:proxy=tcp\:127.0.0.1\:1080`; socks != want {
 			t.Fatalf("%s: endpoint= is %q, want %q", s, socks, want)
 		}
-		inner, err := ClientArgs(socks)
+		inner, err := driver.ClientArgs(socks)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := inner.String("proxy"); got != "tcp:127.0.0.1:1080" {
+		if got := inner.Value("proxy").Str; got != "tcp:127.0.0.1:1080" {
 			t.Fatalf("%s: proxy= is %q", socks, got)
 		}
 	}
@@ -609,5 +610,16 @@ func TestHTTPConnectBadAnswers(t *testing.T) {
 		if !errors.Is(err, ErrProxyFailed) || !strings.Contains(err.Error(), tc.want) || errors.Is(err, ErrProxyAuth) != tc.auth {
 			t.Fatalf("%s: %v, want ErrProxyFailed saying %q (ErrProxyAuth: %v)", tc.name, err, tc.want, tc.auth)
 		}
+	}
+}
+
+func TestPasswordFileTooLarge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("p"), maxPasswordFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ParseClient(`socks5:h:1:proxy=tcp\:p\:1:username=u:passwordFile=` + Quote(path))
+	if err == nil || !strings.Contains(err.Error(), "more than a password file needs") || strings.Contains(err.Error(), "PEM") {
+		t.Errorf("err = %v; want it to say the file is too large for a password file", err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 //
 // Every Server and Client that ParseServer and ParseClient return is a
 // Reloader, so the concrete type of a listener or of a wrapper does not
-// matter. If the files cannot be used, Reload returns an *Error naming the
+// matter; so is the listener of a tls: or ssl: server. If the files cannot be used, Reload returns an *Error naming the
 // argument and the file, and the configuration in use stays. An endpoint
 // with no files returns an error wrapping errors.ErrUnsupported.
 type Reloader interface {

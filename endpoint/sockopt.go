@@ -5,37 +5,39 @@ import (
 	"net"
 	"syscall"
 	"time"
+
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // The TCP socket options, declared once and shared by every type that
 // makes TCP sockets: the tcp, tcp6, ssl and tls servers and clients (the
 // proxies and haproxy: pass them on through their inner endpoint string).
 var (
-	keepAliveParam = IntParam("keepAlive",
+	keepAliveParam = driver.IntParam("keepAlive",
 		"seconds a connection may be idle before TCP keep-alive probes start; 0 turns keep-alive off; absent is Go's default (15)",
 		0, math.MaxInt32)
-	keepAliveIntervalParam = IntParam("keepAliveInterval",
+	keepAliveIntervalParam = driver.IntParam("keepAliveInterval",
 		"seconds between keep-alive probes; absent is Go's default (15)", 1, math.MaxInt32)
-	keepAliveCountParam = IntParam("keepAliveCount",
+	keepAliveCountParam = driver.IntParam("keepAliveCount",
 		"unanswered keep-alive probes after which the connection is dropped; absent is Go's default (9)", 1, 127)
-	userTimeoutParam = MillisParam("userTimeout",
+	userTimeoutParam = driver.MillisParam("userTimeout",
 		"milliseconds sent data may stay unacknowledged before the connection is dropped (TCP_USER_TIMEOUT, Linux); absent or 0 is the system's")
-	noDelayParam = BoolParam("noDelay",
+	noDelayParam = driver.BoolParam("noDelay",
 		"1 sends small writes at once (TCP_NODELAY, Go's default); 0 lets Nagle's algorithm gather them").Default("1")
-	reusePortParam = BoolParam("reusePort",
+	reusePortParam = driver.BoolParam("reusePort",
 		"1 lets several sockets, in one process or several, listen on the port (SO_REUSEPORT); the kernel spreads connections among them").Default("0")
-	ipv6OnlyParam = BoolParam("ipv6Only",
+	ipv6OnlyParam = driver.BoolParam("ipv6Only",
 		"on an IPv6 address, 1 takes IPv6 connections only (IPV6_V6ONLY), 0 takes IPv4 ones too; absent keeps tcp's and tcp6's own rule")
 )
 
 // socketArgs are the socket option arguments of client types.
-func socketArgs() []Arg {
-	return []Arg{keepAliveParam.Arg(), keepAliveIntervalParam.Arg(), keepAliveCountParam.Arg(),
+func socketArgs() []driver.Arg {
+	return []driver.Arg{keepAliveParam.Arg(), keepAliveIntervalParam.Arg(), keepAliveCountParam.Arg(),
 		userTimeoutParam.Arg(), noDelayParam.Arg()}
 }
 
 // listenSocketArgs are the socket option arguments of server types.
-func listenSocketArgs() []Arg {
+func listenSocketArgs() []driver.Arg {
 	return append(socketArgs(), reusePortParam.Arg(), ipv6OnlyParam.Arg())
 }
 
@@ -49,9 +51,9 @@ type sockOpts struct {
 }
 
 // readSockOpts reads the socket options of a type that declares them.
-func readSockOpts(a *Args) sockOpts {
+func readSockOpts(a *driver.Args) sockOpts {
 	o := sockOpts{keepAlive: net.KeepAliveConfig{Enable: true}}
-	if a.Spec.argIndex(keepAliveParam.arg.Name) < 0 {
+	if !keepAliveParam.In(a.Spec) {
 		return o
 	}
 	switch {
@@ -69,7 +71,7 @@ func readSockOpts(a *Args) sockOpts {
 	}
 	o.userTimeout = userTimeoutParam.Get(a)
 	o.nagle = !noDelayParam.Get(a)
-	if a.Spec.argIndex(reusePortParam.arg.Name) >= 0 {
+	if reusePortParam.In(a.Spec) {
 		o.reusePort = reusePortParam.Get(a)
 		if !ipv6OnlyParam.Absent(a) {
 			o.ipv6Only = -1

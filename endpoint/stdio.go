@@ -8,11 +8,13 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 func init() {
-	RegisterServer(ServerType{
-		Spec: Spec{
+	driver.RegisterServer(driver.ServerType{
+		Spec: driver.Spec{
 			Name: "stdio",
 			Help: "one connection made of standard input and standard output (inetd-style)",
 			Notes: "Twisted's stdio: takes no arguments. The listener's first Accept returns the connection; " +
@@ -23,16 +25,16 @@ func init() {
 				"RemoteAddr and LocalAddr are that socket's addresses. Standard input and output can be taken " +
 				"once per process, by this server or the stdio client.",
 		},
-		New: func(*Args) (Server, error) { return &stdioServer{}, nil },
+		New: func(*driver.Args) (driver.Server, error) { return &stdioServer{}, nil },
 	})
-	RegisterClient(ClientType{
-		Spec: Spec{
+	driver.RegisterClient(driver.ClientType{
+		Spec: driver.Spec{
 			Name: "stdio",
 			Help: "connect to standard input and standard output, for pipelines",
 			Notes: "Not in Twisted, whose stdio: is a server only. Dial returns a connection that reads " +
 				"standard input and writes standard output; it can be made once per process.",
 		},
-		New: func(*Args) (Client, error) { return &stdioClient{}, nil },
+		New: func(*driver.Args) (driver.Client, error) { return &stdioClient{}, nil },
 	})
 }
 

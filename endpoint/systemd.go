@@ -7,26 +7,28 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // The systemd and fd types' arguments; domain is both's.
 var (
-	sdDomainParam = StringParam("domain",
+	sdDomainParam = driver.StringParam("domain",
 		"address family the socket must have (INET, INET6 or UNIX); absent accepts any").Positional()
-	sdIndexParam = IntParam("index", "which passed socket: 0 is the first (fd 3); give index or name",
+	sdIndexParam = driver.IntParam("index", "which passed socket: 0 is the first (fd 3); give index or name",
 		0, math.MaxInt32).Positional()
-	sdNameParam = StringParam("name",
+	sdNameParam = driver.StringParam("name",
 		"which passed socket, by its name in LISTEN_FDNAMES (FileDescriptorName=); give index or name")
-	fdFilenoParam = IntParam("fileno", "descriptor number of a listening stream socket this process inherited",
+	fdFilenoParam = driver.IntParam("fileno", "descriptor number of a listening stream socket this process inherited",
 		0, math.MaxInt32).Positional().Required()
 )
 
 func init() {
-	RegisterServer(ServerType{
-		Spec: Spec{
+	driver.RegisterServer(driver.ServerType{
+		Spec: driver.Spec{
 			Name: "systemd",
 			Help: "listen on a socket passed by systemd socket activation (LISTEN_FDS)",
-			Args: []Arg{sdDomainParam.Required().Help("address family the socket must have: INET, INET6 or UNIX").Arg(),
+			Args: []driver.Arg{sdDomainParam.Required().Help("address family the socket must have: INET, INET6 or UNIX").Arg(),
 				sdIndexParam.Arg(), sdNameParam.Arg()},
 			Notes: "Twisted's arguments (domain, index); name= is tether's, for sockets named with " +
 				"FileDescriptorName= or systemd-socket-activate --fdname. LISTEN_PID, LISTEN_FDS and " +
@@ -39,11 +41,11 @@ func init() {
 		},
 		New: newSystemdServer,
 	})
-	RegisterServer(ServerType{
-		Spec: Spec{
+	driver.RegisterServer(driver.ServerType{
+		Spec: driver.Spec{
 			Name: "fd",
 			Help: "listen on an inherited listening socket, by its descriptor number",
-			Args: []Arg{fdFilenoParam.Arg(), sdDomainParam.Arg()},
+			Args: []driver.Arg{fdFilenoParam.Arg(), sdDomainParam.Arg()},
 			Notes: "Twisted has no string form for its AdoptedStreamServerEndpoint; fd: takes its arguments " +
 				"(fileno, and the address family as systemd:'s domain). As with systemd:, the descriptor is " +
 				"marked close-on-exec when the string is parsed and each Listen gets a duplicate of it, so " +
@@ -112,12 +114,12 @@ func sdReadListenFDs(getenv func(string) string, pid int) ([]sdPassedFD, string)
 var errSDWrongDomain = errors.New("wrong address family")
 
 // argErrorWrap makes an *Error about one argument of a string being parsed.
-func argErrorWrap(a *Args, arg string, err error) error {
-	return &Error{Op: "parse", Input: a.Input, Type: a.Spec.Name, Arg: arg, Value: a.get(arg).Text, Err: err}
+func argErrorWrap(a *driver.Args, arg string, err error) error {
+	return &Error{Op: "parse", Input: a.Input, Type: a.Spec.Name, Arg: arg, Value: a.Value(arg).Text, Err: err}
 }
 
 // sdReadDomain reads a domain= argument; 0 means absent.
-func sdReadDomain(a *Args) (int, error) {
+func sdReadDomain(a *driver.Args) (int, error) {
 	if sdDomainParam.Absent(a) {
 		return 0, nil
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // sdActivation holds what the environment said, read once: Twisted's
@@ -65,25 +67,25 @@ func sdCheckListening(fd, domain int, what string) error {
 	d, err := socketDomain(fd)
 	switch {
 	case errors.Is(err, syscall.EBADF):
-		return errorf(ErrBadArgument, err, what+" is not open")
+		return driver.WrapError(ErrBadArgument, err, what+" is not open")
 	case errors.Is(err, syscall.ENOTSOCK):
-		return errorf(ErrBadArgument, err, what+" is not a socket")
+		return driver.WrapError(ErrBadArgument, err, what+" is not a socket")
 	case err != nil:
-		return errorf(ErrBadArgument, os.NewSyscallError("getsockopt", err), what+": cannot read its address family")
+		return driver.WrapError(ErrBadArgument, os.NewSyscallError("getsockopt", err), what+": cannot read its address family")
 	case domain != 0 && d != domain:
-		return errorf(ErrBadArgument, errSDWrongDomain, fmt.Sprintf("%s has address family %s, not %s",
+		return driver.WrapError(ErrBadArgument, errSDWrongDomain, fmt.Sprintf("%s has address family %s, not %s",
 			what, sdDomainName(d), sdDomainName(domain)))
 	}
 	if typ, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TYPE); err != nil || typ != syscall.SOCK_STREAM {
-		return errorf(ErrBadArgument, err, what+" is not a stream socket (a datagram socket cannot be listened on)")
+		return driver.WrapError(ErrBadArgument, err, what+" is not a stream socket (a datagram socket cannot be listened on)")
 	}
 	if acc, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_ACCEPTCONN); err != nil || acc == 0 {
-		return errorf(ErrBadArgument, err, what+" is not listening (SO_ACCEPTCONN is off)")
+		return driver.WrapError(ErrBadArgument, err, what+" is not listening (SO_ACCEPTCONN is off)")
 	}
 	return nil
 }
 
-func newSystemdServer(a *Args) (Server, error) {
+func newSystemdServer(a *driver.Args) (driver.Server, error) {
 	domain, err := sdReadDomain(a)
 	if err != nil {
 		return nil, err
@@ -91,9 +93,9 @@ func newSystemdServer(a *Args) (Server, error) {
 	byIndex, byName := !sdIndexParam.Absent(a), !sdNameParam.Absent(a)
 	switch {
 	case !byIndex && !byName:
-		return nil, argErrorWrap(a, "index", errorf(ErrBadArgument, nil, "missing: give index=N or name=NAME"))
+		return nil, argErrorWrap(a, "index", driver.WrapError(ErrBadArgument, nil, "missing: give index=N or name=NAME"))
 	case byIndex && byName:
-		return nil, argErrorWrap(a, "name", errorf(ErrBadArgument, nil, "given with index; give one of them"))
+		return nil, argErrorWrap(a, "name", driver.WrapError(ErrBadArgument, nil, "given with index; give one of them"))
 	}
 	fds, none := sdPassedFDs()
 	var (
@@ -107,7 +109,7 @@ func newSystemdServer(a *Args) (Server, error) {
 			if why == "" {
 				why = fmt.Sprintf("%d sockets were passed (index 0-%d)", len(fds), len(fds)-1)
 			}
-			return nil, argErrorWrap(a, "index", errorf(ErrBadArgument, nil, "no such socket: "+why))
+			return nil, argErrorWrap(a, "index", driver.WrapError(ErrBadArgument, nil, "no such socket: "+why))
 		}
 		pick = fds[i]
 	} else {
@@ -128,16 +130,16 @@ func newSystemdServer(a *Args) (Server, error) {
 		}
 		switch {
 		case len(matches) == 0 && none != "":
-			return nil, argErrorWrap(a, "name", errorf(ErrBadArgument, nil, "no such socket: "+none))
+			return nil, argErrorWrap(a, "name", driver.WrapError(ErrBadArgument, nil, "no such socket: "+none))
 		case len(matches) == 0:
 			names := make([]string, len(fds))
 			for i, f := range fds {
 				names[i] = f.name
 			}
-			return nil, argErrorWrap(a, "name", errorf(ErrBadArgument, nil, fmt.Sprintf(
+			return nil, argErrorWrap(a, "name", driver.WrapError(ErrBadArgument, nil, fmt.Sprintf(
 				"no socket of that name was passed (LISTEN_FDNAMES: %s)", strings.Join(names, ", "))))
 		case len(matches) > 1:
-			return nil, argErrorWrap(a, "name", errorf(ErrBadArgument, nil, fmt.Sprintf(
+			return nil, argErrorWrap(a, "name", driver.WrapError(ErrBadArgument, nil, fmt.Sprintf(
 				"%d passed sockets have that name; choose one with index= (fds %d and %d are indexes %d and %d)",
 				len(matches), matches[0].fd, matches[1].fd, matches[0].fd-sdListenFDsStart, matches[1].fd-sdListenFDsStart)))
 		}
@@ -153,7 +155,7 @@ func newSystemdServer(a *Args) (Server, error) {
 	return &inheritedServer{fd: pick.fd, domain: domain, what: what}, nil
 }
 
-func newFDServer(a *Args) (Server, error) {
+func newFDServer(a *driver.Args) (driver.Server, error) {
 	domain, err := sdReadDomain(a)
 	if err != nil {
 		return nil, err

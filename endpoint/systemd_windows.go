@@ -1,6 +1,10 @@
 package endpoint
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/tether-endpoints/tether/endpoint/driver"
+)
 
 // The systemd: and fd: servers adopt a listening socket by its descriptor
 // number. Windows has neither systemd's socket activation nor inheritable
@@ -9,12 +13,12 @@ import "errors"
 // so both types stay known, with their arguments, but fail when parsed,
 // saying why. The error matches errors.ErrUnsupported.
 
-func newSystemdServer(*Args) (Server, error) {
-	return nil, errorf(errors.ErrUnsupported, nil,
+func newSystemdServer(*driver.Args) (driver.Server, error) {
+	return nil, driver.WrapError(errors.ErrUnsupported, nil,
 		"not available on windows (socket activation is a Linux/systemd feature)")
 }
 
-func newFDServer(*Args) (Server, error) {
-	return nil, errorf(errors.ErrUnsupported, nil,
+func newFDServer(*driver.Args) (driver.Server, error) {
+	return nil, driver.WrapError(errors.ErrUnsupported, nil,
 		"not available on windows (it adopts an inherited socket by descriptor number, which Windows does not pass)")
 }

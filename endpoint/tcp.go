@@ -10,43 +10,44 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tether-endpoints/tether/endpoint/driver"
 	"github.com/tether-endpoints/tether/internal/abort"
 )
 
 // The tcp client's own argument.
-var attemptDelayParam = MillisParam("attemptDelay",
+var attemptDelayParam = driver.MillisParam("attemptDelay",
 	"milliseconds to wait for one address before also trying the next (RFC 8305)").
 	Default(strconv.Itoa(int(defaultAttemptDelay / time.Millisecond)))
 
 func init() {
-	RegisterServer(ServerType{
-		Spec: Spec{
+	driver.RegisterServer(driver.ServerType{
+		Spec: driver.Spec{
 			Name: "tcp",
 			Help: "listen for TCP connections (IPv4, or IPv6 when the interface is an IPv6 address)",
-			Args: append([]Arg{listenPortParam.Arg(), interfaceParam.Arg(), backlogParam.Arg()}, listenSocketArgs()...),
+			Args: append([]driver.Arg{listenPortParam.Arg(), interfaceParam.Arg(), backlogParam.Arg()}, listenSocketArgs()...),
 		},
-		New: func(a *Args) (Server, error) {
+		New: func(a *driver.Args) (driver.Server, error) {
 			host := interfaceParam.Get(a)
 			return newTCPServer(tcpNetwork(host), host, a), nil
 		},
 	})
-	tcp6Interface := HostParam("interface", "IPv6 address or host name to listen on").Positional().Default("::")
-	RegisterServer(ServerType{
-		Spec: Spec{
+	tcp6Interface := driver.HostParam("interface", "IPv6 address or host name to listen on").Positional().Default("::")
+	driver.RegisterServer(driver.ServerType{
+		Spec: driver.Spec{
 			Name:  "tcp6",
 			Help:  "listen for TCP connections on IPv6 (on \"::\", IPv4 too, as Twisted's does)",
-			Args:  append([]Arg{listenPortParam.Arg(), backlogParam.Arg(), tcp6Interface.Arg()}, listenSocketArgs()...),
+			Args:  append([]driver.Arg{listenPortParam.Arg(), backlogParam.Arg(), tcp6Interface.Arg()}, listenSocketArgs()...),
 			Notes: "The positional order is port, backlog, interface: Twisted's, unlike tcp's.",
 		},
-		New: func(a *Args) (Server, error) {
+		New: func(a *driver.Args) (driver.Server, error) {
 			return newTCPServer("tcp6", tcp6Interface.Get(a), a), nil
 		},
 	})
-	RegisterClient(ClientType{
-		Spec: Spec{
+	driver.RegisterClient(driver.ClientType{
+		Spec: driver.Spec{
 			Name: "tcp",
 			Help: "connect over TCP, racing IPv6 and IPv4 addresses (Happy Eyeballs)",
-			Args: append([]Arg{hostParam.Arg(), connectPortParam.Arg(),
+			Args: append([]driver.Arg{hostParam.Arg(), connectPortParam.Arg(),
 				timeoutParam.Help("seconds the whole attempt (resolving and connecting) may take").Arg(),
 				bindAddressParam.Arg(), attemptDelayParam.Arg(),
 			}, socketArgs()...),
@@ -54,9 +55,9 @@ func init() {
 			Notes: "Twisted's tcp client resolves host names to IPv4 only; this one resolves both families. " +
 				"As in Twisted, positional arguments fill what keywords left: tcp:host=example.com:80 is port 80.",
 		},
-		New: func(a *Args) (Client, error) {
+		New: func(a *driver.Args) (driver.Client, error) {
 			c := &tcpClient{
-				resolver: a.Options.resolver(),
+				resolver: a.Env.Resolver,
 				host:     hostParam.Get(a),
 				port:     connectPortParam.Get(a),
 				delay:    attemptDelayParam.Get(a),
@@ -70,15 +71,15 @@ func init() {
 
 // Arguments that several types share, declared once.
 var (
-	listenPortParam = PortParam("port", "port to listen on; 0 picks a free one").Positional().Required()
-	interfaceParam  = HostParam("interface",
+	listenPortParam = driver.PortParam("port", "port to listen on; 0 picks a free one").Positional().Required()
+	interfaceParam  = driver.HostParam("interface",
 		"address to listen on; empty means every IPv4 address, an IPv6 address listens on IPv6").Positional().EmptyDefault()
-	backlogParam = IntParam("backlog", "length of the queue of connections not yet accepted", 0, 1<<20).
+	backlogParam = driver.IntParam("backlog", "length of the queue of connections not yet accepted", 0, 1<<20).
 			Positional().Default("50")
-	hostParam        = HostParam("host", "host name or IP address to connect to").Positional().Required()
-	connectPortParam = PortParam("port", "port to connect to").Positional().Required()
-	timeoutParam     = SecondsParam("timeout", "seconds the attempt may take").Default("30")
-	bindAddressParam = HostParam("bindAddress", "local address to connect from; absent lets the system choose")
+	hostParam        = driver.HostParam("host", "host name or IP address to connect to").Positional().Required()
+	connectPortParam = driver.PortParam("port", "port to connect to").Positional().Required()
+	timeoutParam     = driver.SecondsParam("timeout", "seconds the attempt may take").Default("30")
+	bindAddressParam = driver.HostParam("bindAddress", "local address to connect from; absent lets the system choose")
 )
 
 // tcpNetwork is the network a tcp server listens on for an interface: IPv6
@@ -96,7 +97,7 @@ type tcpServer struct {
 	opts          sockOpts
 }
 
-func newTCPServer(network, host string, a *Args) *tcpServer {
+func newTCPServer(network, host string, a *driver.Args) *tcpServer {
 	return &tcpServer{network: network, host: host, port: int(listenPortParam.Get(a)), backlog: backlogParam.Get(a),
 		opts: readSockOpts(a)}
 }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 func listen(t *testing.T, s string) net.Listener {
@@ -356,4 +358,18 @@ func TestInterleave(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("interleave = %v, want %v", got, want)
 	}
+}
+
+// describe returns what `tether describe` prints for s, in role "server"
+// or "client".
+func describe(t *testing.T, role, s string) string {
+	t.Helper()
+	a, err := driver.ServerArgs(s)
+	if role == "client" {
+		a, err = driver.ClientArgs(s)
+	}
+	if err != nil {
+		t.Fatalf("%s %q: %v", role, s, err)
+	}
+	return fmt.Sprint(a) // Args print as their JSON
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tether-endpoints/tether/endpoint/driver"
 	"github.com/tether-endpoints/tether/internal/abort"
 )
 
@@ -38,79 +39,79 @@ const verifyNotes = "The server's certificate is always verified, against the gi
 
 // Arguments the ssl and tls clients share, declared once.
 var (
-	clientKeyParam  = StringParam("privateKey", "PEM file of the client certificate's private key")
-	clientALPNParam = StringParam("alpn", "ALPN protocols to offer, comma-separated, most preferred first")
-	insecureParam   = BoolParam("insecureSkipVerify", "1 accepts any certificate for any name: INSECURE, for tests only").Default("0")
+	clientKeyParam  = driver.StringParam("privateKey", "PEM file of the client certificate's private key")
+	clientALPNParam = driver.StringParam("alpn", "ALPN protocols to offer, comma-separated, most preferred first")
+	insecureParam   = driver.BoolParam("insecureSkipVerify", "1 accepts any certificate for any name: INSECURE, for tests only").Default("0")
 	tlsTimeoutParam = timeoutParam.Help("seconds the whole attempt (resolving, connecting, handshake) may take")
 )
 
 // The ssl server's own arguments, in Twisted's positional order.
 var (
-	sslKeyParam = StringParam("privateKey",
+	sslKeyParam = driver.StringParam("privateKey",
 		"PEM file of the private key (and of the certificate, if certKey is absent)").Positional().Default("server.pem")
-	sslCertParam = StringParam("certKey",
+	sslCertParam = driver.StringParam("certKey",
 		"PEM file of the certificate, then any chain; absent means the privateKey file").Positional().DefaultFrom("privateKey")
-	sslMethodParam = StringParam("sslmethod",
+	sslMethodParam = driver.StringParam("sslmethod",
 		"SSLv23_METHOD, TLS_METHOD or TLS_SERVER_METHOD (TLS 1.2 or 1.3), or TLSv1_2_METHOD (1.2 only); absent is TLS 1.2 or 1.3").Positional()
-	sslChainParam = StringParam("extraCertChain",
+	sslChainParam = driver.StringParam("extraCertChain",
 		"PEM file of chain certificates sent after the certificate; it must hold one at least").Positional()
-	sslDHParam = StringParam("dhParameters",
+	sslDHParam = driver.StringParam("dhParameters",
 		"PEM file of DH parameters: checked, then unused (Go offers forward secrecy through ECDHE only)").Positional()
 )
 
 // The tls server's own arguments.
 var (
-	tlsCertParam = StringParam("certificate",
+	tlsCertParam = driver.StringParam("certificate",
 		"PEM file of the certificate, then any chain (the key too, if privateKey is absent)")
-	tlsKeyParam = StringParam("privateKey",
+	tlsKeyParam = driver.StringParam("privateKey",
 		"PEM file of the certificate's private key; absent means the certificate file").DefaultFrom("certificate")
-	tlsCertDirParam = StringParam("certDir",
+	tlsCertDirParam = driver.StringParam("certDir",
 		"directory of NAME.pem files (chain and key, or the key in NAME.key), chosen by the name the client asks for (SNI)")
-	tlsClientCAParam = StringParam("clientCA",
+	tlsClientCAParam = driver.StringParam("clientCA",
 		"PEM file, or directory of .pem files, of the CAs that client certificates must chain to")
-	tlsClientAuthParam = StringParam("clientAuth",
+	tlsClientAuthParam = driver.StringParam("clientAuth",
 		"with clientCA: required (the default) refuses a client without a certificate, optional verifies one if sent")
-	tlsServerALPNParam = StringParam("alpn",
+	tlsServerALPNParam = driver.StringParam("alpn",
 		"ALPN protocols to agree on, comma-separated, most preferred first (h2,http/1.1)")
-	tlsMinVersionParam = StringParam("minVersion", "lowest TLS version accepted: 1.2 or 1.3").Default("1.2")
-	handshakeParam     = SecondsParam("handshakeTimeout",
+	tlsMinVersionParam = driver.StringParam("minVersion", "lowest TLS version accepted: 1.2 or 1.3").Default("1.2")
+	handshakeParam     = driver.SecondsParam("handshakeTimeout",
 		"seconds a client has to get through the handshake").Default(strconv.Itoa(int(defaultHandshakeTimeout / time.Second)))
 )
 
 // The ssl client's own arguments.
 var (
-	sslClientCertParam = StringParam("certKey",
+	sslClientCertParam = driver.StringParam("certKey",
 		"PEM file of a client certificate (and its key, if privateKey is absent)")
-	sslRootsParam = StringParam("caCertsDir",
+	sslRootsParam = driver.StringParam("caCertsDir",
 		"directory of .pem files (or one PEM file) of the CAs to trust instead of the system's")
-	sslHostnameParam = HostParam("hostname",
+	sslHostnameParam = driver.HostParam("hostname",
 		"name to verify the certificate against and send as SNI; absent means host").DefaultFrom("host")
 	sslClientKeyParam = clientKeyParam.DefaultFrom("certKey")
 )
 
 // The tls client's own arguments, all positional in Twisted's order.
 var (
-	tlsHostParam = HostParam("host",
+	tlsHostParam = driver.HostParam("host",
 		"host name or IP address to connect to, verify the certificate against, and send as SNI").Positional().Required()
-	tlsPortParam = PortParam("port",
+	tlsPortParam = driver.PortParam("port",
 		"port to connect to (unused with endpoint=, but required as in Twisted)").Positional().Required()
-	tlsClientCertParam = StringParam("certificate",
+	tlsClientCertParam = driver.StringParam("certificate",
 		"PEM file of a client certificate (and its key, if privateKey is absent)").Positional()
-	tlsRootsParam = StringParam("trustRoots",
+	tlsRootsParam = driver.StringParam("trustRoots",
 		"directory of .pem files (or one PEM file) of the CAs to trust instead of the system's").Positional()
 	tlsClientKeyParam = clientKeyParam.Positional().DefaultFrom("certificate")
-	tlsPinParam       = StringParam("fingerprint",
+	tlsPinParam       = driver.StringParam("fingerprint",
 		"SHA-256 fingerprint of the one certificate to trust, as tether --dev-cert prints it (AB:CD:...); for development only")
-	tlsEndpointParam = StringParam("endpoint",
+	tlsEndpointParam = driver.StringParam("endpoint",
 		"client endpoint to connect through instead of TCP to host:port, its ':' escaped (tcp\\:10.0.0.1\\:443)").Positional()
 )
 
 func init() {
-	RegisterServer(ServerType{
-		Spec: Spec{
+	driver.RegisterServer(driver.ServerType{
+		Spec: driver.Spec{
 			Name: "ssl",
 			Help: "listen for TLS connections over TCP, with Twisted's ssl arguments",
-			Args: append([]Arg{listenPortParam.Arg(), sslKeyParam.Arg(), sslCertParam.Arg(), sslMethodParam.Arg(),
+			Args: append([]driver.Arg{listenPortParam.Arg(), sslKeyParam.Arg(), sslCertParam.Arg(), sslMethodParam.Arg(),
 				interfaceParam.Arg(), backlogParam.Arg(), sslChainParam.Arg(), sslDHParam.Arg()}, listenSocketArgs()...),
 			Notes: "Twisted's arguments, positional order and defaults. The files are read and checked when the " +
 				"string is parsed: a missing file, a key that does not match its certificate, or an expired " +
@@ -120,18 +121,18 @@ func init() {
 				"SSLv3) are refused: those versions are broken. dhParameters must be a PEM \"DH PARAMETERS\" file " +
 				"but is not used: crypto/tls has no finite-field DHE, and its ECDHE key exchange (X25519, P-256) " +
 				"gives forward secrecy to every TLS 1.2 or 1.3 client. The files are read again when they change " +
-				"(looked at, at most once a second, when a client connects) and on demand through TLSListener.Reload, " +
+				"(looked at, at most once a second, when a client connects) and on demand through tlsListener.Reload, " +
 				"without closing the port or any connection; files that fail to load leave the old certificate in use. " +
 				"The handshake runs in the connection's goroutine, at its first Read or Write, and must be done within " +
 				"10 seconds. Accept returns a *tls.Conn, so net/http sees TLS.",
 		},
 		New: newSSLServer,
 	})
-	RegisterServer(ServerType{
-		Spec: Spec{
+	driver.RegisterServer(driver.ServerType{
+		Spec: driver.Spec{
 			Name: "tls",
 			Help: "listen for TLS connections over TCP: SNI, client certificates, ALPN, reload",
-			Args: append([]Arg{listenPortParam.Arg(), interfaceParam.Arg(), backlogParam.Arg(),
+			Args: append([]driver.Arg{listenPortParam.Arg(), interfaceParam.Arg(), backlogParam.Arg(),
 				tlsCertParam.Arg(), tlsKeyParam.Arg(), tlsCertDirParam.Arg(), tlsClientCAParam.Arg(),
 				tlsClientAuthParam.Arg(), tlsServerALPNParam.Arg(), tlsMinVersionParam.Arg(), handshakeParam.Arg()},
 				listenSocketArgs()...),
@@ -141,18 +142,18 @@ func init() {
 				"client's SNI is used, else certificate=, else the first file of certDir. Keys and certificates are " +
 				"read and checked when the string is parsed, as for ssl. The certificate files, certDir and clientCA " +
 				"are read again when they change (looked at, at most once a second, when a client connects) and on " +
-				"demand through TLSListener.Reload, without closing the port or any connection; files that fail to " +
+				"demand through tlsListener.Reload, without closing the port or any connection; files that fail to " +
 				"load leave the old configuration in use, and Reload returns why. The handshake runs in the " +
 				"connection's goroutine, at its first Read or Write, within handshakeTimeout. Accept returns a " +
 				"*tls.Conn, so net/http sees TLS (and HTTP/2 with alpn=h2,http/1.1).",
 		},
 		New: newTLSServer,
 	})
-	RegisterClient(ClientType{
-		Spec: Spec{
+	driver.RegisterClient(driver.ClientType{
+		Spec: driver.Spec{
 			Name: "ssl",
 			Help: "connect over TCP and TLS, verifying the server, with Twisted's ssl arguments",
-			Args: append([]Arg{hostParam.Arg(), connectPortParam.Arg(), tlsTimeoutParam.Arg(), bindAddressParam.Arg(),
+			Args: append([]driver.Arg{hostParam.Arg(), connectPortParam.Arg(), tlsTimeoutParam.Arg(), bindAddressParam.Arg(),
 				sslClientCertParam.Arg(), sslClientKeyParam.Arg(), sslRootsParam.Arg(), sslHostnameParam.Arg(),
 				clientALPNParam.Arg(), insecureParam.Arg()}, socketArgs()...),
 			FillGaps: true,
@@ -162,11 +163,11 @@ func init() {
 		},
 		New: newSSLClient,
 	})
-	RegisterClient(ClientType{
-		Spec: Spec{
+	driver.RegisterClient(driver.ClientType{
+		Spec: driver.Spec{
 			Name: "tls",
 			Help: "connect with TLS over TCP or over another client endpoint, verifying the server",
-			Args: append([]Arg{tlsHostParam.Arg(), tlsPortParam.Arg(), tlsTimeoutParam.Positional().Arg(),
+			Args: append([]driver.Arg{tlsHostParam.Arg(), tlsPortParam.Arg(), tlsTimeoutParam.Positional().Arg(),
 				bindAddressParam.Positional().Arg(), tlsClientCertParam.Arg(), tlsClientKeyParam.Arg(),
 				tlsRootsParam.Arg(), tlsEndpointParam.Arg(), clientALPNParam.Arg(), insecureParam.Arg(),
 				tlsPinParam.Arg()}, socketArgs()...),
@@ -183,13 +184,13 @@ func init() {
 }
 
 // argError is an *Error about argument name with a message of its own.
-func argError(a *Args, name, msg string, cause error) error {
-	return &Error{Op: "parse", Input: a.Input, Type: a.Spec.Name, Arg: name, Value: a.get(name).Text,
-		Err: errorf(ErrBadArgument, cause, msg)}
+func argError(a *driver.Args, name, msg string, cause error) error {
+	return &Error{Op: "parse", Input: a.Input, Type: a.Spec.Name, Arg: name, Value: a.Value(name).Text,
+		Err: driver.WrapError(ErrBadArgument, cause, msg)}
 }
 
 // alpnList reads a comma-separated list of ALPN protocol names.
-func alpnList(a *Args, p Param[string]) ([]string, error) {
+func alpnList(a *driver.Args, p driver.Param[string]) ([]string, error) {
 	if p.Absent(a) {
 		return nil, nil
 	}
@@ -205,7 +206,7 @@ func alpnList(a *Args, p Param[string]) ([]string, error) {
 }
 
 // sslMethod reads Twisted's sslmethod, the name of a pyOpenSSL method.
-func sslMethod(a *Args) (lo, hi uint16, err error) {
+func sslMethod(a *driver.Args) (lo, hi uint16, err error) {
 	if sslMethodParam.Absent(a) {
 		return tls.VersionTLS12, 0, nil
 	}
@@ -222,7 +223,7 @@ func sslMethod(a *Args) (lo, hi uint16, err error) {
 	}
 }
 
-func newSSLServer(a *Args) (Server, error) {
+func newSSLServer(a *driver.Args) (driver.Server, error) {
 	files := &serverFiles{certArg: "privateKey", certPath: sslKeyParam.Get(a),
 		keyArg: "privateKey", keyPath: sslKeyParam.Get(a)}
 	if sslCertParam.Given(a) {
@@ -247,7 +248,7 @@ func newSSLServer(a *Args) (Server, error) {
 		timeout: defaultHandshakeTimeout}, nil
 }
 
-func newTLSServer(a *Args) (Server, error) {
+func newTLSServer(a *driver.Args) (driver.Server, error) {
 	files := &serverFiles{}
 	switch {
 	case !tlsCertParam.Absent(a):
@@ -310,12 +311,12 @@ func (s *tlsServer) Listen(ctx context.Context) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &TLSListener{inner: ln, store: s.store, timeout: s.timeout}
+	l := &tlsListener{inner: ln, store: s.store, timeout: s.timeout}
 	l.config = &tls.Config{GetConfigForClient: l.configFor}
 	return l, nil
 }
 
-// TLSListener is the listener of the ssl and tls server types: a TCP
+// tlsListener is the listener of the ssl and tls server types: a TCP
 // listener whose Accept returns a *tls.Conn, as tls.NewListener's does, so
 // that code such as net/http sees the TLS state. Accept does not wait for
 // the handshake: it runs in the connection's goroutine, at its first Read
@@ -327,7 +328,7 @@ func (s *tlsServer) Listen(ctx context.Context) (net.Listener, error) {
 // connects; Reload reads them at once. Either way the port stays open and
 // open connections are not touched: the next handshake uses the new files.
 // Listeners from the same Server share their certificates.
-type TLSListener struct {
+type tlsListener struct {
 	inner   net.Listener
 	store   *certStore
 	config  *tls.Config
@@ -336,7 +337,7 @@ type TLSListener struct {
 
 // Accept waits for the next connection and returns it as a *tls.Conn whose
 // handshake has not yet run.
-func (l *TLSListener) Accept() (net.Conn, error) {
+func (l *tlsListener) Accept() (net.Conn, error) {
 	raw, err := l.inner.Accept()
 	if err != nil {
 		return nil, err
@@ -348,21 +349,21 @@ func (l *TLSListener) Accept() (net.Conn, error) {
 }
 
 // Close closes the port; connections already accepted stay open.
-func (l *TLSListener) Close() error { return l.inner.Close() }
+func (l *tlsListener) Close() error { return l.inner.Close() }
 
 // Addr returns the TCP address listened on.
-func (l *TLSListener) Addr() net.Addr { return l.inner.Addr() }
+func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
 
 // Reload reads the certificate and key files (and client CAs) now, whether
 // or not they changed, for the handshakes that follow. If they cannot be
 // used, Reload returns an *Error naming the argument and the file, and the
 // configuration in use stays. Call it, say, on SIGHUP, after renewing a
 // certificate with files that do not change atomically.
-func (l *TLSListener) Reload() error { return l.store.reload() }
+func (l *tlsListener) Reload() error { return l.store.reload() }
 
 // configFor gives each handshake the current configuration, and starts
 // the watch that ends the handshake deadline when the handshake is over.
-func (l *TLSListener) configFor(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+func (l *tlsListener) configFor(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	l.store.check()
 	if hc, ok := hello.Conn.(*handshakeConn); ok {
 		hc.watchOnce.Do(func() { go hc.watch() })
@@ -451,8 +452,8 @@ func (c *handshakeConn) handshakeDone() {
 // fingerprint= gives, whatever its names, issuer or dates: what a client
 // of a development server (tether --dev-cert) needs, and nothing more. The
 // chain is not verified; the pinned certificate is checked by
-// VerifyConnection, which a TLSConfig hook cannot remove (adjustTLS).
-func pinCertificate(a *Args, cfg *tls.Config, f clientFiles) error {
+// VerifyConnection, which a TLSConfig hook cannot remove (driver.Env.AdjustTLS).
+func pinCertificate(a *driver.Args, cfg *tls.Config, f clientFiles) error {
 	text := tlsPinParam.Get(a)
 	want, err := hex.DecodeString(strings.NewReplacer(":", "", " ", "").Replace(text))
 	if err != nil || len(want) != sha256.Size {
@@ -481,16 +482,16 @@ func pinCertificate(a *Args, cfg *tls.Config, f clientFiles) error {
 // clientFiles are the arguments that name a TLS client's files: its
 // certificate, its key and its trust roots (ssl's and tls's differ).
 type clientFiles struct {
-	cert, key, roots Param[string]
+	cert, key, roots driver.Param[string]
 }
 
 // clientTLSConfig makes a client's configuration from its arguments, for
 // the server name name. The files are read now, and again when they
 // change (see certStore), so that a client whose certificate is renewed
 // on disk, or whose roots change, picks that up at its next Dial.
-func clientTLSConfig(a *Args, name string, f clientFiles) (*certStore, error) {
+func clientTLSConfig(a *driver.Args, name string, f clientFiles) (*certStore, error) {
 	base := &tls.Config{ServerName: name, InsecureSkipVerify: insecureParam.Get(a)}
-	if a.Spec.argIndex(tlsPinParam.arg.Name) >= 0 && !tlsPinParam.Absent(a) {
+	if tlsPinParam.In(a.Spec) && !tlsPinParam.Absent(a) {
 		if err := pinCertificate(a, base, f); err != nil {
 			return nil, err
 		}
@@ -537,7 +538,7 @@ func clientTLSConfig(a *Args, name string, f clientFiles) (*certStore, error) {
 	return store, nil
 }
 
-func newSSLClient(a *Args) (Client, error) {
+func newSSLClient(a *driver.Args) (driver.Client, error) {
 	store, err := clientTLSConfig(a, sslHostnameParam.Get(a), clientFiles{sslClientCertParam, sslClientKeyParam, sslRootsParam})
 	if err != nil {
 		return nil, err
@@ -545,7 +546,7 @@ func newSSLClient(a *Args) (Client, error) {
 	return &tlsClient{rootsArg: "caCertsDir", dial: tcpPart(a, hostParam, connectPortParam).dial, store: store}, nil
 }
 
-func newTLSClient(a *Args) (Client, error) {
+func newTLSClient(a *driver.Args) (driver.Client, error) {
 	store, err := clientTLSConfig(a, tlsHostParam.Get(a), clientFiles{tlsClientCertParam, tlsClientKeyParam, tlsRootsParam})
 	if err != nil {
 		return nil, err
@@ -558,7 +559,7 @@ func newTLSClient(a *Args) (Client, error) {
 	if !bindAddressParam.Absent(a) {
 		return nil, argError(a, "bindAddress", "cannot be used with endpoint= (give it to the inner endpoint)", nil)
 	}
-	inner, err := a.Options.ParseClient(tlsEndpointParam.Get(a))
+	inner, err := a.Env.ParseClient(tlsEndpointParam.Get(a))
 	if err != nil {
 		return nil, argError(a, "endpoint", err.Error(), err)
 	}
@@ -568,8 +569,8 @@ func newTLSClient(a *Args) (Client, error) {
 
 // tcpPart is the tcp client that a TLS client connects with, to the host
 // and port its arguments host and port name.
-func tcpPart(a *Args, host Param[string], port Param[uint16]) *tcpClient {
-	return &tcpClient{resolver: a.Options.resolver(), host: host.Get(a), port: port.Get(a),
+func tcpPart(a *driver.Args, host driver.Param[string], port driver.Param[uint16]) *tcpClient {
+	return &tcpClient{resolver: a.Env.Resolver, host: host.Get(a), port: port.Get(a),
 		delay: defaultAttemptDelay, bind: bindAddressParam.Get(a), opts: readSockOpts(a)}
 }
 

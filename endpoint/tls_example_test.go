@@ -23,7 +23,7 @@ import (
 // Serve TLS, connect to it trusting the server's certificate, and reload
 // the certificate files on demand (say, on SIGHUP) without closing the
 // port.
-func ExampleTLSListener_Reload() {
+func ExampleReloader_listener() {
 	dir, err := os.MkdirTemp("", "tether-example")
 	if err != nil {
 		fmt.Println(err)
@@ -68,7 +68,7 @@ func ExampleTLSListener_Reload() {
 		sha256.Sum256(conn.(*tls.Conn).ConnectionState().PeerCertificates[0].Raw) == fingerprint)
 
 	// After replacing the files: the next handshakes use them.
-	if err := ln.(*endpoint.TLSListener).Reload(); err != nil {
+	if err := ln.(endpoint.Reloader).Reload(); err != nil {
 		fmt.Println(err)
 	}
 	// Output:

@@ -89,16 +89,16 @@ func serveEcho(t *testing.T, ln net.Listener) <-chan served {
 	return out
 }
 
-func tlsListen(t *testing.T, s string) *TLSListener {
+func tlsListen(t *testing.T, s string) *tlsListener {
 	t.Helper()
 	ln, err := Listen(context.Background(), s)
 	if err != nil {
 		t.Fatalf("Listen(%q): %v", s, err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	tl, ok := ln.(*TLSListener)
+	tl, ok := ln.(*tlsListener)
 	if !ok {
-		t.Fatalf("Listen(%q) returned a %T, want *TLSListener", s, ln)
+		t.Fatalf("Listen(%q) returned a %T, want *tlsListener", s, ln)
 	}
 	return tl
 }

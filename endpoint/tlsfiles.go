@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // This file reads the PEM files of the TLS types, remembers which versions
@@ -57,13 +59,13 @@ func (e *tlsFileError) Unwrap() error { return e.Err }
 
 // fileArgError turns a *tlsFileError met while parsing into an *Error about
 // its argument; other errors are returned as they are.
-func fileArgError(a *Args, err error) error {
+func fileArgError(a *driver.Args, err error) error {
 	var fe *tlsFileError
 	if !errors.As(err, &fe) {
 		return err
 	}
-	return &Error{Op: "parse", Input: a.Input, Type: a.Spec.Name, Arg: fe.Arg, Value: a.get(fe.Arg).Text,
-		Err: errorf(ErrBadArgument, fe.Err, fe.Error())}
+	return &Error{Op: "parse", Input: a.Input, Type: a.Spec.Name, Arg: fe.Arg, Value: a.Value(fe.Arg).Text,
+		Err: driver.WrapError(ErrBadArgument, fe.Err, fe.Error())}
 }
 
 // A fileStamp identifies one version of a file or directory: replacing it
@@ -424,8 +426,8 @@ const reloadCheckInterval = time.Second
 // which costs an atomic load except once per interval, when it stats the
 // files; it never blocks a handshake behind another one's reload.
 type certStore struct {
-	input, typ string   // for errors from Reload
-	opts       *Options // its TLSConfig hook adjusts each configuration; its Logger hears of failed reloads
+	input, typ string      // for errors from Reload
+	env        *driver.Env // its TLSConfig hook adjusts each configuration; its Logger hears of failed reloads
 	// load reads the files and builds the configuration, returning the
 	// stamps of what it read even when it fails.
 	load  func() (*tlsState, []fileStamp, error)
@@ -439,13 +441,13 @@ type certStore struct {
 }
 
 // newCertStore loads the files once; an error is the parse-time error.
-func newCertStore(a *Args, load func() (*tlsState, []fileStamp, error)) (*certStore, error) {
-	s := &certStore{input: a.Input, typ: a.Spec.Name, opts: a.Options, load: load, every: reloadCheckInterval}
+func newCertStore(a *driver.Args, load func() (*tlsState, []fileStamp, error)) (*certStore, error) {
+	s := &certStore{input: a.Input, typ: a.Spec.Name, env: a.Env, load: load, every: reloadCheckInterval}
 	st, stamps, err := load()
 	if err != nil {
 		return nil, err
 	}
-	s.opts.adjustTLS(st.config)
+	s.env.AdjustTLS(st.config)
 	s.state.Store(st)
 	s.seen = stamps
 	s.next.Store(time.Now().Add(s.every).UnixNano())
@@ -454,7 +456,7 @@ func newCertStore(a *Args, load func() (*tlsState, []fileStamp, error)) (*certSt
 
 // check reloads the files if the interval has passed and they changed. A
 // failed reload keeps the configuration in use and is logged (to the
-// Options' Logger), since no caller is there to be told; it is tried again
+// Env's Logger), since no caller is there to be told; it is tried again
 // when the files change again.
 func (s *certStore) check() {
 	now := time.Now()
@@ -465,7 +467,7 @@ func (s *certStore) check() {
 	s.next.Store(now.Add(s.every).UnixNano())
 	if changed(s.seen) {
 		if err := s.loadLocked(); err != nil {
-			s.opts.logger().Warn("TLS files changed but do not load; keeping the certificates in use", "error", err)
+			s.env.Log().Warn("TLS files changed but do not load; keeping the certificates in use", "error", err)
 		}
 	}
 }
@@ -488,7 +490,7 @@ func (s *certStore) loadLocked() error {
 		}
 		return e
 	}
-	s.opts.adjustTLS(st.config)
+	s.env.AdjustTLS(st.config)
 	s.state.Store(st)
 	return nil
 }

@@ -13,31 +13,33 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // The unix types' arguments, in Twisted's positional order.
 var (
-	unixAddressParam = StringParam("address", "path of the socket file, or @name for an abstract socket").
+	unixAddressParam = driver.StringParam("address", "path of the socket file, or @name for an abstract socket").
 				Positional().Required()
-	unixModeParam = ModeParam("mode", "permissions of the socket file, in octal").Positional().Default("666")
-	unixLockParam = BoolParam("lockfile",
+	unixModeParam = driver.ModeParam("mode", "permissions of the socket file, in octal").Positional().Default("666")
+	unixLockParam = driver.BoolParam("lockfile",
 		"guard the socket with ADDRESS.lock (Twisted's lock: a symlink to the owner's PID)").Positional().Default("1")
-	unixOwnerParam = StringParam("owner",
+	unixOwnerParam = driver.StringParam("owner",
 		"user, by name or number, to own the socket file (systemd's SocketUser=); absent: this process's")
-	unixGroupParam = StringParam("group",
+	unixGroupParam = driver.StringParam("group",
 		"group, by name or number, of the socket file (systemd's SocketGroup=); absent: this process's")
-	unixPathParam = StringParam("path", "path of the socket file, or @name for an abstract socket").
+	unixPathParam = driver.StringParam("path", "path of the socket file, or @name for an abstract socket").
 			Positional().Required()
-	unixCheckPIDParam = BoolParam("checkPID", "refuse to connect unless a live process holds PATH.lock").
+	unixCheckPIDParam = driver.BoolParam("checkPID", "refuse to connect unless a live process holds PATH.lock").
 				Aliases("lockfile").Default("0")
 )
 
 func init() {
-	RegisterServer(ServerType{
-		Spec: Spec{
+	driver.RegisterServer(driver.ServerType{
+		Spec: driver.Spec{
 			Name: "unix",
 			Help: "listen on a UNIX stream socket; @name is an abstract socket (Linux)",
-			Args: []Arg{unixAddressParam.Arg(), unixModeParam.Arg(), backlogParam.Arg(), unixLockParam.Arg(),
+			Args: []driver.Arg{unixAddressParam.Arg(), unixModeParam.Arg(), backlogParam.Arg(), unixLockParam.Arg(),
 				unixOwnerParam.Arg(), unixGroupParam.Arg()},
 			Notes: "With lockfile=1 a live owner of ADDRESS.lock makes Listen fail with EADDRINUSE and its socket " +
 				"is left alone; a dead owner's lock and stale socket are taken over. Close removes the socket and " +
@@ -48,7 +50,7 @@ func init() {
 				"Listen and Close never follow a link at ADDRESS or ADDRESS.lock. " +
 				"@name is an abstract socket (Twisted would make a file named @name).",
 		},
-		New: func(a *Args) (Server, error) {
+		New: func(a *driver.Args) (driver.Server, error) {
 			s := &unixServer{
 				path:    unixAddressParam.Get(a),
 				mode:    unixModeParam.Get(a),
@@ -71,14 +73,14 @@ func init() {
 			return s, nil
 		},
 	})
-	RegisterClient(ClientType{
-		Spec: Spec{
+	driver.RegisterClient(driver.ClientType{
+		Spec: driver.Spec{
 			Name:  "unix",
 			Help:  "connect to a UNIX stream socket; @name is an abstract socket (Linux)",
-			Args:  []Arg{unixPathParam.Arg(), timeoutParam.Arg(), unixCheckPIDParam.Arg()},
+			Args:  []driver.Arg{unixPathParam.Arg(), timeoutParam.Arg(), unixCheckPIDParam.Arg()},
 			Notes: "checkPID=0 turns the check off; Twisted reads any checkPID= text, even 0, as on.",
 		},
-		New: func(a *Args) (Client, error) {
+		New: func(a *driver.Args) (driver.Client, error) {
 			return &unixClient{path: unixPathParam.Get(a), checkPID: unixCheckPIDParam.Get(a)}, nil
 		},
 	})
@@ -233,7 +235,7 @@ func (c *unixClient) Dial(ctx context.Context) (net.Conn, error) {
 		}
 		if !held {
 			return nil, &net.OpError{Op: "dial", Net: "unix", Addr: &net.UnixAddr{Name: c.path, Net: "unix"},
-				Err: errorf(ErrNoLockOwner, nil, fmt.Sprintf("checkPID=1: no live process holds %s.lock", c.path))}
+				Err: driver.WrapError(ErrNoLockOwner, nil, fmt.Sprintf("checkPID=1: no live process holds %s.lock", c.path))}
 		}
 	}
 	var d net.Dialer

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // Windows 10 (1803) and later have UNIX stream sockets, and Go's net
@@ -37,7 +39,7 @@ func checkSocketMode(mode os.FileMode) error {
 	if mode == unixDefaultMode {
 		return nil
 	}
-	return errorf(errors.ErrUnsupported, nil, fmt.Sprintf(
+	return driver.WrapError(errors.ErrUnsupported, nil, fmt.Sprintf(
 		"mode=%03o: not supported on windows, where a socket file has no permission bits and gets the ACL of its directory (leave mode at 666)",
 		mode))
 }

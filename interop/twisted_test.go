@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // python is the interpreter that has Twisted: Debian's, not whatever
@@ -122,9 +122,9 @@ var tetherOnlyArgs = []string{"keepAlive", "keepAliveInterval", "keepAliveCount"
 // tetherOnlyArgs are dropped so that the arguments compare with Twisted's.
 func tetherDescribe(t *testing.T, q query) outcome {
 	t.Helper()
-	parse := endpoint.ServerArgs
+	parse := driver.ServerArgs
 	if q.role == "client" {
-		parse = endpoint.ClientArgs
+		parse = driver.ClientArgs
 	}
 	a, err := parse(q.s)
 	if err != nil {

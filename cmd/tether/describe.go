@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 func init() {
@@ -76,10 +77,10 @@ func runDescribe(e *env, args []string) int {
 
 // describeArgs checks s as ParseServer or ParseClient does (as ServerArgs
 // or ClientArgs alone with syntaxOnly) and returns its arguments.
-func describeArgs(s string, client, syntaxOnly bool) (*endpoint.Args, error) {
-	argsOf, parse := endpoint.ServerArgs, func(s string) error { _, err := endpoint.ParseServer(s); return err }
+func describeArgs(s string, client, syntaxOnly bool) (*driver.Args, error) {
+	argsOf, parse := driver.ServerArgs, func(s string) error { _, err := endpoint.ParseServer(s); return err }
 	if client {
-		argsOf, parse = endpoint.ClientArgs, func(s string) error { _, err := endpoint.ParseClient(s); return err }
+		argsOf, parse = driver.ClientArgs, func(s string) error { _, err := endpoint.ParseClient(s); return err }
 	}
 	a, err := argsOf(s)
 	if err != nil || syntaxOnly {

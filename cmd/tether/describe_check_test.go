@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // describeJSON runs describe with args and decodes its JSON.
@@ -132,7 +133,7 @@ func TestDescribeSyntaxOnly(t *testing.T) {
 		t.Errorf("describe --syntax-only = %v", v)
 	}
 	describeJSON(t, "--client", "--syntax-only", "tls:h:443:endpoint="+endpoint.Quote(`tcp:h:1:x=\`))
-	_, aerr := endpoint.ServerArgs("tls:http")
+	_, aerr := driver.ServerArgs("tls:http")
 	if code, _, errOut := runCmd("describe", "--syntax-only", "tls:http"); code != exitUsage ||
 		errOut != "tether describe: "+aerr.Error()+"\n" {
 		t.Errorf("describe --syntax-only tls:http = %d, %q", code, errOut)
@@ -202,10 +203,10 @@ func TestDescribeAgreesWithParse(t *testing.T) {
 	check := func(role, s string) {
 		t.Helper()
 		flags := []string{"describe"}
-		argsOf, parse := endpoint.ServerArgs, func(s string) error { _, err := endpoint.ParseServer(s); return err }
+		argsOf, parse := driver.ServerArgs, func(s string) error { _, err := endpoint.ParseServer(s); return err }
 		if role == "client" {
 			flags = append(flags, "--client")
-			argsOf, parse = endpoint.ClientArgs, func(s string) error { _, err := endpoint.ParseClient(s); return err }
+			argsOf, parse = driver.ClientArgs, func(s string) error { _, err := endpoint.ParseClient(s); return err }
 		}
 		for _, syntaxOnly := range []bool{false, true} {
 			args := append(append([]string{}, flags...), s)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // sslDefaultKey is the ssl: server's privateKey default (Twisted's), a
@@ -24,7 +25,7 @@ const sslDefaultKey = "server.pem"
 // certKey and Twisted's default, server.pem in the current directory, does
 // not exist. A string that does not parse names none: its error stands.
 func certlessTLS(s string) (typ, iface string, certless bool) {
-	a, err := endpoint.ServerArgs(s)
+	a, err := driver.ServerArgs(s)
 	if err != nil {
 		return "", "", false
 	}
@@ -33,14 +34,14 @@ func certlessTLS(s string) (typ, iface string, certless bool) {
 	}
 	switch typ = a.Spec.Name; typ {
 	case "tls":
-		certless = a.Absent("certificate") && a.Absent("certDir") && !a.Given("privateKey")
+		certless = a.Value("certificate").Absent && a.Value("certDir").Absent && !a.Value("privateKey").Given
 	case "ssl":
 		_, err := os.Stat(sslDefaultKey)
-		certless = !a.Given("privateKey") && !a.Given("certKey") && errors.Is(err, fs.ErrNotExist)
+		certless = !a.Value("privateKey").Given && !a.Value("certKey").Given && errors.Is(err, fs.ErrNotExist)
 	default:
 		return typ, "", false
 	}
-	return typ, a.String("interface"), certless
+	return typ, a.Value("interface").Str, certless
 }
 
 // devCert carries out --dev-cert for the server string listen. When it is

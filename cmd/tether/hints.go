@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // warnInsecure warns, once, when the client string s turns off the
@@ -27,7 +28,7 @@ func clientInsecure(s string, depth int) bool {
 	if depth > endpoint.MaxNesting {
 		return false
 	}
-	a, err := endpoint.ClientArgs(s)
+	a, err := driver.ClientArgs(s)
 	if err != nil {
 		return false
 	}
@@ -35,9 +36,9 @@ func clientInsecure(s string, depth int) bool {
 		for _, v := range a.Values {
 			switch {
 			case v.Absent:
-			case v.Arg.Name == "insecureSkipVerify" && v.Arg.Kind == endpoint.Bool && v.Num != 0:
+			case v.Arg.Name == "insecureSkipVerify" && v.Arg.Kind == driver.Bool && v.Num != 0:
 				return true
-			case nestedClientArgs[v.Arg.Name] && v.Arg.Kind == endpoint.String && v.Given:
+			case nestedClientArgs[v.Arg.Name] && v.Arg.Kind == driver.String && v.Given:
 				if clientInsecure(v.Str, depth+1) {
 					return true
 				}
@@ -51,12 +52,12 @@ func clientInsecure(s string, depth int) bool {
 // order: LISTEN is no server string but is a client one, and CONNECT is a
 // server string (tether relay tcp:127.0.0.1:8080 tcp:9000).
 func looksSwapped(listen, connect string) bool {
-	if _, err := endpoint.ServerArgs(listen); err == nil {
+	if _, err := driver.ServerArgs(listen); err == nil {
 		return false
 	}
-	if _, err := endpoint.ClientArgs(listen); err != nil {
+	if _, err := driver.ClientArgs(listen); err != nil {
 		return false
 	}
-	_, err := endpoint.ServerArgs(connect)
+	_, err := driver.ServerArgs(connect)
 	return err == nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/endpoint/driver"
 	"github.com/tether-endpoints/tether/internal/relay"
 	"github.com/tether-endpoints/tether/proxyproto"
 )
@@ -236,7 +237,7 @@ func runRelay(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "tether relay:", err)
 		return exitUsage
 	}
-	if a, err := endpoint.ClientArgs(connectArg); err == nil && a.Spec.Name == "haproxy" {
+	if a, err := driver.ClientArgs(connectArg); err == nil && a.Spec.Name == "haproxy" {
 		r.proxyByClient = true
 	}
 	warnInsecure(e, "relay", connectArg)

@@ -6,7 +6,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 func init() {
@@ -38,11 +38,11 @@ func runTypes(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "tether types: takes no arguments (run tether types --help)")
 		return exitUsage
 	}
-	var servers, clients []endpoint.Spec
-	for _, t := range endpoint.ServerTypes() {
+	var servers, clients []driver.Spec
+	for _, t := range driver.ServerTypes() {
 		servers = append(servers, t.Spec)
 	}
-	for _, t := range endpoint.ClientTypes() {
+	for _, t := range driver.ClientTypes() {
 		clients = append(clients, t.Spec)
 	}
 	if *markdown {
@@ -57,7 +57,7 @@ func runTypes(e *env, args []string) int {
 
 // synopsis writes a type's form: the type, its positional arguments in
 // order (optional ones in brackets), then its keyword-only arguments.
-func synopsis(s endpoint.Spec) string {
+func synopsis(s driver.Spec) string {
 	var b strings.Builder
 	b.WriteString(s.Name)
 	opened := 0
@@ -94,7 +94,7 @@ func synopsis(s endpoint.Spec) string {
 
 // kindText names an argument's kind, and says when its value is secret
 // (never shown in errors, logs or describe).
-func kindText(a endpoint.Arg) string {
+func kindText(a driver.Arg) string {
 	if a.Secret {
 		return a.Kind.String() + ", secret"
 	}
@@ -102,7 +102,7 @@ func kindText(a endpoint.Arg) string {
 }
 
 // defaultText says what an absent argument means.
-func defaultText(a endpoint.Arg) string {
+func defaultText(a driver.Arg) string {
 	switch {
 	case a.Required:
 		return "required"
@@ -117,7 +117,7 @@ func defaultText(a endpoint.Arg) string {
 	}
 }
 
-func writeTypes(w io.Writer, role string, specs []endpoint.Spec) {
+func writeTypes(w io.Writer, role string, specs []driver.Spec) {
 	fmt.Fprintf(w, "%s types:\n", role)
 	for _, s := range specs {
 		fmt.Fprintf(w, "\n  %s\n      %s\n", synopsis(s), s.Help)
@@ -145,11 +145,11 @@ KEY=VALUE, in any order. A backslash makes the next character literal
 errors, logs and ` + "`tether describe`" + ` (see endpoint.Redact).
 `
 
-func writeReference(w io.Writer, servers, clients []endpoint.Spec) {
+func writeReference(w io.Writer, servers, clients []driver.Spec) {
 	fmt.Fprint(w, referenceIntro)
 	for _, group := range []struct {
 		role  string
-		specs []endpoint.Spec
+		specs []driver.Spec
 	}{{"Server", servers}, {"Client", clients}} {
 		fmt.Fprintf(w, "\n## %s types\n", group.role)
 		for _, s := range group.specs {

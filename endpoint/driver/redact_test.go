@@ -1,20 +1,20 @@
-package endpoint
+package driver_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 func TestRedact(t *testing.T) {
 	socks := `socks5:db:5432:proxy=tcp\:p\:1080:username=u:password=hunter2`
-	nested := "tls:db:443:endpoint=" + Quote("socks5:db:443:proxy="+Quote("tcp:p:1080")+":username=u:password=hunter2")
+	nested := "tls:db:443:endpoint=" + endpoint.Quote("socks5:db:443:proxy="+endpoint.Quote("tcp:p:1080")+":username=u:password=hunter2")
 	for _, s := range []string{
 		socks,
 		"SOCKS5:db:5432:password=hunter2:proxy=tcp\\:p\\:1080:username=u",
@@ -22,17 +22,17 @@ func TestRedact(t *testing.T) {
 		"haproxy:" + socks,
 		"httpconnect:db:5432:proxy=tcp\\:p\\:3128:username=u:password=hunter2",
 	} {
-		r := Redact(s)
-		if strings.Contains(r, "hunter2") || !strings.Contains(r, redacted) {
+		r := endpoint.Redact(s)
+		if strings.Contains(r, "hunter2") || !strings.Contains(r, driver.Redacted) {
 			t.Errorf("Redact(%q) = %q", s, r)
 		}
-		if _, err := ClientArgs(r); err != nil {
+		if _, err := driver.ClientArgs(r); err != nil {
 			t.Errorf("Redact(%q) = %q does not parse: %v", s, r, err)
 		}
 	}
 	// Strings without secrets come back exactly as written.
 	for _, s := range []string{"tcp:80:interface=[::1]", `unix:C\:/x:mode=660`, "tcp:host=h:80", `tcp:80\`, "haproxy:tcp:80"} {
-		if r := Redact(s); r != s {
+		if r := endpoint.Redact(s); r != s {
 			t.Errorf("Redact(%q) = %q, want it unchanged", s, r)
 		}
 	}
@@ -43,9 +43,9 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 		`socks5:db:http:proxy=tcp\:p\:1080:username=u:password=hunter2`, // a bad port
 		`socks5:db:1:proxy=tcp\:p\:1080:password=hunter2`,               // password without username
 		`socks5:db:1:proxy=tcp\:p\:1080:username=u:password=` + strings.Repeat("hunter2", 40),
-		"tls:db:443:endpoint=" + Quote("socks5:db:x:proxy=tcp\\:p\\:1:username=u:password=hunter2"),
+		"tls:db:443:endpoint=" + endpoint.Quote("socks5:db:x:proxy=tcp\\:p\\:1:username=u:password=hunter2"),
 	} {
-		_, err := ParseClient(s)
+		_, err := endpoint.ParseClient(s)
 		if err == nil {
 			t.Errorf("ParseClient(%q): no error", s)
 			continue
@@ -54,7 +54,7 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 			t.Errorf("error shows the password: %v", err)
 		}
 	}
-	a, err := ClientArgs(`socks5:db:1:proxy=tcp\:p\:1080:username=u:password=hunter2`)
+	a, err := driver.ClientArgs(`socks5:db:1:proxy=tcp\:p\:1080:username=u:password=hunter2`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +62,8 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 	if strings.Contains(string(b), "hunter2") || !strings.Contains(string(b), `"password":"xxxxx"`) {
 		t.Errorf("describe JSON shows the password: %s", b)
 	}
-	if a.String("password") != "hunter2" {
-		t.Errorf("the type itself must still get the password, got %q", a.String("password"))
+	if a.Value("password").Str != "hunter2" {
+		t.Errorf("the type itself must still get the password, got %q", a.Value("password").Str)
 	}
 }
 
@@ -77,23 +77,23 @@ const leakMark = "S3CR3Tz9"
 var leakCases = []struct {
 	name, s string
 }{
-	{"tls endpoint= socks5", "tls:h:443:endpoint=" + Quote("socks5:h:443:proxy="+Quote("tcp:p:1080")+":username=u:password="+leakMark)},
-	{"socks5 proxy= httpconnect", "socks5:h:1:username=u:proxy=" + Quote("httpconnect:p:1:proxy="+Quote("tcp:q:3128")+":username=v:password="+leakMark)},
+	{"tls endpoint= socks5", "tls:h:443:endpoint=" + endpoint.Quote("socks5:h:443:proxy="+endpoint.Quote("tcp:p:1080")+":username=u:password="+leakMark)},
+	{"socks5 proxy= httpconnect", "socks5:h:1:username=u:proxy=" + endpoint.Quote("httpconnect:p:1:proxy="+endpoint.Quote("tcp:q:3128")+":username=v:password="+leakMark)},
 	{"trailing backslash", `socks5:h:1:proxy=tcp\:p\:1:username=u:password=` + leakMark + `:timeout=5\`},
 	{"unclosed bracket", `socks5:h:1:proxy=tcp\:p\:1:username=u:password=` + leakMark + `:host=[::1`},
 	{"unclosed bracket in the value", `socks5:h:1:proxy=tcp\:p\:1:username=u:password=[` + leakMark},
 	{"given twice", `socks5:h:1:proxy=tcp\:p\:1:username=u:password=` + leakMark + `:password=` + leakMark + `x`},
-	{"nested, does not parse", "tls:h:443:endpoint=" + Quote("socks5:h:1:password="+leakMark+`:x=\`)},
+	{"nested, does not parse", "tls:h:443:endpoint=" + endpoint.Quote("socks5:h:1:password="+leakMark+`:x=\`)},
 	{"nine wrappers", strings.Repeat("haproxy:", 9) + `socks5:h:1:proxy=tcp\:p\:1:username=u:password=` + leakMark},
 	{"forty wrappers", strings.Repeat("haproxy:", 40) + `socks5:h:1:proxy=tcp\:p\:1:username=u:password=` + leakMark},
 	{"bracketed value", `socks5:h:1:proxy=tcp\:p\:1:username=u:password=[a:` + leakMark + `]`},
 	{"escaped key", `socks5:h:1:proxy=tcp\:p\:1:username=u:pass\word=` + leakMark},
 	{"bad port", `socks5:h:x:proxy=tcp\:p\:1:username=u:password=` + leakMark},
-	{"bad port, nested", "tls:h:443:endpoint=" + Quote("socks5:h:x:proxy=tcp\\:p\\:1:username=u:password="+leakMark)},
-	{"bad proxy, nested", "socks5:h:1:proxy=" + Quote("socks5:p:1:proxy=tcp\\:q\\:x:username=u:password="+leakMark)},
-	{"too many positional", "tcp:h:1:" + Quote("socks5:h:1:password="+leakMark)},
-	{"unknown type", Quote("socks5:h:1:password="+leakMark) + ":1"},
-	{"empty key", "tcp:h:1:=" + Quote("password="+leakMark)},
+	{"bad port, nested", "tls:h:443:endpoint=" + endpoint.Quote("socks5:h:x:proxy=tcp\\:p\\:1:username=u:password="+leakMark)},
+	{"bad proxy, nested", "socks5:h:1:proxy=" + endpoint.Quote("socks5:p:1:proxy=tcp\\:q\\:x:username=u:password="+leakMark)},
+	{"too many positional", "tcp:h:1:" + endpoint.Quote("socks5:h:1:password="+leakMark)},
+	{"unknown type", endpoint.Quote("socks5:h:1:password="+leakMark) + ":1"},
+	{"empty key", "tcp:h:1:=" + endpoint.Quote("password="+leakMark)},
 }
 
 // TestNoLeak checks every way a parsed or rejected string is shown: the
@@ -107,16 +107,16 @@ func TestNoLeak(t *testing.T) {
 					t.Errorf("%s shows the secret: %s", what, out)
 				}
 			}
-			check("Redact", Redact(tc.s))
-			if c, err := ParseClient(tc.s); err != nil {
+			check("Redact", endpoint.Redact(tc.s))
+			if c, err := endpoint.ParseClient(tc.s); err != nil {
 				check("ParseClient's error", err.Error())
 			} else {
 				check("fmt.Sprint of the client", fmt.Sprint(c))
 			}
-			if _, err := ParseServer(tc.s); err != nil {
+			if _, err := endpoint.ParseServer(tc.s); err != nil {
 				check("ParseServer's error", err.Error())
 			}
-			if a, err := ClientArgs(tc.s); err != nil {
+			if a, err := driver.ClientArgs(tc.s); err != nil {
 				check("ClientArgs's error", err.Error())
 			} else {
 				b, err := json.Marshal(a)
@@ -138,8 +138,8 @@ func TestRedactInPlace(t *testing.T) {
 		`socks5:db:5432:PassWord=hunter2:proxy=tcp\:p\:1080`:            `socks5:db:5432:PassWord=xxxxx:proxy=tcp\:p\:1080`,
 		`socks5:db:5432:pass\word=hunter2`:                              `socks5:db:5432:pass\word=xxxxx`,
 		`socks5:h:1:password=`:                                          `socks5:h:1:password=xxxxx`,
-		"tls:db:443:endpoint=" + Quote("socks5:db:443:proxy="+Quote("tcp:p:1080")+":username=u:password=hunter2"): `tls:db:443:endpoint=socks5\:db\:443\:proxy\=tcp\\\:p\\\:1080\:username\=u\:password\=xxxxx`,
-		"tls:db:443:endpoint=" + Quote("socks5:db:443:password=a\\:b:username=u"):                                 `tls:db:443:endpoint=socks5\:db\:443\:password\=xxxxx\:username\=u`,
+		"tls:db:443:endpoint=" + endpoint.Quote("socks5:db:443:proxy="+endpoint.Quote("tcp:p:1080")+":username=u:password=hunter2"): `tls:db:443:endpoint=socks5\:db\:443\:proxy\=tcp\\\:p\\\:1080\:username\=u\:password\=xxxxx`,
+		"tls:db:443:endpoint=" + endpoint.Quote("socks5:db:443:password=a\\:b:username=u"):                                          `tls:db:443:endpoint=socks5\:db\:443\:password\=xxxxx\:username\=u`,
 		// Strings that do not parse keep what makes them fail.
 		`socks5:h:1:password=hunter2:x\`:          `socks5:h:1:password=xxxxx:x\`,
 		`socks5:h:1:password=hunter2:host=[::1`:   `socks5:h:1:password=xxxxx:host=[::1`,
@@ -152,15 +152,15 @@ func TestRedactInPlace(t *testing.T) {
 		// passwordFile= is a path, not a secret.
 		"socks5:h:1:passwordFile=/run/pw:username=u": "socks5:h:1:passwordFile=/run/pw:username=u",
 	} {
-		if got := Redact(in); got != want {
+		if got := endpoint.Redact(in); got != want {
 			t.Errorf("Redact(%q)\n = %q\nwant %q", in, got, want)
 		}
 	}
 }
 
 func TestGivenTwiceShowsNoValues(t *testing.T) {
-	_, err := ParseClient(`socks5:h:1:password=hunter2:username=u:password=hunter3`)
-	if err == nil || !errors.Is(err, ErrSyntax) {
+	_, err := endpoint.ParseClient(`socks5:h:1:password=hunter2:username=u:password=hunter3`)
+	if err == nil || !errors.Is(err, endpoint.ErrSyntax) {
 		t.Fatalf("err = %v, want ErrSyntax", err)
 	}
 	msg := err.Error()
@@ -173,19 +173,19 @@ func TestGivenTwiceShowsNoValues(t *testing.T) {
 // the *Error: a value that is an endpoint string, a secret argument's
 // value, and text from elsewhere with a secret in it.
 func TestErrorHidesSecrets(t *testing.T) {
-	for _, e := range []*Error{
-		{Op: "parse", Input: "x", Type: "socks5", Arg: "proxy", Value: "socks5:h:1:password=hunter2", Want: "good", Err: ErrBadArgument},
-		{Op: "parse", Input: "x", Type: "socks5", Arg: "password", Value: "hunter2", Want: "good", Err: ErrBadArgument},
+	for _, e := range []*endpoint.Error{
+		{Op: "parse", Input: "x", Type: "socks5", Arg: "proxy", Value: "socks5:h:1:password=hunter2", Want: "good", Err: endpoint.ErrBadArgument},
+		{Op: "parse", Input: "x", Type: "socks5", Arg: "password", Value: "hunter2", Want: "good", Err: endpoint.ErrBadArgument},
 		{Op: "parse", Input: "x", Type: "socks5", Arg: "passwordFile", Err: errors.New("open /x/password=hunter2: no such file")},
-		{Op: "parse", Input: "x", Type: "password=hunter2", Err: ErrSyntax},
+		{Op: "parse", Input: "x", Type: "password=hunter2", Err: endpoint.ErrSyntax},
 		{Op: "dial", Input: "socks5:h:1:password=hunter2", Err: errors.New(`proxy said "password\=hunter2 wrong"`)},
 	} {
-		if msg := e.Error(); strings.Contains(msg, "hunter2") || !strings.Contains(msg, redacted) {
+		if msg := e.Error(); strings.Contains(msg, "hunter2") || !strings.Contains(msg, driver.Redacted) {
 			t.Errorf("%#v.Error() = %q", e, msg)
 		}
 	}
 	// Text that only mentions the argument is left alone.
-	e := &Error{Op: "parse", Input: "x", Type: "socks5", Arg: "passwordFile", Err: errors.New("cannot be given with password=: give one of them")}
+	e := &endpoint.Error{Op: "parse", Input: "x", Type: "socks5", Arg: "passwordFile", Err: errors.New("cannot be given with password=: give one of them")}
 	if msg := e.Error(); !strings.HasSuffix(msg, "passwordFile: cannot be given with password=: give one of them") {
 		t.Errorf("Error() = %q", msg)
 	}
@@ -194,24 +194,13 @@ func TestErrorHidesSecrets(t *testing.T) {
 func TestErrorShortensLongStrings(t *testing.T) {
 	// The string and the port are cut, between characters.
 	s := "tcp:" + strings.Repeat("é", 2500) + "a"
-	_, err := ParseServer(s)
+	_, err := endpoint.ParseServer(s)
 	if err == nil {
 		t.Fatal("no error")
 	}
 	msg := err.Error()
-	if len(msg) > 3*maxShown || strings.Count(msg, "bytes in all") != 2 || !strings.HasPrefix(msg, `endpoint "tcp:éé`) ||
+	if len(msg) > 3*driver.MaxShown || strings.Count(msg, "bytes in all") != 2 || !strings.HasPrefix(msg, `endpoint "tcp:éé`) ||
 		!strings.Contains(msg, `éa"`) || !utf8.ValidString(msg) {
 		t.Errorf("error for a %d-byte string: %q", len(s), msg)
-	}
-}
-
-func TestPasswordFileTooLarge(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "pw")
-	if err := os.WriteFile(path, bytes.Repeat([]byte("p"), maxPasswordFile+1), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, err := ParseClient(`socks5:h:1:proxy=tcp\:p\:1:username=u:passwordFile=` + Quote(path))
-	if err == nil || !strings.Contains(err.Error(), "more than a password file needs") || strings.Contains(err.Error(), "PEM") {
-		t.Errorf("err = %v; want it to say the file is too large for a password file", err)
 	}
 }

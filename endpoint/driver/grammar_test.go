@@ -1,4 +1,4 @@
-package endpoint
+package driver_test
 
 import (
 	"errors"
@@ -6,12 +6,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
-func kw(pairs ...string) []Keyword {
-	var out []Keyword
+func kw(pairs ...string) []driver.Keyword {
+	var out []driver.Keyword
 	for i := 0; i < len(pairs); i += 2 {
-		out = append(out, Keyword{pairs[i], pairs[i+1]})
+		out = append(out, driver.Keyword{pairs[i], pairs[i+1]})
 	}
 	return out
 }
@@ -19,54 +22,54 @@ func kw(pairs ...string) []Keyword {
 func TestParse(t *testing.T) {
 	tests := []struct {
 		in   string
-		want Description
+		want driver.Description
 	}{
-		{"tcp", Description{Type: "tcp"}},
-		{"tcp:80", Description{Type: "tcp", Positional: []string{"80"}}},
-		{"tcp:80:interface=127.0.0.1", Description{Type: "tcp", Positional: []string{"80"}, Keywords: kw("interface", "127.0.0.1")}},
+		{"tcp", driver.Description{Type: "tcp"}},
+		{"tcp:80", driver.Description{Type: "tcp", Positional: []string{"80"}}},
+		{"tcp:80:interface=127.0.0.1", driver.Description{Type: "tcp", Positional: []string{"80"}, Keywords: kw("interface", "127.0.0.1")}},
 		// Twisted's own docstring example: _parse('a:b:d=1:c') == (['a','b','c'], {'d':'1'}).
-		{"a:b:d=1:c", Description{Type: "a", Positional: []string{"b", "c"}, Keywords: kw("d", "1")}},
+		{"a:b:d=1:c", driver.Description{Type: "a", Positional: []string{"b", "c"}, Keywords: kw("d", "1")}},
 		// Only the first '=' splits: the value keeps the rest.
-		{"x:a=b=c", Description{Type: "x", Keywords: kw("a", "b=c")}},
-		{"x:a==", Description{Type: "x", Keywords: kw("a", "=")}},
-		{"x:a=", Description{Type: "x", Keywords: kw("a", "")}},
+		{"x:a=b=c", driver.Description{Type: "x", Keywords: kw("a", "b=c")}},
+		{"x:a==", driver.Description{Type: "x", Keywords: kw("a", "=")}},
+		{"x:a=", driver.Description{Type: "x", Keywords: kw("a", "")}},
 		// Escapes: \: \= \\ and any other character.
-		{`unix:C\:/x`, Description{Type: "unix", Positional: []string{"C:/x"}}},
-		{`x:a\=b`, Description{Type: "x", Positional: []string{"a=b"}}},
-		{`x:a\\b`, Description{Type: "x", Positional: []string{`a\b`}}},
-		{`x:\a`, Description{Type: "x", Positional: []string{"a"}}},
-		{`x:k\=ey=v`, Description{Type: "x", Keywords: kw("k=ey", "v")}},
-		{`x:k=v\:w`, Description{Type: "x", Keywords: kw("k", "v:w")}},
-		{`ssl:443:privateKey=C\:/key.pem:certKey=C\:/cert.pem`, Description{Type: "ssl",
+		{`unix:C\:/x`, driver.Description{Type: "unix", Positional: []string{"C:/x"}}},
+		{`x:a\=b`, driver.Description{Type: "x", Positional: []string{"a=b"}}},
+		{`x:a\\b`, driver.Description{Type: "x", Positional: []string{`a\b`}}},
+		{`x:\a`, driver.Description{Type: "x", Positional: []string{"a"}}},
+		{`x:k\=ey=v`, driver.Description{Type: "x", Keywords: kw("k=ey", "v")}},
+		{`x:k=v\:w`, driver.Description{Type: "x", Keywords: kw("k", "v:w")}},
+		{`ssl:443:privateKey=C\:/key.pem:certKey=C\:/cert.pem`, driver.Description{Type: "ssl",
 			Positional: []string{"443"}, Keywords: kw("privateKey", "C:/key.pem", "certKey", "C:/cert.pem")}},
 		// Empty segments are empty positional arguments, as in Twisted.
-		{"x::", Description{Type: "x", Positional: []string{"", ""}}},
-		{"x:", Description{Type: "x", Positional: []string{""}}},
+		{"x::", driver.Description{Type: "x", Positional: []string{"", ""}}},
+		{"x:", driver.Description{Type: "x", Positional: []string{""}}},
 		// Brackets protect ':' and '=' and stay in the value.
-		{"tcp:80:interface=[::1]", Description{Type: "tcp", Positional: []string{"80"}, Keywords: kw("interface", "[::1]")}},
-		{"tcp:host=[2001:db8::1]:port=443", Description{Type: "tcp", Keywords: kw("host", "[2001:db8::1]", "port", "443")}},
-		{"tcp:[::1]:80", Description{Type: "tcp", Positional: []string{"[::1]", "80"}}},
-		{"x:[a=b]", Description{Type: "x", Positional: []string{"[a=b]"}}},
-		{`x:[a\]b]`, Description{Type: "x", Positional: []string{"[a]b]"}}},
-		{"x:[a]b:c", Description{Type: "x", Positional: []string{"[a]b", "c"}}},
+		{"tcp:80:interface=[::1]", driver.Description{Type: "tcp", Positional: []string{"80"}, Keywords: kw("interface", "[::1]")}},
+		{"tcp:host=[2001:db8::1]:port=443", driver.Description{Type: "tcp", Keywords: kw("host", "[2001:db8::1]", "port", "443")}},
+		{"tcp:[::1]:80", driver.Description{Type: "tcp", Positional: []string{"[::1]", "80"}}},
+		{"x:[a=b]", driver.Description{Type: "x", Positional: []string{"[a=b]"}}},
+		{`x:[a\]b]`, driver.Description{Type: "x", Positional: []string{"[a]b]"}}},
+		{"x:[a]b:c", driver.Description{Type: "x", Positional: []string{"[a]b", "c"}}},
 		// A '[' that does not begin a value is an ordinary character.
-		{"x:a[b:c]", Description{Type: "x", Positional: []string{"a[b", "c]"}}},
-		{`x:\[a:b`, Description{Type: "x", Positional: []string{"[a", "b"}}},
+		{"x:a[b:c]", driver.Description{Type: "x", Positional: []string{"a[b", "c]"}}},
+		{`x:\[a:b`, driver.Description{Type: "x", Positional: []string{"[a", "b"}}},
 		// Interleaving.
-		{"tcp:port=80:127.0.0.1", Description{Type: "tcp", Positional: []string{"127.0.0.1"}, Keywords: kw("port", "80")}},
+		{"tcp:port=80:127.0.0.1", driver.Description{Type: "tcp", Positional: []string{"127.0.0.1"}, Keywords: kw("port", "80")}},
 		// The type keeps its case; lookup ignores it.
-		{"TCP:80", Description{Type: "TCP", Positional: []string{"80"}}},
+		{"TCP:80", driver.Description{Type: "TCP", Positional: []string{"80"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := Parse(tt.in)
+			got, err := driver.Parse(tt.in)
 			if err != nil {
 				t.Fatalf("Parse(%q): %v", tt.in, err)
 			}
 			if !reflect.DeepEqual(*got, tt.want) {
 				t.Fatalf("Parse(%q) = %#v, want %#v", tt.in, *got, tt.want)
 			}
-			again, err := Parse(got.String())
+			again, err := driver.Parse(got.String())
 			if err != nil || !reflect.DeepEqual(again, got) {
 				t.Fatalf("round trip via %q: %#v, %v", got.String(), again, err)
 			}
@@ -101,9 +104,9 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			_, err := Parse(tt.in)
-			var e *Error
-			if !errors.As(err, &e) || !errors.Is(err, ErrSyntax) {
+			_, err := driver.Parse(tt.in)
+			var e *endpoint.Error
+			if !errors.As(err, &e) || !errors.Is(err, endpoint.ErrSyntax) {
 				t.Fatalf("Parse(%q) = %v, want an *Error wrapping ErrSyntax", tt.in, err)
 			}
 			if !strings.Contains(err.Error(), tt.want) || e.Input != tt.in {
@@ -115,10 +118,10 @@ func TestParseErrors(t *testing.T) {
 
 func TestQuote(t *testing.T) {
 	for _, s := range []string{"", "plain", "a:b", "a=b", `a\b`, "[::1]", "x[y", `\:=[]`, "C:/key.pem", "[a]b:c", `[a\b]=`, "[", "[]", "]["} {
-		d := &Description{Type: "x", Positional: []string{s}, Keywords: kw("k", s)}
-		got, err := Parse(d.String())
+		d := &driver.Description{Type: "x", Positional: []string{s}, Keywords: kw("k", s)}
+		got, err := driver.Parse(d.String())
 		if err != nil || !reflect.DeepEqual(got.Positional, []string{s}) || got.Keywords[0].Value != s {
-			t.Errorf("Quote(%q) = %q does not survive: %#v, %v", s, Quote(s), got, err)
+			t.Errorf("Quote(%q) = %q does not survive: %#v, %v", s, endpoint.Quote(s), got, err)
 		}
 	}
 	for in, want := range map[string]string{
@@ -128,7 +131,7 @@ func TestQuote(t *testing.T) {
 		"[x":       `\[x`,
 		"plain":    "plain",
 	} {
-		if got := Quote(in); got != want {
+		if got := endpoint.Quote(in); got != want {
 			t.Errorf("Quote(%q) = %q, want %q", in, got, want)
 		}
 	}
@@ -145,16 +148,16 @@ func FuzzParse(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		d, err := Parse(s)
+		d, err := driver.Parse(s)
 		if err != nil {
-			var e *Error
-			if !errors.As(err, &e) || !errors.Is(err, ErrSyntax) {
+			var e *endpoint.Error
+			if !errors.As(err, &e) || !errors.Is(err, endpoint.ErrSyntax) {
 				t.Fatalf("Parse(%q) error %v is not an *Error wrapping ErrSyntax", s, err)
 			}
 			return
 		}
 		canon := d.String()
-		d2, err := Parse(canon)
+		d2, err := driver.Parse(canon)
 		if err != nil {
 			t.Fatalf("Parse(%q) ok, but its canonical form %q fails: %v", s, canon, err)
 		}
@@ -165,10 +168,10 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("canonical form not stable: %q then %q", canon, canon2)
 		}
 		// The typed layer and Redact must not panic either.
-		ServerArgs(s)
-		ClientArgs(s)
-		if r := Redact(s); r != s {
-			if _, err := Parse(r); err != nil {
+		driver.ServerArgs(s)
+		driver.ClientArgs(s)
+		if r := endpoint.Redact(s); r != s {
+			if _, err := driver.Parse(r); err != nil {
 				t.Fatalf("Redact(%q) = %q, which does not parse: %v", s, r, err)
 			}
 		}
@@ -180,7 +183,7 @@ func FuzzParse(f *testing.F) {
 func nestTLS(n int) string {
 	s := "tcp:h:1"
 	for i := 1; i < n; i++ {
-		s = "tls:h:1:endpoint=" + Quote(s)
+		s = "tls:h:1:endpoint=" + endpoint.Quote(s)
 	}
 	return s
 }
@@ -190,40 +193,40 @@ func TestNestingLimit(t *testing.T) {
 		name, s string
 		client  bool
 	}{
-		{"wrappers", strings.Repeat("haproxy:", MaxNesting-1) + "tcp:80", false},
-		{"client wrappers", strings.Repeat("haproxy:", MaxNesting-1) + "tcp:h:80", true},
-		{"nested values", nestTLS(MaxNesting), true},
-		{"both", strings.Repeat("haproxy:", MaxNesting/2) + nestTLS(MaxNesting/2), true},
+		{"wrappers", strings.Repeat("haproxy:", endpoint.MaxNesting-1) + "tcp:80", false},
+		{"client wrappers", strings.Repeat("haproxy:", endpoint.MaxNesting-1) + "tcp:h:80", true},
+		{"nested values", nestTLS(endpoint.MaxNesting), true},
+		{"both", strings.Repeat("haproxy:", endpoint.MaxNesting/2) + nestTLS(endpoint.MaxNesting/2), true},
 	}
 	for _, tt := range deepOK {
-		parse := ServerArgs
+		parse := driver.ServerArgs
 		if tt.client {
-			parse = ClientArgs
+			parse = driver.ClientArgs
 		}
 		if _, err := parse(tt.s); err != nil {
-			t.Errorf("%s, %d deep: %v", tt.name, MaxNesting, err)
+			t.Errorf("%s, %d deep: %v", tt.name, endpoint.MaxNesting, err)
 		}
 	}
 	tooDeep := []struct {
 		name, s string
 	}{
-		{"wrappers", strings.Repeat("haproxy:", MaxNesting) + "tcp:80"},
-		{"nested values", nestTLS(MaxNesting + 1)},
-		{"both", strings.Repeat("haproxy:", MaxNesting/2) + nestTLS(MaxNesting/2+1)},
-		{"socks5 proxies", "socks5:h:1:proxy=" + Quote(strings.Repeat("haproxy:", MaxNesting-1)+"tcp:p:1")},
-		{"nested values in wrappers", "haproxy:tls:h:1:endpoint=" + Quote(strings.Repeat("haproxy:", MaxNesting-1)+"tcp:h:1")},
+		{"wrappers", strings.Repeat("haproxy:", endpoint.MaxNesting) + "tcp:80"},
+		{"nested values", nestTLS(endpoint.MaxNesting + 1)},
+		{"both", strings.Repeat("haproxy:", endpoint.MaxNesting/2) + nestTLS(endpoint.MaxNesting/2+1)},
+		{"socks5 proxies", "socks5:h:1:proxy=" + endpoint.Quote(strings.Repeat("haproxy:", endpoint.MaxNesting-1)+"tcp:p:1")},
+		{"nested values in wrappers", "haproxy:tls:h:1:endpoint=" + endpoint.Quote(strings.Repeat("haproxy:", endpoint.MaxNesting-1)+"tcp:h:1")},
 	}
 	for _, tt := range tooDeep {
 		for _, parse := range []func(string) error{
-			func(s string) error { _, err := ServerArgs(s); return err },
-			func(s string) error { _, err := ClientArgs(s); return err },
-			func(s string) error { _, err := ParseServer(s); return err },
-			func(s string) error { _, err := ParseClient(s); return err },
+			func(s string) error { _, err := driver.ServerArgs(s); return err },
+			func(s string) error { _, err := driver.ClientArgs(s); return err },
+			func(s string) error { _, err := endpoint.ParseServer(s); return err },
+			func(s string) error { _, err := endpoint.ParseClient(s); return err },
 		} {
 			err := parse(tt.s)
-			var e *Error
-			if !errors.Is(err, ErrTooDeep) || !errors.As(err, &e) || e.Input != tt.s {
-				t.Errorf("%s, %d deep: %v; want an *Error wrapping ErrTooDeep", tt.name, MaxNesting+1, err)
+			var e *endpoint.Error
+			if !errors.Is(err, endpoint.ErrTooDeep) || !errors.As(err, &e) || e.Input != tt.s {
+				t.Errorf("%s, %d deep: %v; want an *Error wrapping ErrTooDeep", tt.name, endpoint.MaxNesting+1, err)
 				continue
 			}
 			if msg := err.Error(); !strings.Contains(msg, "nest more than 16 deep") {
@@ -243,26 +246,26 @@ func TestNestingIsLinear(t *testing.T) {
 	keys := strings.Repeat("x=", 500_000) + "password=" + leakMark
 	for _, s := range []string{wrappers, secret} {
 		for _, parse := range []func(string) error{
-			func(s string) error { _, err := ServerArgs(s); return err },
-			func(s string) error { _, err := ClientArgs(s); return err },
-			func(s string) error { _, err := ParseServer(s); return err },
-			func(s string) error { _, err := ParseClient(s); return err },
+			func(s string) error { _, err := driver.ServerArgs(s); return err },
+			func(s string) error { _, err := driver.ClientArgs(s); return err },
+			func(s string) error { _, err := endpoint.ParseServer(s); return err },
+			func(s string) error { _, err := endpoint.ParseClient(s); return err },
 		} {
 			err := parse(s)
-			if !errors.Is(err, ErrTooDeep) {
+			if !errors.Is(err, endpoint.ErrTooDeep) {
 				t.Fatalf("%d bytes of wrappers: %.200v; want ErrTooDeep", len(s), err)
 			}
-			if msg := err.Error(); len(msg) > 2*maxShown || strings.Contains(msg, leakMark) || !strings.Contains(msg, "bytes in all") {
+			if msg := err.Error(); len(msg) > 2*driver.MaxShown || strings.Contains(msg, leakMark) || !strings.Contains(msg, "bytes in all") {
 				t.Fatalf("error for %d bytes of wrappers is %d bytes long, or shows the secret: %.300s...", len(s), len(msg), msg)
 			}
 		}
 	}
 	for _, s := range []string{secret, keys} {
-		if r := Redact(s); strings.Contains(r, leakMark) || !strings.Contains(r, redacted) {
+		if r := endpoint.Redact(s); strings.Contains(r, leakMark) || !strings.Contains(r, driver.Redacted) {
 			t.Errorf("Redact of %d bytes shows the secret: ...%s", len(s), r[len(r)-100:])
 		}
 	}
-	if _, err := ClientArgs(keys); err == nil {
+	if _, err := driver.ClientArgs(keys); err == nil {
 		t.Error("a million bytes of keys parse")
 	}
 }
@@ -271,11 +274,11 @@ func TestNestingIsLinear(t *testing.T) {
 // (200,000 keywords took minutes).
 func TestParseManyKeywords(t *testing.T) {
 	s := "x:" + manyKeys(200_000)
-	d, err := Parse(s)
+	d, err := driver.Parse(s)
 	if err != nil || len(d.Keywords) != 200_000 {
 		t.Fatalf("Parse of 200,000 keywords: %v", err)
 	}
-	if _, err := Parse(s + ":k199999=2"); !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), `"k199999" is given twice`) {
+	if _, err := driver.Parse(s + ":k199999=2"); !errors.Is(err, endpoint.ErrSyntax) || !strings.Contains(err.Error(), `"k199999" is given twice`) {
 		t.Fatalf("Parse of 200,000 keywords and a repeat: %.300v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package endpoint
+package driver
 
 import (
 	"fmt"
@@ -60,7 +60,7 @@ func parse(s string, stopAfterType bool) (*Description, int, error) {
 	d := &Description{}
 	fail := func(format string, args ...any) (*Description, int, error) {
 		return nil, 0, &Error{Op: "parse", Input: s, Type: strings.ToLower(d.Type),
-			Err: errorf(ErrSyntax, nil, fmt.Sprintf(format, args...))}
+			Err: WrapError(ErrSyntax, nil, fmt.Sprintf(format, args...))}
 	}
 	var (
 		cur      strings.Builder
@@ -193,7 +193,7 @@ func checkNesting(s string) error {
 	if nesting(s, MaxNesting+1) <= MaxNesting {
 		return nil
 	}
-	return &Error{Op: "parse", Input: s, Err: errorf(ErrTooDeep, nil, fmt.Sprintf(
+	return &Error{Op: "parse", Input: s, Err: WrapError(ErrTooDeep, nil, fmt.Sprintf(
 		"endpoint strings nest more than %d deep, the most this package takes (each wrapper, "+
 			"such as haproxy:, is one level, and so is each endpoint string given as a value, "+
 			"such as tls's endpoint= or socks5's proxy=)", MaxNesting))}

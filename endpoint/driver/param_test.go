@@ -1,9 +1,11 @@
-package endpoint
+package driver_test
 
 import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // mustPanic runs f and returns what it panicked with, failing if nothing.
@@ -24,10 +26,18 @@ func mustPanic(t *testing.T, f func()) string {
 // Spec does not declare, or reads it as another kind, panics at once (the
 // first test that makes the type finds it) instead of getting a zero.
 func TestParamGet(t *testing.T) {
-	a, err := ClientArgs("tcp:example.com:80:timeout=7")
+	a, err := driver.ClientArgs("tcp:example.com:80:timeout=7")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The same names and kinds as the tcp client declares.
+	var (
+		timeoutParam      = driver.SecondsParam("timeout", "")
+		connectPortParam  = driver.PortParam("port", "")
+		bindAddressParam  = driver.HostParam("bindAddress", "")
+		attemptDelayParam = driver.MillisParam("attemptDelay", "")
+		tlsRootsParam     = driver.StringParam("trustRoots", "")
+	)
 	if got := timeoutParam.Get(a); got != 7*time.Second {
 		t.Errorf("timeout = %v", got)
 	}
@@ -37,13 +47,13 @@ func TestParamGet(t *testing.T) {
 	if !bindAddressParam.Absent(a) || bindAddressParam.Get(a) != "" {
 		t.Error("an absent optional argument must be Absent and zero")
 	}
-	if got := attemptDelayParam.Get(a); got != defaultAttemptDelay || attemptDelayParam.Given(a) {
+	if got := attemptDelayParam.Get(a); got != 250*time.Millisecond || attemptDelayParam.Given(a) {
 		t.Errorf("attemptDelay = %v, given %v; want the default, not given", got, attemptDelayParam.Given(a))
 	}
 	if msg := mustPanic(t, func() { tlsRootsParam.Get(a) }); !strings.Contains(msg, "does not declare") {
 		t.Errorf("undeclared: %s", msg)
 	}
-	portAsText := StringParam("port", "")
+	portAsText := driver.StringParam("port", "")
 	if msg := mustPanic(t, func() { portAsText.Get(a) }); !strings.Contains(msg, "reads argument port as string") {
 		t.Errorf("wrong kind: %s", msg)
 	}
@@ -52,10 +62,10 @@ func TestParamGet(t *testing.T) {
 // TestRegisterBadDefault: a default the argument does not accept is a
 // registration-time panic, not a failure of every string.
 func TestRegisterBadDefault(t *testing.T) {
-	bad := PortParam("port", "").Default("http")
+	bad := driver.PortParam("port", "").Default("http")
 	msg := mustPanic(t, func() {
-		RegisterServer(ServerType{Spec: Spec{Name: "baddefault", Args: []Arg{bad.Arg()}},
-			New: func(*Args) (Server, error) { return nil, nil }})
+		driver.RegisterServer(driver.ServerType{Spec: driver.Spec{Name: "baddefault", Args: []driver.Arg{bad.Arg()}},
+			New: func(*driver.Args) (driver.Server, error) { return nil, nil }})
 	})
 	if !strings.Contains(msg, `default "http"`) {
 		t.Errorf("panic %q; want it to name the default", msg)

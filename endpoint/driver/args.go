@@ -1,10 +1,9 @@
-package endpoint
+package driver
 
 import (
 	"fmt"
 	"math"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -191,10 +190,10 @@ type Args struct {
 	// arguments.
 	Inner     string
 	InnerArgs *Args
-	// Options are those the endpoint is made with, never nil in New:
-	// parse nested endpoint strings with Options.ParseServer and
-	// ParseClient, so that they get them too.
-	Options *Options
+	// Env is what the program that parses the string lends the type:
+	// never nil in New. Parse nested endpoint strings with
+	// Env.ParseServer and Env.ParseClient, so that they get it too.
+	Env *Env
 }
 
 // Format writes the Args as MarshalJSON does, for every verb: printed
@@ -203,49 +202,22 @@ type Args struct {
 func (a *Args) Format(f fmt.State, verb rune) {
 	b, err := a.MarshalJSON()
 	if err != nil {
-		fmt.Fprintf(f, "%%!%c(endpoint.Args: %v)", verb, err)
+		fmt.Fprintf(f, "%%!%c(driver.Args: %v)", verb, err)
 		return
 	}
 	f.Write(b)
 }
 
-func (a *Args) get(name string) *Value {
-	for i := range a.Values {
-		if a.Values[i].Arg.Name == name {
-			return &a.Values[i]
-		}
+// Value returns the bound value of the argument called name (or one of
+// its aliases), or nil if the Spec declares no such argument. It is for
+// tools that show or check arguments by name; a type reads its own with
+// its Params, which are typed.
+func (a *Args) Value(name string) *Value {
+	if i := a.Spec.argIndex(name); i >= 0 && i < len(a.Values) {
+		return &a.Values[i]
 	}
-	panic("endpoint: type " + a.Spec.Name + " has no argument " + name)
+	return nil
 }
-
-// The methods below read an argument by its name, for programs that look
-// into a string's arguments, as tether describe does. A type reads its own
-// arguments through its Params (Param.Get), which are typed and checked.
-
-// String returns a String or Host argument's value.
-func (a *Args) String(name string) string { return a.get(name).Str }
-
-// Strings returns a Variadic argument's values.
-func (a *Args) Strings(name string) []string { return a.get(name).List }
-
-// Int returns an Int, Port or Mode argument's value.
-func (a *Args) Int(name string) int { return int(a.get(name).Num) }
-
-// Bool returns a Bool argument's value.
-func (a *Args) Bool(name string) bool { return a.get(name).Num != 0 }
-
-// Duration returns a Seconds or Millis argument's value.
-func (a *Args) Duration(name string) time.Duration { return a.get(name).Dur }
-
-// Mode returns a Mode argument's value.
-func (a *Args) Mode(name string) os.FileMode { return os.FileMode(a.get(name).Num) }
-
-// Given reports whether the string gave the argument (rather than it taking
-// its default).
-func (a *Args) Given(name string) bool { return a.get(name).Given }
-
-// Absent reports whether an optional argument without default was left out.
-func (a *Args) Absent(name string) bool { return a.get(name).Absent }
 
 // bind matches a Description against a Spec: positional arguments by
 // order, keywords by name, defaults filled in, every value read by its Kind.
@@ -288,7 +260,7 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 			if len(names) > 0 {
 				what = fmt.Sprintf("takes at most %d positional arguments (%s)", len(names), strings.Join(names, ", "))
 			}
-			return fail("", "", "", errorf(ErrBadArgument, nil,
+			return fail("", "", "", WrapError(ErrBadArgument, nil,
 				fmt.Sprintf("too many positional arguments: %q is extra; %s %s", Redact(p), spec.Name, what)))
 		}
 		if spec.Args[pos].Variadic {
@@ -311,11 +283,11 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 	for _, kw := range d.Keywords {
 		i := spec.argIndex(kw.Key)
 		if i < 0 {
-			return fail("", "", "", errorf(ErrBadArgument, nil,
+			return fail("", "", "", WrapError(ErrBadArgument, nil,
 				fmt.Sprintf("unknown argument %q (%s takes %s)", Redact(kw.Key), spec.Name, spec.argNames())))
 		}
 		if texts[i] != nil {
-			return fail(spec.Args[i].Name, "", "", errorf(ErrBadArgument, nil,
+			return fail(spec.Args[i].Name, "", "", WrapError(ErrBadArgument, nil,
 				fmt.Sprintf("given twice (positionally or by another name, as %q)", kw.Key)))
 		}
 		v := kw.Value
@@ -338,7 +310,7 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 		case texts[i] != nil:
 			v.Text, v.Given = *texts[i], true
 		case a.Required:
-			return fail(a.Name, "", "", errorf(ErrBadArgument, nil, "missing (required)"))
+			return fail(a.Name, "", "", WrapError(ErrBadArgument, nil, "missing (required)"))
 		case a.Default == "" && !a.EmptyDefault:
 			v.Absent = true
 			continue
@@ -346,7 +318,7 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 			v.Text = a.Default
 		}
 		if a.Required && v.Text == "" {
-			return fail(a.Name, "", "", errorf(ErrBadArgument, nil, "empty, but required: give a value"))
+			return fail(a.Name, "", "", WrapError(ErrBadArgument, nil, "empty, but required: give a value"))
 		}
 		if a.Variadic {
 			v.List = lists[i]

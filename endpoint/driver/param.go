@@ -1,4 +1,4 @@
-package endpoint
+package driver
 
 import (
 	"fmt"
@@ -116,6 +116,14 @@ func (p Param[T]) Secret() Param[T] { p.arg.Secret = true; return p }
 // argument means something more precise.
 func (p Param[T]) Help(text string) Param[T] { p.arg.Help = text; return p }
 
+// In reports whether spec declares p: an argument of p's name and kind.
+// Code that several types share uses it to act only for the types whose
+// Spec lists p.
+func (p Param[T]) In(spec *Spec) bool {
+	i := spec.argIndex(p.arg.Name)
+	return i >= 0 && spec.Args[i].Kind == p.arg.Kind && spec.Args[i].Variadic == p.arg.Variadic
+}
+
 // Get returns the argument's value in a: as the string gave it, or its
 // default, converted; T's zero value if it is absent (see Absent).
 func (p Param[T]) Get(a *Args) T { return p.conv(a.value(&p.arg)) }
@@ -144,11 +152,11 @@ func (a *Args) value(arg *Arg) *Value {
 	for i := range a.Values {
 		if v := &a.Values[i]; v.Arg.Name == arg.Name {
 			if v.Arg.Kind != arg.Kind || v.Arg.Variadic != arg.Variadic {
-				panic(fmt.Sprintf("endpoint: type %s reads argument %s as %s, but its Spec declares it as %s",
+				panic(fmt.Sprintf("driver: type %s reads argument %s as %s, but its Spec declares it as %s",
 					a.Spec.Name, arg.Name, arg.Kind, v.Arg.Kind))
 			}
 			return v
 		}
 	}
-	panic(fmt.Sprintf("endpoint: type %s reads argument %s, which its Spec does not declare", a.Spec.Name, arg.Name))
+	panic(fmt.Sprintf("driver: type %s reads argument %s, which its Spec does not declare", a.Spec.Name, arg.Name))
 }

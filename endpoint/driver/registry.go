@@ -1,4 +1,4 @@
-package endpoint
+package driver
 
 import (
 	"fmt"
@@ -58,11 +58,11 @@ func noteSecrets(s *Spec) {
 
 func checkSpec(kind string, s *Spec, hasNew bool) string {
 	if !hasNew {
-		panic("endpoint: Register" + kind + " of " + s.Name + " with nil New")
+		panic("driver: Register" + kind + " of " + s.Name + " with nil New")
 	}
 	name := strings.ToLower(s.Name)
 	if name == "" || name != s.Name || strings.ContainsAny(name, `:=\[`) {
-		panic(fmt.Sprintf("endpoint: Register%s: type name %q must be non-empty lower case without ':', '=', '\\' or '['", kind, s.Name))
+		panic(fmt.Sprintf("driver: Register%s: type name %q must be non-empty lower case without ':', '=', '\\' or '['", kind, s.Name))
 	}
 	seen := map[string]bool{}
 	for i, a := range s.Args {
@@ -72,13 +72,13 @@ func checkSpec(kind string, s *Spec, hasNew bool) string {
 				last = last && !later.Positional
 			}
 			if !last {
-				panic(fmt.Sprintf("endpoint: Register%s %s: variadic argument %q must be the last positional one", kind, s.Name, a.Name))
+				panic(fmt.Sprintf("driver: Register%s %s: variadic argument %q must be the last positional one", kind, s.Name, a.Name))
 			}
 		}
 		if a.DefaultFrom != "" {
 			j := s.argIndex(a.DefaultFrom)
 			if j < 0 || s.Args[j].Kind != a.Kind || a.Default != "" || a.Required || a.Variadic {
-				panic(fmt.Sprintf("endpoint: Register%s %s: argument %q takes its default from %q, which must be "+
+				panic(fmt.Sprintf("driver: Register%s %s: argument %q takes its default from %q, which must be "+
 					"another argument of the same kind, and it must have no default of its own", kind, s.Name, a.Name, a.DefaultFrom))
 			}
 		}
@@ -86,12 +86,12 @@ func checkSpec(kind string, s *Spec, hasNew bool) string {
 			// A default is written once, here; it must be a value the
 			// argument accepts, or every string would fail.
 			if want := readValue(&s.Args[i], &Value{Arg: &s.Args[i], Text: a.Default}); want != "" {
-				panic(fmt.Sprintf("endpoint: Register%s %s: the default %q of argument %q is not %s", kind, s.Name, a.Default, a.Name, want))
+				panic(fmt.Sprintf("driver: Register%s %s: the default %q of argument %q is not %s", kind, s.Name, a.Default, a.Name, want))
 			}
 		}
 		for _, n := range append([]string{a.Name}, a.Aliases...) {
 			if n == "" || seen[n] {
-				panic(fmt.Sprintf("endpoint: Register%s %s: argument name %q is empty or declared twice", kind, s.Name, n))
+				panic(fmt.Sprintf("driver: Register%s %s: argument name %q is empty or declared twice", kind, s.Name, n))
 			}
 			seen[n] = true
 		}
@@ -112,7 +112,7 @@ func RegisterServer(t ServerType) {
 		registry.servers = map[string]*ServerType{}
 	}
 	if _, dup := registry.servers[name]; dup {
-		panic("endpoint: RegisterServer called twice for type " + name)
+		panic("driver: RegisterServer called twice for type " + name)
 	}
 	registry.servers[name] = &t
 	noteSecrets(&t.Spec)
@@ -128,7 +128,7 @@ func RegisterClient(t ClientType) {
 		registry.clients = map[string]*ClientType{}
 	}
 	if _, dup := registry.clients[name]; dup {
-		panic("endpoint: RegisterClient called twice for type " + name)
+		panic("driver: RegisterClient called twice for type " + name)
 	}
 	registry.clients[name] = &t
 	noteSecrets(&t.Spec)
@@ -186,7 +186,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 func unknownType(input, role, name string, known []string) error {
-	return &Error{Op: "parse", Input: input, Err: errorf(ErrUnknownType, nil,
+	return &Error{Op: "parse", Input: input, Err: WrapError(ErrUnknownType, nil,
 		fmt.Sprintf("unknown %s type %q (known: %s; a third-party type needs its package imported)",
 			role, Redact(name), strings.Join(known, ", ")))}
 }

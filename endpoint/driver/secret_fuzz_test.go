@@ -1,4 +1,4 @@
-package endpoint
+package driver_test
 
 import (
 	"encoding/json"
@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 // fuzzMark is the secret FuzzSecret puts in strings. Inputs that spell it
@@ -28,7 +31,7 @@ func secretAssignment(variant, level uint8) string {
 		"xpassword =" + fuzzMark, // a key that ends in a secret name
 	}[variant%6]
 	for range level % 4 {
-		a = Quote(a)
+		a = endpoint.Quote(a)
 	}
 	return a
 }
@@ -43,7 +46,7 @@ func secretAssignment(variant, level uint8) string {
 // argument's. It also checks that redacting a string that parses leaves
 // one that parses.
 func FuzzSecret(f *testing.F) {
-	quote2 := func(s string) string { return Quote(Quote(s)) }
+	quote2 := func(s string) string { return endpoint.Quote(endpoint.Quote(s)) }
 	seeds := []struct {
 		before, after  string
 		level, variant uint8
@@ -54,17 +57,17 @@ func FuzzSecret(f *testing.F) {
 		{`httpconnect:h:443:proxy=tcp\:p\:3128:username=u:`, "", 0, 0},
 		{`httpconnect:h:443:username=u:`, `:timeout=5:proxy=tcp\:p\:3128`, 0, 3},
 		// Nested: in tls's endpoint=, socks5's and httpconnect's proxy=.
-		{"tls:h:443:endpoint=" + Quote("socks5:h:443:proxy="+Quote("tcp:p:1080")+":username=u:"), "", 1, 0},
-		{"socks5:h:1:username=u:proxy=" + Quote("httpconnect:p:1:proxy="+Quote("tcp:q:3128")+":username=v:"), "", 1, 2},
-		{"httpconnect:h:1:proxy=" + Quote("socks5:p:1:username=v:"), Quote(":proxy=tcp:q:1080"), 1, 0},
+		{"tls:h:443:endpoint=" + endpoint.Quote("socks5:h:443:proxy="+endpoint.Quote("tcp:p:1080")+":username=u:"), "", 1, 0},
+		{"socks5:h:1:username=u:proxy=" + endpoint.Quote("httpconnect:p:1:proxy="+endpoint.Quote("tcp:q:3128")+":username=v:"), "", 1, 2},
+		{"httpconnect:h:1:proxy=" + endpoint.Quote("socks5:p:1:username=v:"), endpoint.Quote(":proxy=tcp:q:1080"), 1, 0},
 		// Two and three levels down.
-		{"tls:h:443:endpoint=" + Quote("socks5:h:1:username=u:proxy=") + quote2("httpconnect:p:1:username=v:"), quote2(":proxy=tcp:q:1"), 2, 0},
-		{"tls:h:1:endpoint=" + Quote("tls:h:1:endpoint=") + quote2("socks5:h:1:proxy=tcp\\:p\\:1:username=u:"), "", 2, 4},
-		{"tls:h:1:endpoint=" + Quote("tls:h:1:endpoint=") + quote2("tls:h:1:endpoint=") + Quote(quote2("socks5:h:1:username=u:")), "", 3, 0},
+		{"tls:h:443:endpoint=" + endpoint.Quote("socks5:h:1:username=u:proxy=") + quote2("httpconnect:p:1:username=v:"), quote2(":proxy=tcp:q:1"), 2, 0},
+		{"tls:h:1:endpoint=" + endpoint.Quote("tls:h:1:endpoint=") + quote2("socks5:h:1:proxy=tcp\\:p\\:1:username=u:"), "", 2, 4},
+		{"tls:h:1:endpoint=" + endpoint.Quote("tls:h:1:endpoint=") + quote2("tls:h:1:endpoint=") + endpoint.Quote(quote2("socks5:h:1:username=u:")), "", 3, 0},
 		// Wrappers, within the nesting limit and beyond it.
 		{`haproxy:haproxy:socks5:h:1:proxy=tcp\:p\:1:username=u:`, "", 0, 0},
 		{strings.Repeat("haproxy:", 20) + `socks5:h:1:proxy=tcp\:p\:1:username=u:`, "", 0, 2},
-		{"tls:h:1:endpoint=" + Quote(strings.Repeat("haproxy:", 9)+"socks5:h:1:proxy=tcp\\:p\\:1:username=u:"), "", 1, 0},
+		{"tls:h:1:endpoint=" + endpoint.Quote(strings.Repeat("haproxy:", 9)+"socks5:h:1:proxy=tcp\\:p\\:1:username=u:"), "", 1, 0},
 		// Deeper than Redact takes apart.
 		{strings.Repeat("x=", 40), "", 0, 0},
 		{strings.Repeat(`a\=`, 40), "", 1, 5},
@@ -74,8 +77,8 @@ func FuzzSecret(f *testing.F) {
 		{`socks5:h:1:proxy=tcp\:p\:1:username=u:`, `:host=[::1`, 0, 0},
 		{`socks5:h:1:proxy=tcp\:p\:1:username=u:password=[`, "", 0, 0},
 		{`socks5:h:1:proxy=tcp\:p\:1:username=u:password=a:`, "", 0, 0},
-		{"tls:h:443:endpoint=" + Quote("socks5:h:1:"), Quote(`:x=\`), 1, 0},
-		{"tls:h:443:endpoint=" + Quote("socks5:h:1:"), Quote(`:x=[`), 1, 0},
+		{"tls:h:443:endpoint=" + endpoint.Quote("socks5:h:1:"), endpoint.Quote(`:x=\`), 1, 0},
+		{"tls:h:443:endpoint=" + endpoint.Quote("socks5:h:1:"), endpoint.Quote(`:x=[`), 1, 0},
 		// Where no type expects it: a positional value, the type, a key,
 		// a bracket, a value that is not an endpoint string.
 		{"tcp:h:1:", "", 1, 0},
@@ -129,10 +132,10 @@ func checkNoSecret(t *testing.T, s string) {
 			t.Fatalf("%s shows the secret\nstring: %q\n%s: %s", what, s, what, out)
 		}
 	}
-	r := Redact(s)
+	r := endpoint.Redact(s)
 	check("Redact", r)
-	if _, err := Parse(s); err == nil {
-		d, err := Parse(r)
+	if _, err := driver.Parse(s); err == nil {
+		d, err := driver.Parse(r)
 		if err != nil {
 			t.Fatalf("Redact(%q) = %q, which does not parse: %v", s, r, err)
 		}
@@ -140,23 +143,23 @@ func checkNoSecret(t *testing.T, s string) {
 	}
 	checkErr := func(what string, err error) {
 		t.Helper()
-		var e *Error
+		var e *endpoint.Error
 		if !errors.As(err, &e) {
 			t.Fatalf("%s(%q): %v is not an *Error", what, s, err)
 		}
 		check(what+"'s error", err.Error())
 	}
-	if c, err := ParseClient(s); err != nil {
+	if c, err := endpoint.ParseClient(s); err != nil {
 		checkErr("ParseClient", err)
 	} else {
 		check("the Client printed", fmt.Sprintf("%v %s %+v %#v %q", c, c, c, c, c))
 	}
-	if srv, err := ParseServer(s); err != nil {
+	if srv, err := endpoint.ParseServer(s); err != nil {
 		checkErr("ParseServer", err)
 	} else {
 		check("the Server printed", fmt.Sprintf("%v %s %+v %#v %q", srv, srv, srv, srv, srv))
 	}
-	for _, bind := range []func(string) (*Args, error){ClientArgs, ServerArgs} {
+	for _, bind := range []func(string) (*driver.Args, error){driver.ClientArgs, driver.ServerArgs} {
 		a, err := bind(s)
 		if err != nil {
 			checkErr("Args", err)
@@ -180,7 +183,7 @@ func TestSecretEverywhere(t *testing.T) {
 	}
 	for _, s := range []string{
 		`socks5:h:1:proxy=tcp\:p\:1:username=u:`,
-		"tls:h:443:endpoint=" + Quote("socks5:h:1:proxy="+Quote("tcp:p:1")+":username=u:x=[a]:"),
+		"tls:h:443:endpoint=" + endpoint.Quote("socks5:h:1:proxy="+endpoint.Quote("tcp:p:1")+":username=u:x=[a]:"),
 		`x:[a\]b]:c=[d:e]:f\`,
 	} {
 		for at := range len(s) + 1 {

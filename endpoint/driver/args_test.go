@@ -1,6 +1,7 @@
-package endpoint
+package driver_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"math"
@@ -8,6 +9,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/endpoint/driver"
 )
 
 func TestPyInt(t *testing.T) {
@@ -26,18 +30,18 @@ func TestPyInt(t *testing.T) {
 		{"8", 8, 0, false}, {"0o", 8, 0, false}, {"0x1", 8, 0, false},
 	}
 	for _, tt := range tests {
-		got, ok := pyInt(tt.in, tt.base)
+		got, ok := driver.PyInt(tt.in, tt.base)
 		if ok != tt.ok || (ok && got != tt.want) {
-			t.Errorf("pyInt(%q, %d) = %d, %v; want %d, %v", tt.in, tt.base, got, ok, tt.want, tt.ok)
+			t.Errorf("driver.PyInt(%q, %d) = %d, %v; want %d, %v", tt.in, tt.base, got, ok, tt.want, tt.ok)
 		}
 	}
 }
 
 func describe(t *testing.T, role, s string) string {
 	t.Helper()
-	get := ServerArgs
+	get := driver.ServerArgs
 	if role == "client" {
-		get = ClientArgs
+		get = driver.ClientArgs
 	}
 	a, err := get(s)
 	if err != nil {
@@ -85,44 +89,44 @@ func TestBindErrors(t *testing.T) {
 		arg      string
 		msg      string
 	}{
-		{"server", "tcp:http", ErrBadArgument, "port", `port "http" is not a number 0-65535`},
-		{"server", "tcp:65536", ErrBadArgument, "port", "0-65535"},
-		{"server", "tcp:-1", ErrBadArgument, "port", "0-65535"},
-		{"server", "tcp", ErrBadArgument, "port", "port: missing (required)"},
-		{"server", "tcp:80:lo:5:extra", ErrBadArgument, "", `"extra" is extra; tcp takes at most 3 positional arguments (port, interface, backlog)`},
-		{"server", "tcp:80:backlog=x", ErrBadArgument, "backlog", `backlog "x" is not a whole number 0-1048576`},
-		{"server", "tcp:80:backlog=-1", ErrBadArgument, "backlog", "0-1048576"},
-		{"server", "tcp:80:colour=red", ErrBadArgument, "", `unknown argument "colour" (tcp takes port, interface, backlog, keepAlive, keepAliveInterval, keepAliveCount, userTimeout, noDelay, reusePort, ipv6Only)`},
-		{"server", "tcp:80:port=81", ErrBadArgument, "port", "given twice"},
-		{"server", "tcp:80:interface=a b", ErrBadArgument, "interface", "a host name or IP address"},
-		{"server", "tcp:80:interface=[::1", ErrSyntax, "", "never closed"},
-		{"server", "tcp:80:interface=1:2", ErrBadArgument, "interface", "given twice"},
-		{"server", "tcp:80:interface=[1:2:zz]", ErrBadArgument, "interface", "IPv6 address"},
-		{"server", "unix:/x:mode=8", ErrBadArgument, "mode", "octal file mode"},
-		{"server", "unix:/x:mode=10000", ErrBadArgument, "mode", "octal file mode"},
-		{"server", "unix:/x:lockfile=yes", ErrBadArgument, "lockfile", "a flag (0 for off, 1 for on)"},
-		{"server", "unix:", ErrBadArgument, "address", `address: empty, but required: give a value`},
-		{"client", "tcp::80", ErrBadArgument, "host", "empty, but required"},
-		{"server", "nosuch:80", ErrUnknownType, "", `unknown server type "nosuch" (known: `},
-		{"client", "tcp:example.com", ErrBadArgument, "port", "missing"},
-		{"client", "tcp:example.com:80:timeout=0", ErrBadArgument, "timeout", "1-2147483647"},
-		{"client", "tcp:example.com:80:timeout=2.5", ErrBadArgument, "timeout", "whole number of seconds"},
-		{"client", "tcp:example.com:80:attemptDelay=-5", ErrBadArgument, "attemptDelay", "milliseconds"},
-		{"client", "unix:/x:checkPID=1:lockfile=1", ErrBadArgument, "checkPID", "given twice"},
-		{"client", "unix:/x:mode=1", ErrBadArgument, "", `unknown argument "mode"`},
-		{"client", "unix:/x:lockfile=abc", ErrBadArgument, "lockfile", `lockfile "abc" is not a flag`},
-		{"server", "tcp:80:interface=[127.0.0.1]", ErrBadArgument, "interface", "a host name or IP address"},
-		{"client", "tcp:h:80:timeout=2147483648", ErrBadArgument, "timeout", "1-2147483647"},
-		{"client", "tcp6:x:1", ErrUnknownType, "", `unknown client type "tcp6" (known: `},
+		{"server", "tcp:http", endpoint.ErrBadArgument, "port", `port "http" is not a number 0-65535`},
+		{"server", "tcp:65536", endpoint.ErrBadArgument, "port", "0-65535"},
+		{"server", "tcp:-1", endpoint.ErrBadArgument, "port", "0-65535"},
+		{"server", "tcp", endpoint.ErrBadArgument, "port", "port: missing (required)"},
+		{"server", "tcp:80:lo:5:extra", endpoint.ErrBadArgument, "", `"extra" is extra; tcp takes at most 3 positional arguments (port, interface, backlog)`},
+		{"server", "tcp:80:backlog=x", endpoint.ErrBadArgument, "backlog", `backlog "x" is not a whole number 0-1048576`},
+		{"server", "tcp:80:backlog=-1", endpoint.ErrBadArgument, "backlog", "0-1048576"},
+		{"server", "tcp:80:colour=red", endpoint.ErrBadArgument, "", `unknown argument "colour" (tcp takes port, interface, backlog, keepAlive, keepAliveInterval, keepAliveCount, userTimeout, noDelay, reusePort, ipv6Only)`},
+		{"server", "tcp:80:port=81", endpoint.ErrBadArgument, "port", "given twice"},
+		{"server", "tcp:80:interface=a b", endpoint.ErrBadArgument, "interface", "a host name or IP address"},
+		{"server", "tcp:80:interface=[::1", endpoint.ErrSyntax, "", "never closed"},
+		{"server", "tcp:80:interface=1:2", endpoint.ErrBadArgument, "interface", "given twice"},
+		{"server", "tcp:80:interface=[1:2:zz]", endpoint.ErrBadArgument, "interface", "IPv6 address"},
+		{"server", "unix:/x:mode=8", endpoint.ErrBadArgument, "mode", "octal file mode"},
+		{"server", "unix:/x:mode=10000", endpoint.ErrBadArgument, "mode", "octal file mode"},
+		{"server", "unix:/x:lockfile=yes", endpoint.ErrBadArgument, "lockfile", "a flag (0 for off, 1 for on)"},
+		{"server", "unix:", endpoint.ErrBadArgument, "address", `address: empty, but required: give a value`},
+		{"client", "tcp::80", endpoint.ErrBadArgument, "host", "empty, but required"},
+		{"server", "nosuch:80", endpoint.ErrUnknownType, "", `unknown server type "nosuch" (known: `},
+		{"client", "tcp:example.com", endpoint.ErrBadArgument, "port", "missing"},
+		{"client", "tcp:example.com:80:timeout=0", endpoint.ErrBadArgument, "timeout", "1-2147483647"},
+		{"client", "tcp:example.com:80:timeout=2.5", endpoint.ErrBadArgument, "timeout", "whole number of seconds"},
+		{"client", "tcp:example.com:80:attemptDelay=-5", endpoint.ErrBadArgument, "attemptDelay", "milliseconds"},
+		{"client", "unix:/x:checkPID=1:lockfile=1", endpoint.ErrBadArgument, "checkPID", "given twice"},
+		{"client", "unix:/x:mode=1", endpoint.ErrBadArgument, "", `unknown argument "mode"`},
+		{"client", "unix:/x:lockfile=abc", endpoint.ErrBadArgument, "lockfile", `lockfile "abc" is not a flag`},
+		{"server", "tcp:80:interface=[127.0.0.1]", endpoint.ErrBadArgument, "interface", "a host name or IP address"},
+		{"client", "tcp:h:80:timeout=2147483648", endpoint.ErrBadArgument, "timeout", "1-2147483647"},
+		{"client", "tcp6:x:1", endpoint.ErrUnknownType, "", `unknown client type "tcp6" (known: `},
 	}
 	for _, tt := range tests {
 		t.Run(tt.role+" "+tt.in, func(t *testing.T) {
-			get := ServerArgs
+			get := driver.ServerArgs
 			if tt.role == "client" {
-				get = ClientArgs
+				get = driver.ClientArgs
 			}
 			_, err := get(tt.in)
-			var e *Error
+			var e *endpoint.Error
 			if !errors.As(err, &e) {
 				t.Fatalf("got %v, want an *Error", err)
 			}
@@ -135,9 +139,9 @@ func TestBindErrors(t *testing.T) {
 			// ParseServer/ParseClient report the same failure.
 			var perr error
 			if tt.role == "client" {
-				_, perr = ParseClient(tt.in)
+				_, perr = endpoint.ParseClient(tt.in)
 			} else {
-				_, perr = ParseServer(tt.in)
+				_, perr = endpoint.ParseServer(tt.in)
 			}
 			if perr == nil || perr.Error() != err.Error() {
 				t.Fatalf("Parse%s gave %v, want %v", tt.role, perr, err)
@@ -165,19 +169,19 @@ func TestRegistry(t *testing.T) {
 		}()
 		f()
 	}
-	newServer := func(*Args) (Server, error) { return nil, nil }
-	mustPanic("duplicate", func() { RegisterServer(ServerType{Spec: Spec{Name: "tcp"}, New: newServer}) })
-	mustPanic("nil New", func() { RegisterServer(ServerType{Spec: Spec{Name: "nilnew"}}) })
-	mustPanic("upper case", func() { RegisterServer(ServerType{Spec: Spec{Name: "Upper"}, New: newServer}) })
+	newServer := func(*driver.Args) (driver.Server, error) { return nil, nil }
+	mustPanic("duplicate", func() { driver.RegisterServer(driver.ServerType{Spec: driver.Spec{Name: "tcp"}, New: newServer}) })
+	mustPanic("nil New", func() { driver.RegisterServer(driver.ServerType{Spec: driver.Spec{Name: "nilnew"}}) })
+	mustPanic("upper case", func() { driver.RegisterServer(driver.ServerType{Spec: driver.Spec{Name: "Upper"}, New: newServer}) })
 	mustPanic("colon", func() {
-		RegisterClient(ClientType{Spec: Spec{Name: "a:b"}, New: func(*Args) (Client, error) { return nil, nil }})
+		driver.RegisterClient(driver.ClientType{Spec: driver.Spec{Name: "a:b"}, New: func(*driver.Args) (driver.Client, error) { return nil, nil }})
 	})
 	mustPanic("duplicate argument", func() {
-		RegisterServer(ServerType{Spec: Spec{Name: "dupargs", Args: []Arg{{Name: "a"}, {Name: "b", Aliases: []string{"a"}}}}, New: newServer})
+		driver.RegisterServer(driver.ServerType{Spec: driver.Spec{Name: "dupargs", Args: []driver.Arg{{Name: "a"}, {Name: "b", Aliases: []string{"a"}}}}, New: newServer})
 	})
 	// A type whose New returns a nil Server is reported, not returned.
-	registerOnce("nilserver", func() { RegisterServer(ServerType{Spec: Spec{Name: "nilserver"}, New: newServer}) })
-	if _, err := ParseServer("nilserver"); err == nil {
+	registerOnce("nilserver", func() { driver.RegisterServer(driver.ServerType{Spec: driver.Spec{Name: "nilserver"}, New: newServer}) })
+	if _, err := endpoint.ParseServer("nilserver"); err == nil {
 		t.Error("ParseServer of a type returning nil: no error")
 	}
 
@@ -189,19 +193,19 @@ func TestRegistry(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			registerOnce(name, func() {
-				RegisterClient(ClientType{Spec: Spec{Name: name}, New: func(*Args) (Client, error) { return nil, nil }})
+				driver.RegisterClient(driver.ClientType{Spec: driver.Spec{Name: name}, New: func(*driver.Args) (driver.Client, error) { return nil, nil }})
 			})
 		}()
 		go func() {
 			defer wg.Done()
-			ClientTypes()
-			ParseClient("tcp:localhost:1")
+			driver.ClientTypes()
+			endpoint.ParseClient("tcp:localhost:1")
 		}()
 	}
 	wg.Wait()
 	names := map[string]bool{}
 	prev := ""
-	for _, ct := range ClientTypes() {
+	for _, ct := range driver.ClientTypes() {
 		if ct.Name < prev {
 			t.Errorf("ClientTypes not sorted: %q after %q", ct.Name, prev)
 		}
@@ -215,9 +219,9 @@ func TestRegistry(t *testing.T) {
 
 func TestWrapper(t *testing.T) {
 	registerOnce("testwrap", func() {
-		RegisterServer(ServerType{
-			Spec: Spec{Name: "testwrap", Wrapper: true, Help: "passes through"},
-			New:  func(a *Args) (Server, error) { return ParseServer(a.Inner) },
+		driver.RegisterServer(driver.ServerType{
+			Spec: driver.Spec{Name: "testwrap", Wrapper: true, Help: "passes through"},
+			New:  func(a *driver.Args) (driver.Server, error) { return endpoint.ParseServer(a.Inner) },
 		})
 	})
 	got := describe(t, "server", `testwrap:unix:/a\:b:mode=600`)
@@ -225,7 +229,11 @@ func TestWrapper(t *testing.T) {
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	ln := listen(t, "testwrap:testwrap:tcp:0:interface=127.0.0.1")
+	ln, err := endpoint.Listen(context.Background(), "testwrap:testwrap:tcp:0:interface=127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
 	if ln.Addr().(*net.TCPAddr).Port == 0 {
 		t.Fatal("no port")
 	}
@@ -235,7 +243,7 @@ func TestWrapper(t *testing.T) {
 		"testwrap:tcp:x":  `port "x" is not a number`,
 		"testwrap:nope:1": "unknown server type",
 	} {
-		if _, err := ParseServer(in); err == nil || !strings.Contains(err.Error(), msg) {
+		if _, err := endpoint.ParseServer(in); err == nil || !strings.Contains(err.Error(), msg) {
 			t.Errorf("ParseServer(%q) = %v, want %q", in, err, msg)
 		}
 	}
@@ -257,9 +265,9 @@ func TestIPv6Hint(t *testing.T) {
 	} {
 		var err error
 		if tc.role == "server" {
-			_, err = ParseServer(tc.s)
+			_, err = endpoint.ParseServer(tc.s)
 		} else {
-			_, err = ParseClient(tc.s)
+			_, err = endpoint.ParseClient(tc.s)
 		}
 		if err == nil {
 			t.Errorf("%s %q parsed", tc.role, tc.s)
