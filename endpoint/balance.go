@@ -124,6 +124,9 @@ func (c *balanceClient) Dial(ctx context.Context) (net.Conn, error) {
 			if c.pool.Succeeded(i) {
 				c.opts.logger().Info("balance: backend is back", "backend", c.names[i])
 			}
+			if k > 0 {
+				c.pool.Took(i)
+			}
 			if c.policy == balance.LeastConn {
 				return countConn(conn, c.pool, i), nil
 			}

@@ -151,6 +151,17 @@ func (p *Pool) Succeeded(i int) (wasDown bool) {
 	return wasDown
 }
 
+// Took notes that backend i took a connection that was offered first to
+// a backend that failed: round robin goes on after i, so that i does not
+// take the next connection too.
+func (p *Pool) Took(i int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.policy == RoundRobin || p.policy == LeastConn {
+		p.next = (i + 1) % p.n
+	}
+}
+
 // Acquire counts a connection open to backend i, for LeastConn.
 func (p *Pool) Acquire(i int) {
 	p.mu.Lock()

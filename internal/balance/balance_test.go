@@ -127,3 +127,23 @@ func TestParsePolicy(t *testing.T) {
 		t.Error("an unknown policy was taken")
 	}
 }
+
+// A connection that a failed backend passed on to the next: round robin
+// goes on after the one that took it.
+func TestRoundRobinAfterFailover(t *testing.T) {
+	p, _ := newPool(3, RoundRobin)
+	var took []int
+	for range 4 {
+		o := p.Order()
+		i := o[0]
+		if i == 2 {
+			p.Failed(2)
+			i = o[1]
+			p.Took(i)
+		}
+		took = append(took, i)
+	}
+	if want := []int{0, 1, 0, 1}; !slices.Equal(took, want) {
+		t.Fatalf("took %v, want %v", took, want)
+	}
+}
