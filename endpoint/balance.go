@@ -30,8 +30,9 @@ func init() {
 			Notes: "Not in Twisted; named after haproxy's balance directive, whose algorithm names policy= takes. " +
 				"Each backend is any client endpoint string, written in brackets so that its ':' need no escaping: " +
 				"`balance:[tcp:10.0.0.1:80]:[tcp:10.0.0.2:80]:policy=first`, " +
-				"`balance:[tls:api.example.com:443]:[unix:/run/api.sock]`; a ']' inside one is escaped, " +
-				"`[tcp:[::1\\]:80]` (or the whole backend written with endpoint.Quote instead of brackets). " +
+				"`balance:[tls:api.example.com:443]:[unix:/run/api.sock]`. Inside the brackets a backslash escapes as " +
+				"anywhere, so a ']' in a backend is written `\\]` (`[tcp:[::1\\]:80]`) and a backend's own backslashes " +
+				"are doubled; or write the backend with endpoint.Quote instead of brackets. " +
 				"tether relay LISTEN CONNECT CONNECT... writes this string for you. Policies: roundrobin (the " +
 				"default, as in haproxy) starts each connection at the next backend; first tries them in the " +
 				"order given, so the first that works takes everything (failover); random starts anywhere; " +

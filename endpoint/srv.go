@@ -39,7 +39,7 @@ var (
 		"with tls=1: the name the certificate is verified for and sent as SNI; absent means domain").DefaultFrom("domain")
 	srvCertParam = StringParam("certificate",
 		"with tls=1: PEM file of a client certificate (and its key, if privateKey is absent)")
-	srvKeyParam   = clientKeyParam.DefaultFrom("certificate")
+	srvKeyParam   = clientKeyParam.Help("with tls=1: PEM file of the client certificate's private key").DefaultFrom("certificate")
 	srvRootsParam = StringParam("trustRoots",
 		"with tls=1: directory of .pem files (or one PEM file) of the CAs to trust instead of the system's")
 )
