@@ -128,7 +128,7 @@ func TestBalanceFirstFailsOver(t *testing.T) {
 	}
 	// The first comes back: once its backoff is over it is tried first
 	// again, and takes every connection.
-	a := startNamed(t, "a", dead)
+	startNamed(t, "a", dead)
 	deadline := time.Now().Add(30 * time.Second)
 	for reach(t, cli) != "a" {
 		if time.Now().After(deadline) {
@@ -141,7 +141,6 @@ func TestBalanceFirstFailsOver(t *testing.T) {
 			t.Fatalf("reached %q after a came back, want a (policy first)", got)
 		}
 	}
-	_ = a
 }
 
 // When every backend fails, the error names each, its secrets hidden,

@@ -330,13 +330,11 @@ func (c *Config) LookupAddrs(ctx context.Context, host string) ([]netip.Addr, ti
 	if len(out) > 0 {
 		return out, ttl, nil
 	}
-	// Neither: a failure to ask says more than an absence.
-	var nf *NotFoundError
-	if errors.As(err4, &nf) && r6.err != nil && !errors.As(r6.err, new(*NotFoundError)) {
-		return nil, 0, r6.err
-	}
-	if err4 == nil {
-		return nil, 0, r6.err
+	// Neither has an address: a failure to ask says more than an absence.
+	for _, err := range []error{r6.err, err4} {
+		if !errors.As(err, new(*NotFoundError)) {
+			return nil, 0, err
+		}
 	}
 	return nil, 0, err4
 }
