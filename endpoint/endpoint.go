@@ -38,8 +38,9 @@
 // The grammar is Twisted's: segments separated by ':', a backslash escapes
 // the next character, key=value segments are keyword arguments, the first
 // segment is the type (case does not matter). Two extensions, both for
-// strings Twisted rejects: a value beginning with '[' runs to its ']', so
-// "tcp:80:interface=[::1]" needs no escaping, and wrapper types take the
+// strings Twisted rejects: a value beginning with '[' runs to its matching
+// ']' (brackets nest), so "tcp:80:interface=[::1]" and
+// "tls:h:443:endpoint=[tcp:[::1]:443]" need no escaping, and wrapper types take the
 // rest of the string as their inner endpoint. See Quote, and driver.Parse.
 package endpoint
 

@@ -219,7 +219,7 @@ const (
 		"parsers up case-sensitively (its tcp6 plugin is matched without case)"
 	checkPID why = "tether reads checkPID= as a number, 0 meaning off, as both read lockfile=; Twisted passes checkPID's " +
 		"text on and tests its truth, so any non-empty text, even \"0\", is on and \"\" is off"
-	brackets why = "tether extension: a value beginning with '[' runs to its ']', protecting ':' and '=', and a " +
+	brackets why = "tether extension: a value beginning with '[' runs to its matching ']' (brackets nest), protecting ':' and '=', and a " +
 		"host loses its brackets"
 	timeoutPos why = "tether wants a client timeout of at least 1 second; Twisted takes any int(), 0 and negative too"
 	tetherOnly why = "attemptDelay is a tether-only tcp client argument (Happy Eyeballs); Twisted does not know it"

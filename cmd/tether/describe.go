@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 
@@ -36,7 +35,8 @@ tls: client's endpoint=, is then shown but not checked.
 Numbers are JSON numbers, flags booleans, file modes octal strings ("0666"),
 an absent optional argument null. An argument whose absence means another
 one's value shows that value (an ssl: server's certKey is its privateKey
-file). A secret (a proxy's password=) is shown as "xxxxx", also inside an
+file). A balance: client's backends are each described too, in order, as
+"members". A secret (a proxy's password=) is shown as "xxxxx", also inside an
 endpoint string given as a value. A rejected string, one nested more than
 %d deep included, exits 2 with one line on stderr saying why.
 
@@ -66,7 +66,7 @@ func runDescribe(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "tether describe:", err)
 		return exitUsage
 	}
-	out, err := json.Marshal(a)
+	out, err := describeOutput(a)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "tether describe:", err)
 		return exitFailure

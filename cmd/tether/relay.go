@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,7 +24,7 @@ func init() {
 	register(&command{name: "relay", summary: "accept on one endpoint and forward each connection to another", run: runRelay})
 }
 
-const relayUsage = `Usage: tether relay [FLAGS] LISTEN CONNECT
+const relayUsage = `Usage: tether relay [FLAGS] LISTEN CONNECT [CONNECT...]
 
 Accepts connections on the server endpoint LISTEN and, for each one, connects
 to the client endpoint CONNECT and moves bytes both ways until both sides are
@@ -37,6 +38,20 @@ user space.
   $ tether relay unix:/run/app.sock:mode=660 tcp:localhost:9000
   $ tether relay --max-conns 500 --idle-timeout 10m --log-format json tcp:443 tcp:backend:443
   $ tether relay --quiet stdio: tcp:db.internal:5432
+
+Several CONNECT strings are one balance: client endpoint over them: each
+connection goes to the next in turn (--policy roundrobin, the default), or
+to the first that accepts (--policy first: failover), a random one
+(random), or the one with the fewest connections open (leastconn). A
+backend whose dial fails is passed over for a second, doubling while it
+keeps failing, and the connection is dialled to the next at once, so
+that a backend going down fails no client; the relay logs it, and logs it
+again when it is back. The log's target is the balance: string that
+tether wrote (see tether types balance).
+
+  $ tether relay tcp:8080 tcp:10.0.0.5:80 tcp:10.0.0.6:80
+  $ tether relay --policy first tcp:5432 tcp:db1:5432 tcp:db2:5432
+  $ tether relay tcp:443 srv:https:example.com   # targets from DNS SRV records
 
 With stdio: as LISTEN (inetd, or ssh's ProxyCommand) standard input and
 output are the one connection, and tether exits when it is done.
@@ -187,6 +202,7 @@ func runRelay(e *env, args []string) int {
 	sf.register(fs)
 	idle := fs.Duration("idle-timeout", 0, "close a connection once nothing has moved either way for this long (0: never)")
 	proxyProto := fs.String("proxy-protocol", "", "send CONNECT first a PROXY protocol header of this `version` (v1 or v2) naming the original client")
+	policy := fs.String("policy", "", "with several CONNECT strings, the `order` each connection tries them in: roundrobin (default), first, random or leastconn")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), relayUsage)
 		fs.PrintDefaults()
@@ -195,8 +211,12 @@ func runRelay(e *env, args []string) int {
 	if done {
 		return code
 	}
-	if len(pos) != 2 {
-		fmt.Fprintln(e.stderr, "tether relay: want LISTEN and CONNECT endpoint strings (run tether relay --help)")
+	if len(pos) < 2 {
+		fmt.Fprintln(e.stderr, "tether relay: want LISTEN and one or more CONNECT endpoint strings (run tether relay --help)")
+		return exitUsage
+	}
+	if *policy != "" && len(pos) == 2 {
+		fmt.Fprintln(e.stderr, "tether relay: --policy chooses among several CONNECT strings, and there is one")
 		return exitUsage
 	}
 	log, err := sf.logger(e.stderr)
@@ -218,6 +238,9 @@ func runRelay(e *env, args []string) int {
 		return exitUsage
 	}
 	listenArg, connectArg := pos[0], pos[1]
+	if len(pos) > 2 {
+		connectArg = balanceString(pos[1:], *policy)
+	}
 	listen, attrs, cleanup, code := devCert(e, "relay", listenArg, sf.devCert)
 	defer cleanup()
 	if code >= 0 {
@@ -244,6 +267,28 @@ func runRelay(e *env, args []string) int {
 	setDefaultLogger(e, log)
 	return serveUntilSignal(e, "relay", srv, endpoint.HandlerFunc(r.handle), &sf, log,
 		append([]any{"endpoint", endpoint.Redact(listenArg), "target", endpoint.Redact(connectArg)}, attrs...)...)
+}
+
+// balanceString writes the balance: client string over several client
+// strings, so that each comes back as written: in brackets (which nest)
+// with its backslashes doubled, or quoted if its own brackets do not
+// balance.
+func balanceString(backends []string, policy string) string {
+	var b strings.Builder
+	b.WriteString("balance")
+	for _, s := range backends {
+		b.WriteByte(':')
+		if driver.Unbracket("["+s+"]") == s {
+			b.WriteString("[" + strings.ReplaceAll(s, `\`, `\\`) + "]")
+		} else {
+			b.WriteString(endpoint.Quote(s))
+		}
+	}
+	if policy != "" {
+		b.WriteString(":policy=")
+		b.WriteString(endpoint.Quote(policy))
+	}
+	return b.String()
 }
 
 // proxyHeaderTimeout bounds writing the PROXY protocol header.

@@ -140,7 +140,7 @@ This page is generated from the argument declarations in the code by
 An endpoint string is TYPE, then arguments separated by ':'. Positional
 arguments come in the order shown; any argument may be given by name as
 KEY=VALUE, in any order. A backslash makes the next character literal
-(` + "`\\:` `\\=` `\\\\`" + `), and a value that begins with '[' runs to its ']'
+(` + "`\\:` `\\=` `\\\\`" + `), and a value that begins with '[' runs to its matching ']' (brackets nest)
 (` + "`tcp:80:interface=[::1]`" + `). A secret argument's value is shown as xxxxx in
 errors, logs and ` + "`tether describe`" + ` (see endpoint.Redact).
 `

@@ -36,6 +36,7 @@ func BindServer(s string) (*ServerType, *Args, error) {
 // already, as a wrapper's inner string is: checking each again would be
 // quadratic.
 func bindServerNested(s string) (*ServerType, *Args, error) {
+	s = Unbracket(s) // a nested string may come in brackets: endpoint=[tcp:h:80]
 	d, rest, err := parse(s, true)
 	if err != nil {
 		return nil, nil, err
@@ -62,6 +63,7 @@ func BindClient(s string) (*ClientType, *Args, error) {
 
 // bindClientNested is bindServerNested for client strings.
 func bindClientNested(s string) (*ClientType, *Args, error) {
+	s = Unbracket(s) // a nested string may come in brackets: endpoint=[tcp:h:80]
 	d, rest, err := parse(s, true)
 	if err != nil {
 		return nil, nil, err

@@ -116,3 +116,19 @@ func ExampleServerArgs() {
 	// {"role":"server","type":"unix","args":{"address":"/run/app.sock","mode":"0660","backlog":50,"lockfile":true,"owner":null,"group":null}}
 	// 0660 true
 }
+
+// An srv: string names a service by its DNS SRV records (here those of
+// _xmpp-client._tcp.example.com, asked of Consul-style DNS on port 8600);
+// ClientArgs shows what it means without looking anything up.
+func ExampleClientArgs_srv() {
+	a, err := driver.ClientArgs("srv:xmpp-client:example.com:nameserver=[127.0.0.1:8600]:tls=1")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(a.Value("service").Str, a.Value("domain").Str, a.Value("protocol").Str, a.Value("nameserver").Str)
+	fmt.Println("TLS, verifying", a.Value("hostname").Str)
+	// Output:
+	// xmpp-client example.com tcp [127.0.0.1:8600]
+	// TLS, verifying example.com
+}

@@ -138,15 +138,25 @@ func parse(s string, stopAfterType bool) (*Description, int, error) {
 		case c == '[' && segStart:
 			// The bracket extension: copy up to the matching ']', keeping
 			// the brackets, taking ':' and '=' literally and backslash
-			// escapes as usual.
-			j := i + 1
+			// escapes as usual. Brackets nest, so that a bracketed
+			// endpoint string may hold brackets of its own
+			// ([tcp:[::1]:80]).
+			j, depth := i+1, 1
 			cur.WriteByte('[')
-			for ; j < len(s) && s[j] != ']'; j++ {
-				if s[j] == '\\' {
+			for ; j < len(s); j++ {
+				switch s[j] {
+				case '\\':
 					if j+1 == len(s) {
 						return fail("the string ends with a lone backslash (write \\\\ for a literal one)")
 					}
 					j++
+				case '[':
+					depth++
+				case ']':
+					depth--
+				}
+				if depth == 0 {
+					break
 				}
 				cur.WriteByte(s[j])
 			}
@@ -229,6 +239,7 @@ func nesting(s string, limit int) int {
 	}
 	most := depth
 	inner := func(v string) {
+		v = Unbracket(v)
 		if most >= limit || !strings.Contains(v, ":") {
 			return
 		}
@@ -264,8 +275,9 @@ func isType(typ string) bool {
 
 // Quote escapes s so that it survives as one argument value of an endpoint
 // string: backslash, ':' and '=' are preceded by a backslash. A value that
-// begins with a bracketed part, such as "[::1]", keeps its brackets and the
-// ':' and '=' inside them unescaped; any other leading '[' is escaped.
+// begins with a bracketed part, such as "[::1]" or "[tcp:[::1]:80]" (its
+// brackets balanced), keeps its brackets and the ':' and '=' inside them
+// unescaped; any other leading '[' is escaped.
 //
 // Twisted's quoteStringArgument escapes only backslash and ':', which leaves
 // a positional value containing '=' misread as a keyword. Twisted reads what
@@ -278,7 +290,7 @@ func Quote(s string) string {
 	var b strings.Builder
 	rest := s
 	if strings.HasPrefix(s, "[") {
-		if end := strings.IndexByte(s, ']'); end > 0 {
+		if end := matchingBracket(s); end > 0 {
 			b.WriteString(strings.ReplaceAll(s[:end+1], `\`, `\\`))
 			rest = s[end+1:]
 		} else {
@@ -293,6 +305,36 @@ func Quote(s string) string {
 		b.WriteByte(c)
 	}
 	return b.String()
+}
+
+// matchingBracket returns the index of the ']' that closes the '[' at
+// s[0], counting the brackets between, or -1. s is a raw value: its
+// backslashes are characters, which Quote escapes.
+func matchingBracket(s string) int {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '[':
+			depth++
+		case ']':
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// Unbracket returns s without the brackets around it when the whole of s
+// is one bracketed part ("[tcp:[::1]:80]"), as a value that holds an
+// endpoint string may be written; otherwise s. Parsing a nested endpoint
+// string (BindServer, BindClient) does this itself.
+func Unbracket(s string) string {
+	if len(s) >= 2 && s[0] == '[' && matchingBracket(s) == len(s)-1 {
+		return s[1 : len(s)-1]
+	}
+	return s
 }
 
 // String writes the Description in canonical form: the type, then the

@@ -117,7 +117,8 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestQuote(t *testing.T) {
-	for _, s := range []string{"", "plain", "a:b", "a=b", `a\b`, "[::1]", "x[y", `\:=[]`, "C:/key.pem", "[a]b:c", `[a\b]=`, "[", "[]", "]["} {
+	for _, s := range []string{"", "plain", "a:b", "a=b", `a\b`, "[::1]", "x[y", `\:=[]`, "C:/key.pem", "[a]b:c", `[a\b]=`, "[", "[]", "][",
+		"[tcp:[::1]:80]", "[a[b]", "[a]b]", "[[x]]y", `[a\[b]`} {
 		d := &driver.Description{Type: "x", Positional: []string{s}, Keywords: kw("k", s)}
 		got, err := driver.Parse(d.String())
 		if err != nil || !reflect.DeepEqual(got.Positional, []string{s}) || got.Keywords[0].Value != s {
@@ -125,11 +126,13 @@ func TestQuote(t *testing.T) {
 		}
 	}
 	for in, want := range map[string]string{
-		`a:b=c\d[`: `a\:b\=c\\d[`,
-		"[::1]":    "[::1]",
-		"[a\\b]:c": `[a\\b]\:c`,
-		"[x":       `\[x`,
-		"plain":    "plain",
+		`a:b=c\d[`:       `a\:b\=c\\d[`,
+		"[::1]":          "[::1]",
+		"[a\\b]:c":       `[a\\b]\:c`,
+		"[x":             `\[x`,
+		"[tcp:[::1]:80]": "[tcp:[::1]:80]",
+		"[a[b]":          `\[a[b]`,
+		"plain":          "plain",
 	} {
 		if got := endpoint.Quote(in); got != want {
 			t.Errorf("Quote(%q) = %q, want %q", in, got, want)
@@ -186,6 +189,52 @@ func nestTLS(n int) string {
 		s = "tls:h:1:endpoint=" + endpoint.Quote(s)
 	}
 	return s
+}
+
+// TestNestedBrackets: brackets nest, so that a value can hold a whole
+// endpoint string with brackets of its own, written as it is.
+func TestNestedBrackets(t *testing.T) {
+	d, err := driver.Parse(`balance:[tcp:[::1]:80]:[tls:h:1:endpoint=[tcp:[::1]:2]]:policy=first`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"[tcp:[::1]:80]", "[tls:h:1:endpoint=[tcp:[::1]:2]]"}
+	if !reflect.DeepEqual(d.Positional, want) {
+		t.Errorf("positional %q, want %q", d.Positional, want)
+	}
+	// A nested endpoint string in brackets is read without them, by every
+	// type that takes one.
+	a, err := driver.ClientArgs("tls:h:1:endpoint=[tcp:[::1]:2]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Value("endpoint").Str; got != "[tcp:[::1]:2]" {
+		t.Errorf("endpoint = %q", got)
+	}
+	if _, err := endpoint.ParseClient("tls:h:1:endpoint=[tcp:[::1]:2]"); err != nil {
+		t.Errorf("tls with a bracketed endpoint: %v", err)
+	}
+	if _, err := endpoint.ParseClient("tls:h:1:endpoint=[tcp:[::1]:x]"); err == nil || !strings.Contains(err.Error(), `port "x"`) {
+		t.Errorf("a bad inner string must fail naming its argument, got %v", err)
+	}
+	for _, s := range []string{"[tcp:h:1]", "[[tcp:h:1]]x"} {
+		if got, want := driver.Unbracket(s), map[bool]string{true: "tcp:h:1", false: s}[s == "[tcp:h:1]"]; got != want {
+			t.Errorf("Unbracket(%q) = %q, want %q", s, got, want)
+		}
+	}
+	// A secret inside brackets inside brackets is still hidden.
+	secret := "balance:[socks5:h:1:proxy=[tcp:p:1]:username=u:password=hunter2]:[tcp:h:2]"
+	if r := endpoint.Redact(secret); strings.Contains(r, "hunter2") {
+		t.Errorf("Redact(%q) = %q", secret, r)
+	}
+	// Bracketed nesting counts toward MaxNesting like escaped nesting.
+	deep := "tcp:h:1"
+	for i := 0; i < endpoint.MaxNesting; i++ {
+		deep = "tls:h:1:endpoint=[" + deep + "]"
+	}
+	if _, err := driver.ClientArgs(deep); !errors.Is(err, endpoint.ErrTooDeep) {
+		t.Errorf("%d levels of brackets: %v, want ErrTooDeep", endpoint.MaxNesting+1, err)
+	}
 }
 
 func TestNestingLimit(t *testing.T) {

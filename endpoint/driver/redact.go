@@ -149,12 +149,18 @@ scan:
 // closingBracket returns the index of the ']' closing the '[' at s[i], as
 // Parse finds it, or -1 when there is none.
 func closingBracket(s string, i int) int {
+	depth := 1
 	for j := i + 1; j < len(s); j++ {
 		switch s[j] {
 		case '\\':
 			j++
+		case '[':
+			depth++
 		case ']':
-			return j
+			depth--
+			if depth == 0 {
+				return j
+			}
 		}
 	}
 	return -1
