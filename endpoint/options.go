@@ -39,6 +39,12 @@ type Options struct {
 	// Verification may be tightened, never turned off: a change to
 	// InsecureSkipVerify is undone.
 	TLSConfig func(*tls.Config)
+
+	// Inherit, if not nil, hands listening sockets over between a process
+	// and the one that replaces it (see Inheritor): tcp, tcp6, unix and
+	// systemd: servers, and the wrappers around them, get their socket
+	// from it, and it keeps those they make, to hand on.
+	Inherit Inheritor
 }
 
 // ParseServer checks a server endpoint string and returns the Server it
@@ -122,6 +128,14 @@ func (o *Options) logger() *slog.Logger {
 		return discard
 	}
 	return o.Logger
+}
+
+// inheritor returns the Inheritor to get listening sockets from, or nil.
+func (o *Options) inheritor() Inheritor {
+	if o == nil {
+		return nil
+	}
+	return o.Inherit
 }
 
 // adjustTLS lets the TLSConfig hook change cfg, keeping verification as
