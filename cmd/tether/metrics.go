@@ -131,9 +131,10 @@ func establishReason(err error) string {
 // serve serves the metrics on the server endpoint string s: /metrics in
 // Prometheus's text format, and /healthz, which answers 200 "ready" or,
 // once draining, 503 "draining" (so that a load balancer stops sending).
-// It returns the listener's address and a function that stops it.
-func (m *metrics) serve(s string, log *slog.Logger) (net.Addr, func(), error) {
-	ln, err := (&endpoint.Options{Logger: log}).Listen(context.Background(), s)
+// It returns the listener's address and a function that stops it. With
+// in, the listener is handed on at a restart, as LISTEN is.
+func (m *metrics) serve(s string, in endpoint.Inheritor, log *slog.Logger) (net.Addr, func(), error) {
+	ln, err := (&endpoint.Options{Logger: log, Inherit: in}).Listen(context.Background(), s)
 	if err != nil {
 		return nil, nil, err
 	}
