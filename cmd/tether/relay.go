@@ -89,10 +89,12 @@ serve --help).
 (tcp:9100:interface=127.0.0.1, unix:/run/tether-metrics.sock): /metrics
 has connections accepted, active and ended by reason (done, dial_failed,
 tls_handshake_failed, bad_proxy_header, proxy_header_write_failed,
-idle_timeout, drain_cut, error), bytes each way, connection duration and
-dial latency histograms, the drain state, and the Go and process
+idle_timeout, drain_cut, error), those --max-conns kept waiting in the
+listen queue and the limit itself, bytes each way, connection duration
+and dial latency histograms, the drain state, and the Go and process
 collectors; /healthz answers 200 "ready", or 503 "draining" once a
-signal has started the drain.
+signal has started the drain. (tether never refuses a connection over
+--max-conns; the system does, unseen, once the listen queue is full.)
 
 Under systemd with Type=notify (NOTIFY_SOCKET set), tether sends READY=1
 once it listens and STOPPING=1 when a signal starts the drain.
@@ -448,6 +450,7 @@ func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handl
 		log.Info("serving metrics", "addr", addrString(addr), "endpoint", endpoint.Redact(sf.metrics))
 	}
 	svc := &endpoint.Service{Handler: h, MaxConns: sf.maxConns, DrainTimeout: drain, Log: log}
+	sf.metricsOn().count(svc)
 	log.Info("listening", append([]any{"addr", addrString(ln.Addr())}, attrs...)...)
 	took := sf.restart != nil && sf.restart.HasParent()
 	if sf.restart != nil {
