@@ -473,11 +473,15 @@ func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handl
 		log.Warn("telling the service manager tether is ready failed", "error", err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- svc.Serve(context.Background(), ln) }()
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	go func() { served <- svc.Serve(serveCtx, ln) }()
+	handed := false // the listeners are the new process's
 
 	var restarting <-chan restartResult
 	// handedOn ends the restart: the new process serves from now on.
 	handedOn := func(res restartResult) {
+		handed = true
 		stopMetrics() // the new process serves them, and /healthz says ready
 		state := "READY=1\nSTATUS=handed on to PID " + strconv.Itoa(res.pid)
 		if res.pid > 0 {
@@ -552,14 +556,29 @@ wait:
 			return exitFailure
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(sf.drain, 0))
-	defer cancel()
-	shut := make(chan error, 1)
-	go func() { shut <- svc.Shutdown(ctx) }()
+	finished := make(chan struct{})
+	if handed {
+		// Serve stops its accept loop and then drains (for DrainTimeout),
+		// so that a connection accepted just as the listener closes is
+		// served. Shutdown would reset it, which is right when tether
+		// stops, but not when a new process could have taken it.
+		stopServing()
+		go func() {
+			<-served
+			close(finished)
+		}()
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), max(sf.drain, 0))
+		defer cancel()
+		go func() {
+			svc.Shutdown(ctx)
+			<-served
+			close(finished)
+		}()
+	}
 	for {
 		select {
-		case <-shut:
-			<-served
+		case <-finished:
 			log.Info("stopped")
 			return exitOK
 		case <-sigs:
