@@ -4,6 +4,8 @@ go 1.26.0
 
 require golang.org/x/sys v0.50.0
 
+require github.com/cloudflare/tableflip v1.2.3 // indirect
+
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

@@ -165,3 +165,9 @@ func processAlive(pid int) bool {
 	ev, err := windows.WaitForSingleObject(h, 0)
 	return err != nil || ev != windows.WAIT_OBJECT_0
 }
+
+// takeOverLock is not needed on Windows, where no process hands its sockets
+// on (see Inheritor): it fails.
+func takeOverLock(path string) error {
+	return fmt.Errorf("lock file %s: taking over a lock: %w", path, errors.ErrUnsupported)
+}

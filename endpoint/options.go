@@ -40,6 +40,12 @@ type Options struct {
 	// Verification may be tightened, never turned off: a change to
 	// InsecureSkipVerify is undone.
 	TLSConfig func(*tls.Config)
+
+	// Inherit, if not nil, hands listening sockets over between a process
+	// and the one that replaces it (see Inheritor): tcp, tcp6, unix and
+	// systemd: servers, and the wrappers around them, get their socket
+	// from it, and it keeps those they make, to hand on.
+	Inherit Inheritor
 }
 
 // ParseServer checks a server endpoint string and returns the Server it
@@ -121,6 +127,7 @@ func (o *Options) env() *driver.Env {
 		Resolver:    o.Resolver,
 		Logger:      o.Logger,
 		TLSConfig:   o.TLSConfig,
+		Inherit:     o.Inherit,
 		ParseServer: func(s string) (driver.Server, error) { return o.ParseServer(s) },
 		ParseClient: func(s string) (driver.Client, error) { return o.ParseClient(s) },
 	}

@@ -64,6 +64,15 @@ type Service struct {
 	// MaxConns, if positive, is the most connections served at once;
 	// further ones wait in the listen queue until one finishes.
 	MaxConns int
+	// Queued, if not nil, is called for each connection that MaxConns
+	// kept waiting: each accepted from the listen queue after every slot
+	// had been taken, until the queue is seen empty again. (Those the
+	// system refuses once the queue is full never reach the Service.) It
+	// sees only listeners that expose their socket (syscall.Conn, as TCP
+	// and UNIX listeners and the tls:, ssl: and haproxy: wrappers of
+	// package endpoint do), and is called from the accept loop: it must
+	// be quick.
+	Queued func()
 	// Log receives accept errors and cuts; nil means slog.Default().
 	Log *slog.Logger
 
@@ -164,7 +173,7 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	if s.MaxConns > 0 {
 		slots = make(chan struct{}, s.MaxConns)
 	}
-	err := acceptLoop(ln, s.logger(), stopped, slots, func(c net.Conn) {
+	err := acceptLoop(ln, s.logger(), stopped, slots, s.Queued, func(c net.Conn) {
 		if !s.track(c) {
 			abort.Conn(c) // accepted as Shutdown began
 			if slots != nil {
@@ -328,9 +337,13 @@ func (s *Service) untrack(c net.Conn) {
 // to serve. Errors that pass (too many open files, a connection aborted
 // before it was accepted) are logged and retried after a pause that starts
 // at 5ms and doubles up to 1s, as net/http does, so a storm of connections
-// cannot end the loop. With slots, it accepts only when a slot is free.
-func acceptLoop(ln net.Listener, log *slog.Logger, stopped <-chan struct{}, slots chan struct{}, serve func(net.Conn)) error {
+// cannot end the loop. With slots, it accepts only when a slot is free;
+// and calls queued, if not nil, for each connection that waited for one.
+func acceptLoop(ln net.Listener, log *slog.Logger, stopped <-chan struct{}, slots chan struct{}, queued func(), serve func(net.Conn)) error {
 	var pause time.Duration
+	// backlog: connections may have queued since every slot was taken;
+	// true until the listen queue is seen empty.
+	backlog := false
 	for {
 		if slots != nil {
 			select {
@@ -338,6 +351,9 @@ func acceptLoop(ln net.Listener, log *slog.Logger, stopped <-chan struct{}, slot
 			case <-stopped:
 				return nil
 			}
+		}
+		if backlog {
+			backlog = listenQueued(ln)
 		}
 		c, err := ln.Accept()
 		if err != nil {
@@ -369,6 +385,14 @@ func acceptLoop(ln net.Listener, log *slog.Logger, stopped <-chan struct{}, slot
 			continue
 		}
 		pause = 0
+		if backlog {
+			queued()
+		}
+		if queued != nil && slots != nil && len(slots) == cap(slots) {
+			// c took the last slot: whoever comes next waits in the
+			// queue, which is looked at once a slot is free again.
+			backlog = true
+		}
 		serve(c)
 	}
 }

@@ -1,6 +1,7 @@
 package endpoint
 
 import (
+	"errors"
 	"math"
 	"net"
 	"syscall"
@@ -128,11 +129,40 @@ func (o sockOpts) apply(c net.Conn) error {
 	return nil
 }
 
+// applyKeepAlive sets keep-alive on an accepted connection as a listener
+// made with listenConfig would have (net's rule: an older KeepAlive field
+// that is not negative turns a disabled KeepAliveConfig on with that idle
+// time), for a listener inherited from another process, which has none.
+func (o sockOpts) applyKeepAlive(c net.Conn) error {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	cfg, field := o.keepAlive, o.keepAliveField()
+	if !cfg.Enable && field >= 0 {
+		cfg = net.KeepAliveConfig{Enable: true, Idle: field}
+	}
+	if !cfg.Enable {
+		return tc.SetKeepAlive(false)
+	}
+	return tc.SetKeepAliveConfig(cfg)
+}
+
 // optsListener applies the per-connection options Go does not, as each
-// connection is accepted.
+// connection is accepted, and with keepAlive the keep-alive options too.
 type optsListener struct {
 	net.Listener
-	opts sockOpts
+	opts      sockOpts
+	keepAlive bool
+}
+
+// SyscallConn is the socket's, so that an Inheritor can hand it on.
+func (l *optsListener) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := l.Listener.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
 }
 
 func (l *optsListener) Accept() (net.Conn, error) {
@@ -140,7 +170,11 @@ func (l *optsListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := l.opts.apply(c); err != nil {
+	err = l.opts.apply(c)
+	if err == nil && l.keepAlive {
+		err = l.opts.applyKeepAlive(c)
+	}
+	if err != nil {
 		c.Close()
 		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: c.RemoteAddr(), Err: err}
 	}

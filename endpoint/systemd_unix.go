@@ -98,6 +98,18 @@ func newSystemdServer(a *driver.Args) (driver.Server, error) {
 		return nil, argErrorWrap(a, "name", driver.WrapError(ErrBadArgument, nil, "given with index; give one of them"))
 	}
 	fds, none := sdPassedFDs()
+	// key names the socket to an Inheritor as the string chose it, which
+	// the process that replaces this one parses again.
+	key := "index=" + strconv.Itoa(sdIndexParam.Get(a))
+	if byName {
+		key = "name=" + sdNameParam.Get(a)
+	}
+	if in := a.Env.Inherit; len(fds) == 0 && in != nil && in.HasParent() {
+		// Socket activation passed its sockets to the first process only;
+		// this one gets the socket from the process it replaces.
+		return &inheritedServer{fd: -1, domain: domain, what: "the passed socket " + key + " (handed on: " + none + ")",
+			inherit: in, key: key}, nil
+	}
 	var (
 		pick sdPassedFD
 		arg  = "index"
@@ -152,7 +164,7 @@ func newSystemdServer(a *driver.Args) (driver.Server, error) {
 		}
 		return nil, argErrorWrap(a, arg, err)
 	}
-	return &inheritedServer{fd: pick.fd, domain: domain, what: what}, nil
+	return &inheritedServer{fd: pick.fd, domain: domain, what: what, inherit: a.Env.Inherit, key: key}, nil
 }
 
 func newFDServer(a *driver.Args) (driver.Server, error) {
@@ -181,9 +193,21 @@ type inheritedServer struct {
 	fd     int
 	domain int
 	what   string
+	// inherit and key, for a systemd: server, hand the socket on to a
+	// process that replaces this one (see Inheritor).
+	inherit Inheritor
+	key     string
 }
 
 func (s *inheritedServer) Listen(ctx context.Context) (net.Listener, error) {
+	if s.key == "" {
+		return s.listen()
+	}
+	ln, _, err := inheritListen(s.inherit, "systemd", s.key, s.listen)
+	return ln, err
+}
+
+func (s *inheritedServer) listen() (net.Listener, error) {
 	opErr := func(err error) error { return &net.OpError{Op: "listen", Net: "fd", Err: err} }
 	// Checked again: the descriptor may have been closed since parsing.
 	if err := sdCheckListening(s.fd, s.domain, s.what); err != nil {

@@ -95,11 +95,12 @@ type tcpServer struct {
 	network, host string
 	port, backlog int
 	opts          sockOpts
+	inherit       Inheritor
 }
 
 func newTCPServer(network, host string, a *driver.Args) *tcpServer {
 	return &tcpServer{network: network, host: host, port: int(listenPortParam.Get(a)), backlog: backlogParam.Get(a),
-		opts: readSockOpts(a)}
+		opts: readSockOpts(a), inherit: a.Env.Inherit}
 }
 
 func (s *tcpServer) Listen(ctx context.Context) (net.Listener, error) {
@@ -109,17 +110,26 @@ func (s *tcpServer) Listen(ctx context.Context) (net.Listener, error) {
 	if ip, err := netip.ParseAddr(s.host); err == nil && ip == netip.IPv6Unspecified() {
 		network = "tcp"
 	}
-	lc := s.opts.listenConfig()
-	ln, err := lc.Listen(ctx, network, net.JoinHostPort(s.host, strconv.Itoa(s.port)))
+	addr := net.JoinHostPort(s.host, strconv.Itoa(s.port))
+	ln, inherited, err := inheritListen(s.inherit, network, addr, func() (net.Listener, error) {
+		lc := s.opts.listenConfig()
+		ln, err := lc.Listen(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := setBacklog(ln.(*net.TCPListener), s.backlog); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		return ln, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := setBacklog(ln.(*net.TCPListener), s.backlog); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	if s.opts.nagle {
-		return &optsListener{Listener: ln, opts: s.opts}, nil
+	if s.opts.nagle || inherited {
+		// An inherited listener has no ListenConfig: keep-alive is set
+		// on each connection it accepts, as lc would have.
+		return &optsListener{Listener: ln, opts: s.opts, keepAlive: inherited}, nil
 	}
 	return ln, nil
 }

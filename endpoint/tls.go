@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint/driver"
@@ -353,6 +354,17 @@ func (l *tlsListener) Close() error { return l.inner.Close() }
 
 // Addr returns the TCP address listened on.
 func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
+
+// SyscallConn returns the listening TCP socket's raw connection, as
+// net.TCPListener's does (for a Service's MaxConns accounting, say), or
+// an error if the inner listener has none.
+func (l *tlsListener) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := l.inner.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
+}
 
 // Reload reads the certificate and key files (and client CAs) now, whether
 // or not they changed, for the handshakes that follow. If they cannot be

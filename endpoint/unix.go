@@ -58,6 +58,7 @@ func init() {
 				lock:    unixLockParam.Get(a),
 				uid:     -1,
 				gid:     -1,
+				inherit: a.Env.Inherit,
 			}
 			var err error
 			if !unixOwnerParam.Absent(a) {
@@ -114,11 +115,37 @@ type unixServer struct {
 	backlog  int
 	lock     bool
 	uid, gid int // the socket file's owner and group; -1 leaves them
+	inherit  Inheritor
 }
 
 func abstract(path string) bool { return strings.HasPrefix(path, "@") }
 
 func (s *unixServer) Listen(ctx context.Context) (net.Listener, error) {
+	ln, inherited, err := inheritListen(s.inherit, "unix", s.path, s.listen)
+	if err != nil || !inherited {
+		return ln, err
+	}
+	// The previous process's socket, still listening: its file stays as
+	// it is, and with it the lock, which is made to name this process.
+	ul, ok := ln.(*net.UnixListener)
+	if !ok || abstract(s.path) {
+		return ln, nil
+	}
+	ul.SetUnlinkOnClose(false)
+	l := &unixListener{UnixListener: ul, path: s.path, inherit: s.inherit}
+	if s.lock {
+		l.lockPath = s.path + ".lock"
+		if err := takeOverLock(l.lockPath); err != nil {
+			ul.Close()
+			return nil, &net.OpError{Op: "listen", Net: "unix", Addr: &net.UnixAddr{Name: s.path, Net: "unix"}, Err: err}
+		}
+	}
+	l.remember()
+	return l, nil
+}
+
+// listen makes a new listening socket, as Listen does without an Inheritor.
+func (s *unixServer) listen() (net.Listener, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "listen", Net: "unix", Addr: &net.UnixAddr{Name: s.path, Net: "unix"}, Err: err}
 	}
@@ -136,7 +163,7 @@ func (s *unixServer) Listen(ctx context.Context) (net.Listener, error) {
 	if err := checkSocketMode(s.mode); err != nil {
 		return nil, opErr(err)
 	}
-	ul := &unixListener{path: s.path}
+	ul := &unixListener{path: s.path, inherit: s.inherit}
 	if s.lock {
 		ul.lockPath = s.path + ".lock"
 		clean, err := acquireLock(ul.lockPath)
@@ -200,11 +227,13 @@ func unixListenHint(err error, path string) error {
 
 // unixListener is a UNIX listener whose Close removes the socket file and
 // then the lock file, in that order, before returning, so that a listener
-// started after Close returns finds the address free.
+// started after Close returns finds the address free; unless the socket has
+// been handed on to a new process (see Inheritor), which serves it now.
 type unixListener struct {
 	*net.UnixListener
 	path     string
 	lockPath string
+	inherit  Inheritor
 	sock     socketFileID // the socket file, once remember has found it
 	known    bool
 	once     sync.Once
@@ -214,6 +243,9 @@ type unixListener struct {
 func (l *unixListener) Close() error {
 	l.once.Do(func() {
 		l.err = l.UnixListener.Close()
+		if l.inherit != nil && l.inherit.HandedOn() {
+			return // the file and the lock are the new process's
+		}
 		l.removeSocket()
 		if l.lockPath != "" {
 			releaseLock(l.lockPath)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tether-endpoints/tether/internal/abort"
@@ -25,6 +26,16 @@ func NewListener(inner net.Listener, timeout time.Duration) net.Listener {
 type listener struct {
 	net.Listener
 	timeout time.Duration
+}
+
+// SyscallConn returns the inner listener's raw connection, if it has one:
+// the listening socket, which the headers do not change.
+func (l *listener) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := l.Listener.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
 }
 
 // Accept returns the next connection at once; its header is read later,

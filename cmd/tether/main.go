@@ -34,6 +34,10 @@ type command struct {
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// restartable says tether runs as its own process, which may hand
+	// its listeners on to a new one at SIGHUP (restart.go): not when a
+	// test runs a command in-process.
+	restartable bool
 }
 
 var commands = map[string]*command{}
@@ -173,5 +177,5 @@ func versionLine(bi *debug.BuildInfo) string {
 }
 
 func main() {
-	os.Exit(run(&env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:]))
+	os.Exit(run(&env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, restartable: true}, os.Args[1:]))
 }

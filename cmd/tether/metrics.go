@@ -28,6 +28,8 @@ type metrics struct {
 	bytes    *prometheus.CounterVec
 	duration prometheus.Histogram
 	dial     prometheus.Histogram
+	queued   prometheus.Counter
+	limit    prometheus.Gauge
 	draining atomic.Bool
 }
 
@@ -58,6 +60,14 @@ func newMetrics() *metrics {
 		Help: "How long connections lasted, from accept to end.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 12)})
 	m.dial = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tether_dial_duration_seconds",
 		Help: "How long dialling CONNECT took, successful or not.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 12)})
+	// tether never refuses a connection over --max-conns: it stops
+	// accepting, and the kernel holds the rest in the listen queue (and
+	// refuses what overflows it, unseen). What tether can count is the
+	// connections that waited there for a slot.
+	m.queued = prometheus.NewCounter(prometheus.CounterOpts{Name: "tether_connections_queued_total",
+		Help: "Connections that waited in the listen queue because --max-conns connections were being served."})
+	m.limit = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tether_connections_limit",
+		Help: "The most connections served at once (--max-conns); 0 is no limit."})
 	draining := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tether_draining",
 		Help: "1 once a signal has stopped accepting and connections are draining, else 0."}, func() float64 {
 		if m.draining.Load() {
@@ -65,7 +75,7 @@ func newMetrics() *metrics {
 		}
 		return 0
 	})
-	m.reg.MustRegister(m.accepted, m.active, m.ended, m.bytes, m.duration, m.dial, draining,
+	m.reg.MustRegister(m.accepted, m.active, m.ended, m.bytes, m.duration, m.dial, m.queued, m.limit, draining,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every reason is there from the start, at 0, so that a rate over it
 	// has a series to work on.
@@ -87,6 +97,16 @@ func (m *metrics) instrument(h endpoint.Handler) endpoint.Handler {
 		defer m.active.Dec()
 		h.ServeConn(ctx, c)
 	})
+}
+
+// count sets the limit gauge to svc's MaxConns and counts the connections
+// it keeps waiting.
+func (m *metrics) count(svc *endpoint.Service) {
+	if m == nil {
+		return
+	}
+	m.limit.Set(float64(max(svc.MaxConns, 0)))
+	svc.Queued = m.queued.Inc
 }
 
 // end counts a connection that ended for reason, with its bytes.
@@ -131,9 +151,10 @@ func establishReason(err error) string {
 // serve serves the metrics on the server endpoint string s: /metrics in
 // Prometheus's text format, and /healthz, which answers 200 "ready" or,
 // once draining, 503 "draining" (so that a load balancer stops sending).
-// It returns the listener's address and a function that stops it.
-func (m *metrics) serve(s string, log *slog.Logger) (net.Addr, func(), error) {
-	ln, err := (&endpoint.Options{Logger: log}).Listen(context.Background(), s)
+// It returns the listener's address and a function that stops it. With
+// in, the listener is handed on at a restart, as LISTEN is.
+func (m *metrics) serve(s string, in endpoint.Inheritor, log *slog.Logger) (net.Addr, func(), error) {
+	ln, err := (&endpoint.Options{Logger: log, Inherit: in}).Listen(context.Background(), s)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -62,7 +64,7 @@ func value(t *testing.T, fams map[string]*dto.MetricFamily, name, label, want st
 
 // TestRelayMetrics: after a known load, the metrics say exactly what the
 // load did (connections accepted and ended, by reason; bytes each way;
-// dials), and /healthz says ready.
+// dials; those --max-conns kept waiting), and /healthz says ready.
 func TestRelayMetrics(t *testing.T) {
 	up, target := listenTest(t, "tcp")
 	echoServer(up)
@@ -103,6 +105,8 @@ func TestRelayMetrics(t *testing.T) {
 		{"tether_dial_duration_seconds", "", "", conns},
 		{"tether_connection_duration_seconds", "", "", conns},
 		{"tether_draining", "", "", 0},
+		{"tether_connections_queued_total", "", "", 0},
+		{"tether_connections_limit", "", "", 0},
 	} {
 		if got := value(t, fams, c.name, c.label, c.value); got != c.want {
 			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
@@ -119,5 +123,52 @@ func TestRelayMetrics(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || string(body) != "ready\n" {
 		t.Errorf("/healthz: %d %q, want 200 ready", resp.StatusCode, body)
+	}
+
+	// --max-conns 1: while A is served, B and C wait in the listen
+	// queue; both are counted once A ends and they are served.
+	q := startTether(t, tetherBin, "relay", "--log-format", "json", "--max-conns", "1",
+		"--metrics", "tcp:0:interface=127.0.0.1", serverEndpoint(t, "tcp"), target)
+	qMetrics := q.waitLog("serving metrics", nil)["addr"].(string)
+	qAddr := q.addr()
+	a := dialAddr(t, "tcp", qAddr)
+	io.WriteString(a, "a")
+	if _, err := io.ReadFull(a, make([]byte, 1)); err != nil {
+		t.Fatal(err) // A is being served
+	}
+	waiting := []net.Conn{dialAddr(t, "tcp", qAddr), dialAddr(t, "tcp", qAddr)}
+	for _, c := range waiting {
+		io.WriteString(c, "waited")
+		closeWriteT(t, c)
+	}
+	closeWriteT(t, a)
+	io.ReadAll(a)
+	for _, c := range waiting {
+		c.SetDeadline(time.Now().Add(15 * time.Second))
+		if got, err := io.ReadAll(c); string(got) != "waited" || err != nil {
+			t.Fatalf("a waiting connection: %q, %v", got, err)
+		}
+	}
+	q.waitUntil("3 connection ends", func() bool {
+		n := 0
+		for _, l := range q.logs {
+			if l["msg"] == "connection ended" {
+				n++
+			}
+		}
+		return n >= 3
+	})
+	fams = scrape(t, qMetrics)
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		{"tether_connections_accepted_total", 3},
+		{"tether_connections_queued_total", 2},
+		{"tether_connections_limit", 1},
+	} {
+		if got := value(t, fams, c.name, "", ""); got != c.want {
+			t.Errorf("--max-conns 1: %s = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -104,10 +105,12 @@ serve --help).
 (tcp:9100:interface=127.0.0.1, unix:/run/tether-metrics.sock): /metrics
 has connections accepted, active and ended by reason (done, dial_failed,
 tls_handshake_failed, bad_proxy_header, proxy_header_write_failed,
-idle_timeout, drain_cut, error), bytes each way, connection duration and
-dial latency histograms, the drain state, and the Go and process
+idle_timeout, drain_cut, error), those --max-conns kept waiting in the
+listen queue and the limit itself, bytes each way, connection duration
+and dial latency histograms, the drain state, and the Go and process
 collectors; /healthz answers 200 "ready", or 503 "draining" once a
-signal has started the drain.
+signal has started the drain. (tether never refuses a connection over
+--max-conns; the system does, unseen, once the listen queue is full.)
 
 Under systemd with Type=notify (NOTIFY_SOCKET set), tether sends READY=1
 once it listens and STOPPING=1 when a signal starts the drain.
@@ -115,6 +118,21 @@ once it listens and STOPPING=1 when a signal starts the drain.
 SIGINT or SIGTERM stops listening at once, lets connections in flight finish
 for up to --drain-timeout, then resets what is left and exits 0; a second
 signal resets them at once.
+
+SIGHUP restarts tether without refusing or cutting a connection: it starts
+a new tether from the binary on disk (which may be newer) with the same
+arguments, hands it the listening sockets (LISTEN's and --metrics'), and
+once the new process listens, stops accepting and drains as on SIGTERM.
+The new process accepts every connection from then on, including those
+already waiting in the listen queue; a unix: socket keeps its file and its
+lock (which names the new process). If the new process fails to start, or
+is not ready within a minute, the old one goes on serving and logs why.
+Under systemd, tether sends RELOADING=1, then MAINPID= the new process with
+READY=1 (or READY=1 alone after a failure). A process refuses SIGHUP until
+the one it replaced has finished draining, and while a restart is under
+way; SIGTERM during a restart kills a new process that is not ready yet.
+systemd: sockets are handed on too; stdio: keeps SIGHUP's usual meaning
+(it ends tether), and fd: cannot be restarted. See docs/systemd.md.
 
 Exit codes: 0 after a signal, 1 if listening (or making the --dev-cert
 certificate) fails, 2 for bad usage or an endpoint string that does not
@@ -135,11 +153,23 @@ type serverFlags struct {
 	devCert   bool
 	metrics   string // a server endpoint string, or ""
 	meter     *metrics
+	// restart hands the listeners on at SIGHUP (nil: it cannot, and
+	// noRestart says why, or SIGHUP is left alone if that is "").
+	restart   *restarter
+	noRestart string
+}
+
+// inherit is the endpoint.Inheritor to parse LISTEN and --metrics with.
+func (f *serverFlags) inherit() endpoint.Inheritor {
+	if f.restart == nil {
+		return nil // not a nil *restarter in an interface
+	}
+	return f.restart
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxConns, "max-conns", 0, "most connections handled at once; more wait in the listen queue (0: no limit)")
-	fs.DurationVar(&f.drain, "drain-timeout", endpoint.DefaultDrainTimeout, "after SIGINT or SIGTERM, how long connections in flight may take to finish")
+	fs.DurationVar(&f.drain, "drain-timeout", endpoint.DefaultDrainTimeout, "after SIGINT, SIGTERM or a SIGHUP restart, how long connections in flight may take to finish")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&f.quiet, "quiet", false, "log only warnings and errors, not one line per connection")
 	fs.BoolVar(&f.devCert, "dev-cert", false, "if LISTEN is a tls: or ssl: server without a certificate, serve a throwaway self-signed one (development only)")
@@ -246,7 +276,8 @@ func runRelay(e *env, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	opts := &endpoint.Options{Logger: log}
+	sf.restart, sf.noRestart = newRestarter(e, listen)
+	opts := &endpoint.Options{Logger: log, Inherit: sf.inherit()}
 	srv, err := opts.ParseServer(listen)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "tether relay:", err)
@@ -426,12 +457,21 @@ func addrString(a net.Addr) string {
 }
 
 // serveUntilSignal serves srv with h until SIGINT or SIGTERM, then drains
-// for up to the drain timeout; a second signal cuts the drain short. It
-// returns the exit code.
+// for up to the drain timeout; a second signal cuts the drain short. With
+// a restarter, SIGHUP hands the listeners to a new process (restart.go)
+// and, once it is ready, drains the same way. It returns the exit code.
 func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handler, sf *serverFlags, log *slog.Logger, attrs ...any) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	hups := make(chan os.Signal, 1)
+	if sf.restart != nil || sf.noRestart != "" {
+		signal.Notify(hups, syscall.SIGHUP)
+		defer signal.Stop(hups)
+	}
+	if sf.restart != nil {
+		defer sf.restart.stop()
+	}
 
 	ln, err := srv.Listen(context.Background())
 	if err != nil {
@@ -442,59 +482,156 @@ func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handl
 	if drain == 0 {
 		drain = -1 // the Service's "no drain"; its zero means its default
 	}
+	stopMetrics := func() {}
 	if m := sf.metricsOn(); m != nil {
 		h = m.instrument(h)
-		addr, stop, err := m.serve(sf.metrics, log)
+		addr, stop, err := m.serve(sf.metrics, sf.inherit(), log)
 		if err != nil {
 			ln.Close()
 			fmt.Fprintf(e.stderr, "tether %s: --metrics: %v\n", name, err)
 			return exitFailure
 		}
+		stopMetrics = stop
 		defer stop()
 		log.Info("serving metrics", "addr", addrString(addr), "endpoint", endpoint.Redact(sf.metrics))
 	}
 	svc := &endpoint.Service{Handler: h, MaxConns: sf.maxConns, DrainTimeout: drain, Log: log}
+	sf.metricsOn().count(svc)
 	log.Info("listening", append([]any{"addr", addrString(ln.Addr())}, attrs...)...)
-	if err := sdNotify("READY=1\nSTATUS=listening on " + addrString(ln.Addr())); err != nil {
+	took := sf.restart != nil && sf.restart.HasParent()
+	if sf.restart != nil {
+		// Every listener is made: the process that started this one, if
+		// any, may stop accepting.
+		if err := sf.restart.ready(); err != nil {
+			log.Warn("telling the old process this one is ready failed", "error", err)
+		}
+	}
+	if took {
+		// The old process tells the service manager, which hears only its
+		// main process until then (MAINPID=).
+		old := sf.restart.parent
+		log.Info("took over the listeners from the old process", "old_pid", old)
+		go func() {
+			<-sf.restart.parentGone
+			log.Info("the old process has exited; SIGHUP may restart again", "old_pid", old)
+		}()
+	} else if err := sdNotify("READY=1\nSTATUS=listening on " + addrString(ln.Addr())); err != nil {
 		log.Warn("telling the service manager tether is ready failed", "error", err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- svc.Serve(context.Background(), ln) }()
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	go func() { served <- svc.Serve(serveCtx, ln) }()
+	handed := false // the listeners are the new process's
 
-	select {
-	case sig := <-sigs:
-		if m := sf.metricsOn(); m != nil {
-			m.draining.Store(true)
+	var restarting <-chan restartResult
+	// handedOn ends the restart: the new process serves from now on.
+	handedOn := func(res restartResult) {
+		handed = true
+		stopMetrics() // the new process serves them, and /healthz says ready
+		state := "READY=1\nSTATUS=handed on to PID " + strconv.Itoa(res.pid)
+		if res.pid > 0 {
+			state = "MAINPID=" + strconv.Itoa(res.pid) + "\n" + state
+		} else {
+			log.Warn("the service manager cannot be told the new main PID", "error", res.err)
 		}
-		if err := sdNotify("STOPPING=1\nSTATUS=draining"); err != nil {
-			log.Warn("telling the service manager tether is stopping failed", "error", err)
+		if err := sdNotify(state); err != nil {
+			log.Warn("telling the service manager about the new process failed", "error", err)
 		}
-		log.Info("shutting down: not accepting; draining", "signal", sig.String(),
+		log.Info("restarted: the new process serves; not accepting; draining", "new_pid", res.pid,
 			"connections", svc.Active(), "drain_timeout", sf.drain)
-	case err := <-served:
-		// Serve has drained already.
-		if err == nil {
-			// The listener closed itself: stdio:'s one connection is done.
-			log.Info("stopped: the listener has closed")
-			return exitOK
-		}
-		log.Error("accepting failed", "error", err)
-		log.Info("stopped")
-		return exitFailure
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(sf.drain, 0))
-	defer cancel()
-	shut := make(chan error, 1)
-	go func() { shut <- svc.Shutdown(ctx) }()
+wait:
 	for {
 		select {
-		case <-shut:
+		case <-hups:
+			switch {
+			case sf.restart == nil:
+				log.Warn("SIGHUP: cannot restart; going on serving", "reason", sf.noRestart)
+			case restarting != nil:
+				log.Warn("SIGHUP: a restart is in progress already; ignored")
+			case sf.restart.busy() != "":
+				log.Warn("SIGHUP: cannot restart yet; going on serving", "reason", sf.restart.busy())
+			default:
+				log.Info("restarting: starting a new process to hand the listeners to", "signal", "hangup")
+				if err := sdNotify(reloadingState()); err != nil {
+					log.Warn("telling the service manager tether is restarting failed", "error", err)
+				}
+				restarting = sf.restart.start()
+			}
+		case res := <-restarting:
+			restarting = nil
+			if res.handedOn {
+				handedOn(res)
+				break wait
+			}
+			log.Error("restart failed; this process goes on serving", "error", res.err)
+			if err := sdNotify("READY=1\nSTATUS=restart failed; listening on " + addrString(ln.Addr())); err != nil {
+				log.Warn("telling the service manager tether is ready failed", "error", err)
+			}
+		case sig := <-sigs:
+			if restarting != nil {
+				// A new process that is not ready yet is killed; one that
+				// is ready has the listeners already, and this process
+				// only drains.
+				sf.restart.stop()
+				if res := <-restarting; res.handedOn {
+					handedOn(res)
+					break wait
+				}
+				log.Info("restart abandoned", "signal", sig.String())
+			}
+			if m := sf.metricsOn(); m != nil {
+				m.draining.Store(true)
+			}
+			if err := sdNotify("STOPPING=1\nSTATUS=draining"); err != nil {
+				log.Warn("telling the service manager tether is stopping failed", "error", err)
+			}
+			log.Info("shutting down: not accepting; draining", "signal", sig.String(),
+				"connections", svc.Active(), "drain_timeout", sf.drain)
+			break wait
+		case err := <-served:
+			// Serve has drained already.
+			if err == nil {
+				// The listener closed itself: stdio:'s one connection is done.
+				log.Info("stopped: the listener has closed")
+				return exitOK
+			}
+			log.Error("accepting failed", "error", err)
+			log.Info("stopped")
+			return exitFailure
+		}
+	}
+	finished := make(chan struct{})
+	if handed {
+		// Serve stops its accept loop and then drains (for DrainTimeout),
+		// so that a connection accepted just as the listener closes is
+		// served. Shutdown would reset it, which is right when tether
+		// stops, but not when a new process could have taken it.
+		stopServing()
+		go func() {
 			<-served
+			close(finished)
+		}()
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), max(sf.drain, 0))
+		defer cancel()
+		go func() {
+			svc.Shutdown(ctx)
+			<-served
+			close(finished)
+		}()
+	}
+	for {
+		select {
+		case <-finished:
 			log.Info("stopped")
 			return exitOK
 		case <-sigs:
 			log.Warn("second signal: closing connections now", "connections", svc.Active())
 			svc.Close()
+		case <-hups:
+			log.Warn("SIGHUP while draining: ignored")
 		}
 	}
 }

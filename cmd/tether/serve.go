@@ -44,8 +44,8 @@ SERVICE (default echo):
   $ tether serve --dev-cert tls:8443:interface=127.0.0.1
   $ systemd-socket-activate -l 7777 tether serve systemd:domain=INET6:index=0
 
-Logging, --max-conns and the handling of SIGINT and SIGTERM are those of
-tether relay: one log line per connection as it ends, naming the peer as
+Logging, --max-conns, --metrics and the handling of SIGINT, SIGTERM and
+SIGHUP (a restart that drops no connection) are those of tether relay: one log line per connection as it ends, naming the peer as
 LISTEN reports it (a haproxy: LISTEN: the original client that the PROXY
 protocol header names, which TETHER_PEER holds too; a connection whose
 header is missing or malformed is closed and logged); a signal stops
@@ -143,7 +143,8 @@ func runServe(e *env, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	srv, err := (&endpoint.Options{Logger: log}).ParseServer(listen)
+	sf.restart, sf.noRestart = newRestarter(e, listen)
+	srv, err := (&endpoint.Options{Logger: log, Inherit: sf.inherit()}).ParseServer(listen)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "tether serve:", err)
 		devCertHint(e, "serve", rest[0], sf.devCert)

@@ -69,10 +69,26 @@ type Env struct {
 	// means none. A type calls AdjustTLS, not this.
 	TLSConfig func(*tls.Config)
 
+	// Inherit, if not nil, hands listening sockets over between this
+	// process and the one that replaces it (see endpoint.Inheritor): a
+	// server type that listens on a socket a new process could take over
+	// gets it from here, and gives it here to be handed on.
+	Inherit Inheritor
+
 	// ParseServer and ParseClient parse a nested endpoint string (a
 	// wrapper's inner string, a proxy's endpoint) with this Env.
 	ParseServer func(s string) (Server, error)
 	ParseClient func(s string) (Client, error)
+}
+
+// Inheritor is endpoint.Inheritor, whose documentation says what a type
+// must do with it: get a listening socket from ListenWithCallback rather
+// than make it, so that a restarted process takes over the one its parent
+// listened on.
+type Inheritor interface {
+	ListenWithCallback(network, addr string, listen func(network, addr string) (net.Listener, error)) (net.Listener, error)
+	HasParent() bool
+	HandedOn() bool
 }
 
 // discard is the logger of an Env without one.
