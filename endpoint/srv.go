@@ -10,9 +10,11 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tether-endpoints/tether/endpoint/driver"
 	"github.com/tether-endpoints/tether/internal/abort"
+	"github.com/tether-endpoints/tether/internal/balance"
 	"github.com/tether-endpoints/tether/internal/dns"
 )
 
@@ -92,6 +94,9 @@ type srvClient struct {
 
 	srvCache  dns.Cache[srvAnswer]
 	addrCache dns.Cache[[]netip.Addr]
+	// down passes over, for a while, the targets that failed: tried
+	// after the others, whatever their priority, until one works again.
+	down balance.Backoff
 }
 
 // srvAnswer is what a lookup of the SRV name found: records, or none.
@@ -189,8 +194,9 @@ func (c *srvClient) Dial(ctx context.Context) (net.Conn, error) {
 		return nil, contextError(ctx, err)
 	}
 	failed := &backendsError{noun: "target"}
+	targets = balance.Arrange(&c.down, targets, targetKey)
 	for k, t := range targets {
-		label := "target " + net.JoinHostPort(t.Target, strconv.Itoa(int(t.Port)))
+		label := "target " + targetKey(t)
 		if ctx.Err() != nil {
 			failed.add(label, errNotTried)
 			continue
@@ -200,7 +206,12 @@ func (c *srvClient) Dial(ctx context.Context) (net.Conn, error) {
 		err = contextError(actx, err) // before cancel, which would pass for the cause
 		cancel()
 		if err == nil {
+			c.down.Succeeded(targetKey(t))
 			return conn, nil
+		}
+		if ctx.Err() == nil {
+			// Not when the caller gave up: the target may be fine.
+			c.down.Failed(targetKey(t))
 		}
 		failed.add(label, err)
 	}
@@ -210,11 +221,13 @@ func (c *srvClient) Dial(ctx context.Context) (net.Conn, error) {
 	return nil, &Error{Op: "dial", Input: c.input, Type: "srv", Err: failed}
 }
 
+// targetKey names an SRV target for the backoff and in errors.
+func targetKey(t dns.SRV) string { return net.JoinHostPort(t.Target, strconv.Itoa(int(t.Port))) }
+
 // targets returns the targets to try, in order: the SRV records as RFC
 // 2782 orders them, or DOMAIN itself when there are none.
 func (c *srvClient) targets(ctx context.Context) ([]dns.SRV, error) {
-	ans, ok := c.srvCache.Get(c.qname)
-	if !ok {
+	ans, err := c.srvCache.Fetch(ctx, c.qname, func(ctx context.Context) (srvAnswer, time.Duration, error) {
 		conf := c.ns
 		if conf == nil {
 			rc := dns.ReadResolvConf(dns.ResolvConf)
@@ -226,14 +239,14 @@ func (c *srvClient) targets(ctx context.Context) ([]dns.SRV, error) {
 		case errors.As(err, &nf):
 			// Twisted falls back on NXDOMAIN as on an empty answer:
 			// some servers answer the one for the other.
-			ans = srvAnswer{none: true}
-			ttl = nf.TTL
+			return srvAnswer{none: true}, nf.TTL, nil
 		case err != nil:
-			return nil, fmt.Errorf("looking up the SRV records of %s: %w", c.qname, err)
-		default:
-			ans = srvAnswer{recs: recs}
+			return srvAnswer{}, 0, fmt.Errorf("looking up the SRV records of %s: %w", c.qname, err)
 		}
-		c.srvCache.Put(c.qname, ans, ttl)
+		return srvAnswer{recs: recs}, ttl, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if ans.none {
 		if c.port == 0 {
@@ -261,14 +274,12 @@ func (c *srvClient) addrs(ctx context.Context, host string) ([]netip.Addr, error
 	if _, err := netip.ParseAddr(host); err == nil || c.ns == nil {
 		return c.tcp.lookup(ctx, host)
 	}
-	if ips, ok := c.addrCache.Get(host); ok {
-		return ips, nil
-	}
-	ips, ttl, err := c.ns.LookupAddrs(ctx, host)
+	ips, err := c.addrCache.Fetch(ctx, host, func(ctx context.Context) ([]netip.Addr, time.Duration, error) {
+		return c.ns.LookupAddrs(ctx, host)
+	})
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf("looking up %s: %w", host, err)}
 	}
-	c.addrCache.Put(host, ips, ttl)
 	return ips, nil
 }
 

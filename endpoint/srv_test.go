@@ -166,6 +166,28 @@ func TestSRVAllFail(t *testing.T) {
 	}
 }
 
+// A target that failed is passed over for a while: tried after the
+// others, whatever its priority, as the order in the error shows once
+// every target fails.
+func TestSRVBackoff(t *testing.T) {
+	dead := deadPort(t)
+	b := startNamed(t, "b", 0)
+	d := testpeer.StartDNSMasq(t, "local-ttl=300\n"+hosts+srvRecord(10, 1, "a.svc.test", dead)+srvRecord(20, 1, "b.svc.test", b.port))
+	cli, err := ParseClient(srvString(d, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := reach(t, cli); got != "b" {
+		t.Fatalf("reached %q, want b", got)
+	}
+	b.stop()
+	_, err = cli.Dial(context.Background())
+	want := fmt.Sprintf("every target failed (2, in the order tried): target b.svc.test:%d: ", b.port)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), fmt.Sprintf("; target a.svc.test:%d", dead)) {
+		t.Fatalf("Dial = %v\nwant b tried first (a is passed over since it failed): %s", err, want)
+	}
+}
+
 func TestSRVParseErrors(t *testing.T) {
 	for s, want := range map[string]string{
 		"srv:_web:svc.test":                         `service "_web" is not a DNS label`,

@@ -135,8 +135,7 @@ func (p *Pool) Failed(i int) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.fails[i]++
-	d := BackoffMin << min(p.fails[i]-1, 16)
-	d = min(d, BackoffMax)
+	d := backoff(p.fails[i])
 	p.until[i] = p.now().Add(d)
 	return d
 }

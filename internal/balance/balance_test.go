@@ -147,3 +147,41 @@ func TestRoundRobinAfterFailover(t *testing.T) {
 		t.Fatalf("took %v, want %v", took, want)
 	}
 }
+
+// TestBackoffArrange: a failed member goes to the end for 1 s, doubling
+// while it fails, until a success; members passed over keep none out.
+func TestBackoffArrange(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := &Backoff{Now: func() time.Time { return now }}
+	id := func(s string) string { return s }
+	in := []string{"a", "b", "c"}
+	if got := Arrange(b, in, id); !slices.Equal(got, in) {
+		t.Fatalf("nothing failed: %v", got)
+	}
+	if d := b.Failed("a"); d != BackoffMin {
+		t.Fatalf("first failure: %v", d)
+	}
+	if d := b.Failed("a"); d != 2*BackoffMin {
+		t.Fatalf("second failure: %v", d)
+	}
+	b.Failed("b") // until 1001; a until 1002
+	if got := Arrange(b, in, id); !slices.Equal(got, []string{"c", "b", "a"}) {
+		t.Fatalf("a and b failed: %v, want c, then b (back first), then a", got)
+	}
+	now = now.Add(1500 * time.Millisecond)
+	if got := Arrange(b, in, id); !slices.Equal(got, []string{"b", "c", "a"}) {
+		t.Fatalf("b's backoff over: %v", got)
+	}
+	if !b.Succeeded("a") || b.Succeeded("c") {
+		t.Fatal("Succeeded must say whether the member had failed")
+	}
+	if got := Arrange(b, in, id); !slices.Equal(got, in) {
+		t.Fatalf("after a's success: %v", got)
+	}
+	for range 20 {
+		b.Failed("z")
+	}
+	if d := b.Failed("z"); d != BackoffMax {
+		t.Fatalf("many failures: %v, want the cap %v", d, BackoffMax)
+	}
+}

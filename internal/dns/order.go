@@ -1,6 +1,8 @@
 package dns
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -66,8 +68,16 @@ func Order(recs []SRV, rnd func(n int) int) []SRV {
 type Cache[V any] struct {
 	Now func() time.Time
 
-	mu sync.Mutex
-	m  map[string]cached[V]
+	mu       sync.Mutex
+	m        map[string]cached[V]
+	inflight map[string]*flight[V]
+}
+
+// A flight is one lookup that callers of Fetch for the same key share.
+type flight[V any] struct {
+	done chan struct{}
+	v    V
+	err  error
 }
 
 type cached[V any] struct {
@@ -92,6 +102,57 @@ func (c *Cache[V]) Get(key string) (V, bool) {
 		return zero, false
 	}
 	return e.v, true
+}
+
+// Fetch returns the value under key: cached, or looked up with lookup
+// and cached for the TTL it returns. Callers that miss the same key at
+// once share one lookup, so that a relay's connections do not each send
+// a query when an answer expires. A caller whose context ends stops
+// waiting; if the lookup it waited for ended because its own caller's
+// context did, it looks up itself.
+func (c *Cache[V]) Fetch(ctx context.Context, key string, lookup func(context.Context) (V, time.Duration, error)) (V, error) {
+	for {
+		c.mu.Lock()
+		if e, ok := c.m[key]; ok && c.now().Before(e.expires) {
+			c.mu.Unlock()
+			return e.v, nil
+		}
+		f, shared := c.inflight[key]
+		if !shared {
+			f = &flight[V]{done: make(chan struct{})}
+			if c.inflight == nil {
+				c.inflight = map[string]*flight[V]{}
+			}
+			c.inflight[key] = f
+		}
+		c.mu.Unlock()
+		if !shared {
+			var ttl time.Duration
+			f.v, ttl, f.err = lookup(ctx)
+			if f.err == nil {
+				c.Put(key, f.v, ttl)
+			}
+			c.mu.Lock()
+			delete(c.inflight, key)
+			c.mu.Unlock()
+			close(f.done)
+			return f.v, f.err
+		}
+		select {
+		case <-f.done:
+			if f.err == nil || !isContextError(f.err) {
+				return f.v, f.err
+			}
+			// The lookup ended with its caller's context; ours goes on.
+		case <-ctx.Done():
+			var zero V
+			return zero, context.Cause(ctx)
+		}
+	}
+}
+
+func isContextError(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // maxCached bounds the entries of a Cache. The keys come from endpoint

@@ -1,8 +1,13 @@
 package dns
 
 import (
+	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -90,5 +95,85 @@ func TestCacheTTL(t *testing.T) {
 	now = now.Add(5 * time.Second)
 	if _, ok := c.Get("k"); ok {
 		t.Fatal("an entry outlived its TTL")
+	}
+}
+
+// TestCacheFetchShared: callers that miss one key at once share one
+// lookup; when the one doing the lookup gives up (its context ends), a
+// caller still waiting looks up itself rather than fail.
+func TestCacheFetchShared(t *testing.T) {
+	var c Cache[int]
+	var calls atomic.Int32
+	release := make(chan struct{})
+	lookup := func(ctx context.Context) (int, time.Duration, error) {
+		calls.Add(1)
+		select {
+		case <-release:
+			return 7, time.Hour, nil
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		}
+	}
+	const n = 20
+	var wg sync.WaitGroup
+	results := make(chan int, n)
+	for range n {
+		wg.Go(func() {
+			v, err := c.Fetch(context.Background(), "k", lookup)
+			if err != nil {
+				t.Error(err)
+			}
+			results <- v
+		})
+	}
+	for calls.Load() == 0 {
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait()
+	close(results)
+	for v := range results {
+		if v != 7 {
+			t.Fatalf("got %d", v)
+		}
+	}
+	if got := calls.Load(); got != 1 {
+		t.Fatalf("%d lookups for %d callers at once, want 1", got, n)
+	}
+
+	// The caller doing the lookup gives up; the one waiting goes on.
+	var c2 Cache[int]
+	calls.Store(0)
+	leaderCtx, cancelLeader := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	leaderDone := make(chan error)
+	go func() {
+		_, err := c2.Fetch(leaderCtx, "k", func(ctx context.Context) (int, time.Duration, error) {
+			calls.Add(1)
+			close(started)
+			<-ctx.Done()
+			return 0, 0, ctx.Err()
+		})
+		leaderDone <- err
+	}()
+	<-started
+	followerDone := make(chan int)
+	go func() {
+		v, err := c2.Fetch(context.Background(), "k", func(context.Context) (int, time.Duration, error) {
+			calls.Add(1)
+			return 9, time.Hour, nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		followerDone <- v
+	}()
+	// The follower is waiting on the leader's lookup, or about to.
+	cancelLeader()
+	if err := <-leaderDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("leader: %v", err)
+	}
+	if v := <-followerDone; v != 9 {
+		t.Fatalf("follower got %d, want its own lookup's 9", v)
 	}
 }
