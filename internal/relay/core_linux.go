@@ -2,8 +2,8 @@ package relay
 
 import (
 	"container/heap"
+	"errors"
 	"io"
-	"math"
 	"net"
 	"os"
 	"runtime"
@@ -170,8 +170,8 @@ func (p *Pair) Start(done func(Result)) {
 	if p.idle > 0 {
 		p.deadline = p.last + p.idle
 		heap.Push(&l.idle, p)
-		if p.deadline < l.waitUntil {
-			l.wake()
+		if l.deadline == 0 || p.deadline < l.deadline {
+			l.setDeadline(p.deadline)
 		}
 	}
 	// Whatever epoll reported between Adopt and now is in the flags.
@@ -200,17 +200,46 @@ func (p *Pair) Cut(cause error) {
 // it. Everything about its pairs is guarded by mu, which the loop holds
 // while it handles a batch of events, and Start and Cut take from other
 // goroutines.
+//
+// The loop's goroutine does not block in epoll_wait: the epoll descriptor
+// is itself non-blocking and registered with Go's poller (an epoll
+// descriptor is readable while events are ready), and the loop collects
+// events with epoll_wait(0) when Go's poller says there are some. A
+// goroutine blocking in a system call costs a thread hand-off at each
+// wakeup (measured: 5.8 nanosleep and 2 futex calls more per relayed
+// connection); waiting in Go's poller costs what any connection's
+// goroutine costs. The idle timeouts are the epoll file's read deadline.
 type loop struct {
-	epfd, efd int // the epoll instance; an eventfd that wakes it
-	mu        sync.Mutex
-	pairs     []*Pair
-	free      []int32
-	gen       int32
-	idle      idleHeap
-	again     []*Pair
-	waitUntil int64 // when the loop's epoll_wait returns by itself at the latest
-	woken     bool  // the eventfd has been written since the loop last woke
-	events    [256]unix.EpollEvent
+	epfd     int      // the epoll instance
+	file     *os.File // the same descriptor, in Go's poller
+	rc       syscall.RawConn
+	mu       sync.Mutex
+	pairs    []*Pair
+	free     []int32
+	gen      int32
+	idle     idleHeap
+	again    []*Pair
+	deadline int64 // the read deadline set on file, on the loop's clock, or 0
+	events   [256]unix.EpollEvent
+	n        int   // events collected
+	werr     error // epoll_wait's error
+	waitFn   func(uintptr) bool
+	peekFn   func(uintptr)
+}
+
+// collect takes the ready events without waiting.
+func (l *loop) collect(fd uintptr) {
+	l.n, l.werr = unix.EpollWait(int(fd), l.events[:], 0)
+	if l.werr == unix.EINTR {
+		l.n, l.werr = 0, nil
+	}
+}
+
+// wait is collect for RawConn.Read: false, "wait for readiness", when there
+// was nothing.
+func (l *loop) wait(fd uintptr) bool {
+	l.collect(fd)
+	return l.n > 0 || l.werr != nil
 }
 
 var (
@@ -240,25 +269,25 @@ func pickLoop() (*loop, error) {
 	return loops[int(nextLoop.Add(1))%len(loops)], nil
 }
 
-const wakeToken = -1 // the eventfd's Fd in an epoll event
-
 func newLoop() (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	// Non-blocking, so os.NewFile puts it in Go's poller.
+	f := os.NewFile(uintptr(epfd), "relay-epoll")
+	rc, err := f.SyscallConn()
 	if err != nil {
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("eventfd", err)
+		f.Close()
+		return nil, err
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeToken}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
-		unix.Close(epfd)
-		unix.Close(efd)
-		return nil, os.NewSyscallError("epoll_ctl", err)
-	}
-	return &loop{epfd: epfd, efd: efd, waitUntil: math.MaxInt64}, nil
+	l := &loop{epfd: epfd, file: f, rc: rc}
+	l.waitFn, l.peekFn = l.wait, l.collect // made once: no allocation per round
+	return l, nil
 }
 
 // add gives p a slot and registers its descriptors, edge-triggered, for
@@ -296,15 +325,16 @@ func (l *loop) add(p *Pair) bool {
 	return true
 }
 
-// wake makes the loop's epoll_wait return, so that it reconsiders how long
-// to wait (a new pair's idle deadline is sooner). Called with mu held.
-func (l *loop) wake() {
-	if l.woken {
-		return
+// setDeadline sets when the loop next looks at its idle pairs (0: never).
+// Go's poller wakes the loop then, or at once if the time has passed.
+// Called with mu held.
+func (l *loop) setDeadline(d int64) {
+	l.deadline = d
+	t := time.Time{}
+	if d != 0 {
+		t = epoch.Add(time.Duration(d))
 	}
-	l.woken = true
-	var one = [8]byte{1}
-	unix.Write(l.efd, one[:])
+	l.file.SetReadDeadline(t)
 }
 
 // maxRounds bounds the splices one direction makes before the loop turns
@@ -314,34 +344,23 @@ const maxRounds = 16
 func (l *loop) run() {
 	for {
 		l.mu.Lock()
-		timeout := -1
-		l.waitUntil = math.MaxInt64
-		switch {
-		case len(l.again) > 0:
-			timeout = 0
-		case len(l.idle) > 0:
-			l.waitUntil = l.idle[0].deadline
-			wait := l.waitUntil - clock()
-			timeout = int(max(0, (wait+int64(time.Millisecond)-1)/int64(time.Millisecond)))
-		}
-		l.woken = false
+		busy := len(l.again) > 0
 		l.mu.Unlock()
-
-		n, err := unix.EpollWait(l.epfd, l.events[:], timeout)
-		if err != nil {
-			if err == unix.EINTR {
-				continue
-			}
-			panic("relay: epoll_wait: " + err.Error()) // a bug: EBADF, EFAULT, EINVAL
+		l.n, l.werr = 0, nil
+		if busy {
+			// Work left from the last round: look for events, but do not
+			// wait for them.
+			l.rc.Control(l.peekFn)
+		} else if err := l.rc.Read(l.waitFn); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			panic("relay: waiting for events: " + err.Error()) // the loop's own descriptor: a bug
 		}
+		if l.werr != nil {
+			panic("relay: epoll_wait: " + l.werr.Error()) // EBADF, EFAULT, EINVAL: a bug
+		}
+		n := l.n
 		l.mu.Lock()
 		now := clock()
 		for _, ev := range l.events[:n] {
-			if ev.Fd == wakeToken {
-				var b [8]byte
-				unix.Read(l.efd, b[:])
-				continue
-			}
 			slot, side := ev.Fd>>1, int(ev.Fd&1)
 			if int(slot) >= len(l.pairs) {
 				continue
@@ -372,6 +391,14 @@ func (l *loop) run() {
 				continue
 			}
 			p.finish(ErrIdle, true)
+		}
+		// Go's poller reports a passed deadline until it is moved.
+		next := int64(0)
+		if len(l.idle) > 0 {
+			next = l.idle[0].deadline
+		}
+		if next != l.deadline || (next != 0 && next <= now) {
+			l.setDeadline(next)
 		}
 		l.mu.Unlock()
 	}
