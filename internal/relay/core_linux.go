@@ -166,7 +166,8 @@ func (p *Pair) Start(done func(Result)) {
 		p.finish(p.cause, true)
 		return
 	}
-	p.last = clock()
+	l.now = clock()
+	p.last = l.now
 	if p.idle > 0 {
 		p.deadline = p.last + p.idle
 		heap.Push(&l.idle, p)
@@ -221,6 +222,11 @@ type loop struct {
 	again    []*Pair
 	deadline int64 // the read deadline set on file, on the loop's clock, or 0
 	events   [256]unix.EpollEvent
+	now      int64 // the loop's clock when it last woke (or Start ran)
+	qmu      sync.Mutex
+	queue    []report // Results for the reporter
+	spare    []report
+	kick     chan struct{}
 	n        int   // events collected
 	werr     error // epoll_wait's error
 	waitFn   func(uintptr) bool
@@ -261,6 +267,7 @@ func pickLoop() (*loop, error) {
 			}
 			loops = append(loops, l)
 			go l.run()
+			go l.reporter()
 		}
 	})
 	if len(loops) == 0 {
@@ -285,7 +292,7 @@ func newLoop() (*loop, error) {
 		f.Close()
 		return nil, err
 	}
-	l := &loop{epfd: epfd, file: f, rc: rc}
+	l := &loop{epfd: epfd, file: f, rc: rc, kick: make(chan struct{}, 1)}
 	l.waitFn, l.peekFn = l.wait, l.collect // made once: no allocation per round
 	return l, nil
 }
@@ -360,6 +367,7 @@ func (l *loop) run() {
 		n := l.n
 		l.mu.Lock()
 		now := clock()
+		l.now = now
 		for _, ev := range l.events[:n] {
 			slot, side := ev.Fd>>1, int(ev.Fd&1)
 			if int(slot) >= len(l.pairs) {
@@ -465,7 +473,7 @@ func (p *Pair) pump(i int) error {
 			n, err := d.writeOut(dst)
 			if n > 0 {
 				d.bytes += int64(n)
-				p.last = clock()
+				p.last = p.l.now
 			}
 			switch {
 			case err == unix.EAGAIN:
@@ -508,7 +516,7 @@ func (p *Pair) pump(i int) error {
 		case n == 0:
 			d.eof = true
 		default:
-			p.last = clock()
+			p.last = p.l.now
 		}
 	}
 }
@@ -629,8 +637,46 @@ func (p *Pair) finish(err error, reset bool) {
 		return // Adopt failed after add: nobody waits for a Result
 	}
 	r := Result{AToB: p.dirs[0].bytes, BToA: p.dirs[1].bytes, Err: err, Unsignalled: p.unsigned}
-	if done := p.done; done != nil {
-		go done(r)
+	if p.done != nil {
+		l.report(p.done, r)
+	}
+}
+
+// A report is a pair's Result on its way to the pair's done.
+type report struct {
+	done func(Result)
+	r    Result
+}
+
+// report queues a Result for the loop's reporter goroutine, so that a done
+// that blocks (a log line to a slow writer) never stalls the loop, and no
+// goroutine is started per pair.
+func (l *loop) report(done func(Result), r Result) {
+	l.qmu.Lock()
+	l.queue = append(l.queue, report{done, r})
+	l.qmu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default: // the reporter is awake and will look again
+	}
+}
+
+// reporter calls the queued dones, in the order the pairs ended.
+func (l *loop) reporter() {
+	for range l.kick {
+		l.qmu.Lock()
+		q := l.queue
+		l.queue, l.spare = l.spare, nil
+		l.qmu.Unlock()
+		for i := range q {
+			q[i].done(q[i].r)
+		}
+		clear(q)
+		l.qmu.Lock()
+		if cap(q) <= 4096 {
+			l.spare = q[:0]
+		}
+		l.qmu.Unlock()
 	}
 }
 
