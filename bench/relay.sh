@@ -36,7 +36,9 @@
 #
 # Then, once, the system calls per relayed connection of tether and haproxy
 # (strace -c -f on the relay over $SYSCALL_CONNS server-closes-first
-# connections, default 2000; 0 skips); and the scale figure: $SCALE
+# connections, default 2000; 0 skips; tether-ka0 is tether with keepAlive=0
+# on both endpoint strings, as haproxy keeps no keep-alive by default, to
+# show what Go's keep-alive options cost); and the scale figure: $SCALE
 # (default 9000; 0 skips) idle connections held through tether and
 # haproxy within the open-file limit, each echoed once, with the relay's
 # RSS and descriptors (haproxy given maxconn $SCALE_MAXCONN and maxpipes
@@ -179,6 +181,7 @@ start_peer() {
 	direct) PEER_PORT=$2; return ;;
 	tether | tether-scale) "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
 	tether-metrics) "$TETHER" relay --quiet --metrics tcp:0:interface=127.0.0.1 "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
+	tether-ka0) "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024:keepAlive=0" "tcp:127.0.0.1:$2:keepAlive=0" 2>>"$log" & ;;
 	tether-goroutines) TETHER_RELAY_CORE=off "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
 	tether-tls) "$TETHER" relay --quiet "tls:$PEER_PORT:interface=127.0.0.1:backlog=1024:certificate=$work/cert.pem:privateKey=$work/key.pem:minVersion=1.3" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
 	haproxy | haproxy-tls | haproxy-scale)
@@ -317,7 +320,7 @@ if [ "$SYSCALL_CONNS" -gt 0 ]; then
 		echo "relay.sh: no strace (apt-get install -y strace): system calls not counted" >&2
 	else
 		echo "# system calls per relayed connection, $SYSCALL_CONNS server-closes-first connections, $CPS_CONCURRENCY at a time, under strace -c -f"
-		for k in tether haproxy; do
+		for k in tether tether-ka0 haproxy; do
 			start_peer "$k" "$ANSWER"
 			"$LG" conns -addr "127.0.0.1:$PEER_PORT" -count 200 -concurrency "$CPS_CONCURRENCY" >/dev/null
 			sleep 0.5
@@ -441,7 +444,7 @@ table mem.fds "File descriptors per idle relayed connection:" 2 tether $mem_peer
 table tlsbulk "TLS 1.3 terminated by the relay, bulk, MB/s:" 0 tether-tls $tls_peers
 table tlshs "TLS 1.3 full handshakes per second (connect, handshake, one byte each way, server closes first), $CPS_CONCURRENCY at a time for ${HS_SECONDS}s:" 0 tether-tls $tls_peers
 table tlsmem "RSS per idle TLS connection, KiB ($HOLD held, each echoed once; lower is better):" 1 tether-tls $tls_peers
-for k in tether haproxy; do [ -e "$work/syscalls.$k" ] && cat "$work/syscalls.$k"; done
+for k in tether tether-ka0 haproxy; do [ -e "$work/syscalls.$k" ] && cat "$work/syscalls.$k"; done
 echo
 [ -e "$work/scale" ] && { echo "scale:"; cat "$work/scale"; echo; }
 
