@@ -488,6 +488,12 @@ func (p *Pair) pump(i int) error {
 		if d.eof {
 			d.release()
 			d.done = true
+			if p.dirs[1-i].done {
+				// The receiver has ended too: the close that ends the
+				// pair now sends its FIN (it has nothing unread, so no
+				// reset), one system call fewer than shutting it first.
+				return nil
+			}
 			if err := unix.Shutdown(dst, unix.SHUT_WR); err != nil {
 				return os.NewSyscallError("shutdown", err)
 			}
