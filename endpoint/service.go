@@ -14,7 +14,8 @@ import (
 )
 
 // A Handler serves one connection. ServeConn runs in the connection's own
-// goroutine; the Service closes the connection after ServeConn returns. ctx
+// goroutine; the Service closes the connection after ServeConn returns,
+// unless the handler handed it on with Detach. ctx
 // is cancelled when the Service gives up waiting for its connections to
 // finish, a moment before it resets them; context.Cause(ctx) is then
 // ErrDrainTimeout or ErrServiceClosed.
