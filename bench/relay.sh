@@ -28,9 +28,21 @@
 #             first), RSS per idle TLS connection. tether tls:, haproxy
 #             ssl crt, stunnel4.
 #
+# tether is measured three ways in bulk, cps and mem: as it runs by default
+# (plain pairs on the event core, docs/relay-core.md), with --metrics
+# (tether-metrics: Prometheus metrics served on another loopback port, so
+# that their cost shows), and with the core switched off
+# (tether-goroutines: TETHER_RELAY_CORE=off, a goroutine per direction).
+#
 # Then, once, the system calls per relayed connection of tether and haproxy
 # (strace -c -f on the relay over $SYSCALL_CONNS server-closes-first
-# connections, default 2000; 0 skips).
+# connections, default 2000; 0 skips; tether-ka0 is tether with keepAlive=0
+# on both endpoint strings, as haproxy keeps no keep-alive by default, to
+# show what Go's keep-alive options cost); and the scale figure: $SCALE
+# (default 9000; 0 skips) idle connections held through tether and
+# haproxy within the open-file limit, each echoed once, with the relay's
+# RSS and descriptors (haproxy given maxconn $SCALE_MAXCONN and maxpipes
+# $SCALE_MAXPIPES so that its own count of descriptors fits the limit).
 #
 # Needs go, haproxy, stunnel4, socat, openssl (Debian: apt-get install -y
 # haproxy stunnel4 socat openssl), strace for the system-call count and
@@ -48,6 +60,9 @@ HS_SECONDS=${HS_SECONDS:-$CPS_SECONDS}
 CPS_CONCURRENCY=${CPS_CONCURRENCY:-16}
 HOLD=${HOLD:-2000}
 SYSCALL_CONNS=${SYSCALL_CONNS:-2000}
+SCALE=${SCALE:-9000}
+SCALE_MAXCONN=${SCALE_MAXCONN:-9500}
+SCALE_MAXPIPES=${SCALE_MAXPIPES:-200}
 TLS_GROUPS=${TLS_GROUPS:-X25519}
 PYTHON=${PYTHON:-/usr/bin/python3}
 TETHER=${TETHER:-}
@@ -99,7 +114,7 @@ echo "kernel: $(uname -sr); memory: $(awk '/MemTotal/{printf "%.1f GiB", $2/1048
 echo "go: $(go version | cut -d' ' -f3); haproxy: $(haproxy -v | awk 'NR==1{print $3}'); stunnel: $("$STUNNEL" -version 2>&1 | awk '/^stunnel/{print $2; exit}'); socat: $(socat -V | awk '/socat version/{print $3}'); $(openssl version | cut -d' ' -f1-2)"
 [ -n "$twisted" ] && echo "twisted: $("$PYTHON" -c 'import twisted; print(twisted.__version__)')"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "BYTES=$BYTES RUNS=$RUNS CPS_SECONDS=$CPS_SECONDS HS_SECONDS=$HS_SECONDS CPS_CONCURRENCY=$CPS_CONCURRENCY HOLD=$HOLD SYSCALL_CONNS=$SYSCALL_CONNS TLS_GROUPS=$TLS_GROUPS"
+echo "BYTES=$BYTES RUNS=$RUNS CPS_SECONDS=$CPS_SECONDS HS_SECONDS=$HS_SECONDS CPS_CONCURRENCY=$CPS_CONCURRENCY HOLD=$HOLD SYSCALL_CONNS=$SYSCALL_CONNS SCALE=$SCALE TLS_GROUPS=$TLS_GROUPS"
 echo
 
 # The servers behind the relays: a checking sink for bulk, an echo server
@@ -117,17 +132,19 @@ for p in "$SINK" "$ECHO" "$ANSWER"; do "$LG" wait -addr "127.0.0.1:$p"; done
 # tether choose) rather than OpenSSL's (AES-256-GCM first), so that every
 # TLS peer does the same work; the run's output shows what was negotiated.
 haproxy_cfg() { # KIND PORT TARGET
-	local ssl=
+	local ssl= maxconn=$HAPROXY_MAXCONN pipes=
 	[ "$1" = haproxy-tls ] && ssl="ssl crt $work/haproxy.pem ssl-min-ver TLSv1.3"
+	[ "$1" = haproxy-scale ] && maxconn=$SCALE_MAXCONN pipes="maxpipes $SCALE_MAXPIPES"
 	cat <<-EOF
 	global
 		nbthread 2
-		maxconn $HAPROXY_MAXCONN
+		maxconn $maxconn
+		$pipes
 		ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
 	defaults
 		mode tcp
 		option splice-auto
-		maxconn $HAPROXY_MAXCONN
+		maxconn $maxconn
 		timeout connect 5s
 		timeout client 10m
 		timeout server 10m
@@ -162,9 +179,12 @@ start_peer() {
 	local log=$work/$1.log
 	case $1 in
 	direct) PEER_PORT=$2; return ;;
-	tether) "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
+	tether | tether-scale) "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
+	tether-metrics) "$TETHER" relay --quiet --metrics tcp:0:interface=127.0.0.1 "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
+	tether-ka0) "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024:keepAlive=0" "tcp:127.0.0.1:$2:keepAlive=0" 2>>"$log" & ;;
+	tether-goroutines) TETHER_RELAY_CORE=off "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
 	tether-tls) "$TETHER" relay --quiet "tls:$PEER_PORT:interface=127.0.0.1:backlog=1024:certificate=$work/cert.pem:privateKey=$work/key.pem:minVersion=1.3" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
-	haproxy | haproxy-tls)
+	haproxy | haproxy-tls | haproxy-scale)
 		haproxy_cfg "$1" "$PEER_PORT" "$2" >"$work/$1.cfg"
 		haproxy -db -f "$work/$1.cfg" >>"$log" 2>&1 &
 		;;
@@ -273,9 +293,9 @@ mem() {
 	stop_peer
 }
 
-bulk_peers="direct tether haproxy socat-b256k socat${twisted:+ twisted}"
-cps_peers="direct tether haproxy socat"
-mem_peers="tether haproxy${twisted:+ twisted}"
+bulk_peers="direct tether tether-metrics tether-goroutines haproxy socat-b256k socat${twisted:+ twisted}"
+cps_peers="direct tether tether-metrics tether-goroutines haproxy socat"
+mem_peers="tether tether-metrics tether-goroutines haproxy${twisted:+ twisted}"
 tls_peers="tether-tls haproxy-tls stunnel"
 
 for r in $(seq "$RUNS"); do
@@ -300,7 +320,7 @@ if [ "$SYSCALL_CONNS" -gt 0 ]; then
 		echo "relay.sh: no strace (apt-get install -y strace): system calls not counted" >&2
 	else
 		echo "# system calls per relayed connection, $SYSCALL_CONNS server-closes-first connections, $CPS_CONCURRENCY at a time, under strace -c -f"
-		for k in tether haproxy; do
+		for k in tether tether-ka0 haproxy; do
 			start_peer "$k" "$ANSWER"
 			"$LG" conns -addr "127.0.0.1:$PEER_PORT" -count 200 -concurrency "$CPS_CONCURRENCY" >/dev/null
 			sleep 0.5
@@ -325,6 +345,37 @@ if [ "$SYSCALL_CONNS" -gt 0 ]; then
 	fi
 fi
 
+# The scale figure: as many idle connections as the open-file limit lets
+# the relay hold, the client (loadgen hold, one descriptor each) and the
+# echo server on the same machine.
+if [ "$SCALE" -gt 0 ]; then
+	echo "# scale: $SCALE idle relayed connections, each echoed once"
+	for k in tether-scale haproxy-scale; do
+		start_peer "$k" "$ECHO"
+		sleep 0.5
+		before=$(rss "$PEER_PID")
+		rm -f "$work/hold.in" "$work/hold.out" && mkfifo "$work/hold.in"
+		"$LG" hold -addr "127.0.0.1:$PEER_PORT" -n "$SCALE" <"$work/hold.in" >"$work/hold.out" 2>&1 &
+		hold_pid=$!
+		exec 3>"$work/hold.in"
+		t0=$(date +%s.%N)
+		until grep -q 'ready\|connection' "$work/hold.out" 2>/dev/null; do
+			kill -0 "$hold_pid" 2>/dev/null || break
+			sleep 0.2
+		done
+		t1=$(date +%s.%N)
+		sleep 1
+		after=$(rss "$PEER_PID") fds=$(nfds "$PEER_PID")
+		exec 3>&-
+		wait "$hold_pid" || true
+		held=$SCALE
+		grep -q ready "$work/hold.out" || held="$(sed -n 's/.*connection \([0-9]*\):.*/\1/p' "$work/hold.out" | head -1) (then: $(head -c 200 "$work/hold.out"))"
+		echo "$k: held $held; VmRSS ${before} kB before, ${after} kB with them ($(awk -v a="$after" -v b="$before" -v n="$SCALE" 'BEGIN {printf "%.2f", (a - b) / n}') KiB each); $fds open files; opened in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s" | tee -a "$work/scale"
+		stop_peer
+	done
+	echo
+fi
+
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "time taken: $(($(date +%s) - started)) s"
 echo
@@ -333,6 +384,8 @@ name() {
 	case $1 in
 	direct) echo "direct connection" ;;
 	tether) echo "**tether relay**" ;;
+	tether-metrics) echo "tether relay --metrics tcp:0:interface=127.0.0.1" ;;
+	tether-goroutines) echo "tether relay, core off (TETHER_RELAY_CORE=off)" ;;
 	haproxy) echo "haproxy (mode tcp, splice-auto, nbthread 2)" ;;
 	socat) [ "$2" = cps ] && echo "socat fork" || echo "socat (default 8 KiB buffer)" ;;
 	socat-b256k) echo "socat -b 262144" ;;
@@ -391,8 +444,9 @@ table mem.fds "File descriptors per idle relayed connection:" 2 tether $mem_peer
 table tlsbulk "TLS 1.3 terminated by the relay, bulk, MB/s:" 0 tether-tls $tls_peers
 table tlshs "TLS 1.3 full handshakes per second (connect, handshake, one byte each way, server closes first), $CPS_CONCURRENCY at a time for ${HS_SECONDS}s:" 0 tether-tls $tls_peers
 table tlsmem "RSS per idle TLS connection, KiB ($HOLD held, each echoed once; lower is better):" 1 tether-tls $tls_peers
-for k in tether haproxy; do [ -e "$work/syscalls.$k" ] && cat "$work/syscalls.$k"; done
+for k in tether tether-ka0 haproxy; do [ -e "$work/syscalls.$k" ] && cat "$work/syscalls.$k"; done
 echo
+[ -e "$work/scale" ] && { echo "scale:"; cat "$work/scale"; echo; }
 
 # The targets of issue 11, on this run's figures.
 verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {if (v == "" || v == "FAIL" || v == "-") print "?"; else if ((op == ">=" && v+0 >= t+0) || (op == "<=" && v+0 <= t+0) || (op == ">" && v+0 > t+0)) print "met"; else print "NOT met"}'; }
@@ -402,7 +456,9 @@ read -r b_d_med b_d_min _ < <(ratios "$work/res/bulk.tether" "$work/res/bulk.dir
 read -r c_h_med _ < <(ratios "$work/res/cps.tether" "$work/res/cps.haproxy")
 read -r th_med _ < <(ratios "$work/res/tlshs.tether-tls" "$work/res/tlshs.haproxy-tls")
 read -r tb_med _ < <(ratios "$work/res/tlsbulk.tether-tls" "$work/res/tlsbulk.haproxy-tls")
-mem_t=$(med mem tether) mem_h=$(med mem haproxy) tmem_t=$(med tlsmem tether-tls)
+read -r cm_h_med _ < <(ratios "$work/res/cps.tether-metrics" "$work/res/cps.haproxy")
+read -r _ bm_h_min _ < <(ratios "$work/res/bulk.tether-metrics" "$work/res/bulk.haproxy")
+mem_t=$(med mem tether) mem_h=$(med mem haproxy) tmem_t=$(med tlsmem tether-tls) mem_m=$(med mem tether-metrics)
 echo "targets (issue 11):"
 echo "  memory per idle connection <= haproxy's (aim 1 KiB): tether $mem_t KiB, haproxy $mem_h KiB  $(verdict "$mem_t" "$mem_h" '<=')"
 echo "  connections/s >= haproxy's:                tether/haproxy $(fmt "$c_h_med" 3)  $(verdict "$c_h_med" 1 '>=')"
@@ -411,6 +467,7 @@ echo "  bulk >= 0.6 of direct:                     tether/direct $(fmt "$b_d_med
 echo "  TLS memory <= 12 KiB per idle connection:  tether $tmem_t KiB  $(verdict "$tmem_t" 12 '<=')"
 echo "  TLS handshakes/s ahead of haproxy:         tether/haproxy $(fmt "$th_med" 3)  $(verdict "$th_med" 1 '>')"
 echo "  TLS bulk ahead of haproxy:                 tether/haproxy $(fmt "$tb_med" 3)  $(verdict "$tb_med" 1 '>')"
+echo "  with --metrics: memory $mem_m KiB $(verdict "$mem_m" "$mem_h" '<='); connections/s tether/haproxy $(fmt "$cm_h_med" 3) $(verdict "$cm_h_med" 1 '>='); bulk lowest run $(fmt "$bm_h_min" 3) $(verdict "$bm_h_min" 1 '>=')"
 
 if [ "$failures" -gt 0 ]; then
 	echo

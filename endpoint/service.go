@@ -14,7 +14,8 @@ import (
 )
 
 // A Handler serves one connection. ServeConn runs in the connection's own
-// goroutine; the Service closes the connection after ServeConn returns. ctx
+// goroutine; the Service closes the connection after ServeConn returns,
+// unless the handler handed it on with Detach. ctx
 // is cancelled when the Service gives up waiting for its connections to
 // finish, a moment before it resets them; context.Cause(ctx) is then
 // ErrDrainTimeout or ErrServiceClosed.
@@ -84,6 +85,109 @@ type Service struct {
 	shutdown  bool                      // Shutdown or Close was called
 	cutCause  error                     // why the connections were cut, once they were
 	handlers  sync.WaitGroup
+	detached  map[net.Conn]*detachment // connections handed on by Detach
+}
+
+// A detachment is a connection that outlives its handler (see Detach).
+type detachment struct {
+	cut      func(cause error)
+	slots    chan struct{} // its Serve's, for MaxConns
+	returned bool          // the handler has returned
+	done     bool          // the code it was handed to is done with it
+}
+
+// serveKey is the context key under which a Serve gives its handlers what
+// Detach needs.
+type serveKey struct{}
+
+type serving struct {
+	s     *Service
+	slots chan struct{}
+}
+
+// Detach tells the Service serving conn that the connection lives on after
+// its handler returns: the handler has handed it to code of its own (the
+// relay's event loop, which needs no goroutine per connection). ctx and
+// conn are those the Service gave the handler. From then on the Service
+// does not close conn when the handler returns, and goes on counting it
+// (Active, MaxConns; Shutdown waits for it) until done is called, which
+// the new owner must do once it has closed the connection. If the Service
+// cuts its connections (a drain that times out, Close), it calls cut with
+// the cause instead of resetting conn itself; cut must end the connection
+// with a reset, soon, and must not wait for done. cut is called at most
+// once, perhaps at once from Detach if the Service is cutting already.
+//
+// Detach returns false, and changes nothing, if conn is not being served
+// by a Service (a handler called directly) or is detached already: the
+// handler must then see the connection to its end itself.
+func Detach(ctx context.Context, conn net.Conn, cut func(cause error)) (done func(), ok bool) {
+	sv, _ := ctx.Value(serveKey{}).(*serving)
+	if sv == nil {
+		return nil, false
+	}
+	s := sv.s
+	s.mu.Lock()
+	if _, served := s.conns[conn]; !served || s.detached[conn] != nil {
+		s.mu.Unlock()
+		return nil, false
+	}
+	d := &detachment{cut: cut, slots: sv.slots}
+	if s.detached == nil {
+		s.detached = map[net.Conn]*detachment{}
+	}
+	s.detached[conn] = d
+	cause := s.cutCause
+	s.mu.Unlock()
+	if cause != nil {
+		cut(cause)
+	}
+	return func() { s.detachedDone(conn, d) }, true
+}
+
+// handlerReturned notes that c's handler has returned, and says whether
+// c lives on, detached: then its done, not the handler, finishes it.
+func (s *Service) handlerReturned(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.detached[c]
+	if d == nil {
+		return false
+	}
+	d.returned = true
+	if d.done {
+		delete(s.detached, c)
+		return false
+	}
+	return true
+}
+
+// detachedDone is a detached connection's done: it finishes the
+// connection if its handler has returned (else the handler's return does).
+func (s *Service) detachedDone(c net.Conn, d *detachment) {
+	s.mu.Lock()
+	if d.done {
+		s.mu.Unlock()
+		return
+	}
+	d.done = true
+	if !d.returned {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.detached, c)
+	s.mu.Unlock()
+	s.finish(c, d.slots)
+}
+
+// finish closes a connection whose handler (and, if it was detached, its
+// new owner) is done with it, and stops counting it.
+func (s *Service) finish(c net.Conn, slots chan struct{}) {
+	s.closeConn(c)
+	s.untrack(c)
+	if slots != nil {
+		<-slots
+	}
+	s.handlers.Done()
 }
 
 // NewService parses a server endpoint string and returns a Service that
@@ -144,6 +248,11 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		return errors.New("endpoint: Service needs a Handler")
 	}
 	connCtx, cancelConns := context.WithCancelCause(context.WithoutCancel(ctx))
+	var slots chan struct{}
+	if s.MaxConns > 0 {
+		slots = make(chan struct{}, s.MaxConns)
+	}
+	connCtx = context.WithValue(connCtx, serveKey{}, &serving{s: s, slots: slots})
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
@@ -169,10 +278,6 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	s.mu.Unlock()
 
 	stopAccepting := context.AfterFunc(ctx, func() { stop() })
-	var slots chan struct{}
-	if s.MaxConns > 0 {
-		slots = make(chan struct{}, s.MaxConns)
-	}
 	err := acceptLoop(ln, s.logger(), stopped, slots, s.Queued, func(c net.Conn) {
 		if !s.track(c) {
 			abort.Conn(c) // accepted as Shutdown began
@@ -182,14 +287,11 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 			return
 		}
 		go func() {
-			defer s.handlers.Done()
 			defer func() {
-				if slots != nil {
-					<-slots
+				if !s.handlerReturned(c) {
+					s.finish(c, slots)
 				}
 			}()
-			defer s.untrack(c)
-			defer s.closeConn(c)
 			s.Handler.ServeConn(connCtx, c)
 		}()
 	})
@@ -272,8 +374,8 @@ func (s *Service) beginShutdown() error {
 // once: so that no peer takes a cut stream for a complete one.
 func (s *Service) cut(cause error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.cutCause != nil {
+		s.mu.Unlock()
 		return
 	}
 	s.cutCause = cause
@@ -287,8 +389,19 @@ func (s *Service) cut(cause error) {
 	for _, cancel := range s.cancels {
 		cancel(cause)
 	}
+	var cuts []func(error)
 	for c := range s.conns {
+		if d := s.detached[c]; d != nil {
+			cuts = append(cuts, d.cut)
+			continue
+		}
 		abort.Conn(c)
+	}
+	s.mu.Unlock()
+	// A detached connection's new owner cuts it; not under s.mu, which its
+	// done takes.
+	for _, cut := range cuts {
+		cut(cause)
 	}
 }
 

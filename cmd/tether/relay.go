@@ -368,8 +368,32 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 		// socket itself, which keeps the splice path.
 		in = pc.NetConn()
 	}
+	if r.handOff(ctx, conn, in, up, peer, start) {
+		return
+	}
+	// The rest goes on in fresh goroutines (Join's two), detached: this
+	// one, its stack grown by the TLS handshake and the dial, returns
+	// (about 5 KiB less per idle TLS connection). A cut cancels jctx.
+	jctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	if done, ok := endpoint.Detach(ctx, conn, cancel); ok {
+		r.m.holdActive()
+		go func() {
+			r.join(jctx, in, up, peer, start)
+			cancel(nil)
+			r.m.releaseActive()
+			done()
+		}()
+		return
+	}
+	cancel(nil)
+	r.join(ctx, in, up, peer, start)
+}
+
+// join relays a pair with Join, in the goroutine that calls it, and writes
+// its log line.
+func (r *relayCmd) join(ctx context.Context, in, up net.Conn, peer string, start time.Time) {
 	res := r.joiner.Join(ctx, in, up)
-	err = res.Err
+	err := res.Err
 	var more []any
 	// Join has closed up; an exec: program has exited by now.
 	if p, ok := up.(interface {
@@ -385,6 +409,57 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 	}
 	more = append(more, unsignalledSides(res.Unsignalled[0], res.Unsignalled[1])...)
 	logEnd(r.log, r.m, peer, start, res.AToB, res.BToA, err, more...)
+}
+
+// handOff gives a pair of plain sockets to the relay's event core (Linux;
+// see docs/relay-core.md), which needs no goroutine per connection: the
+// handler returns at once, and the Service goes on counting the connection
+// (--max-conns, the drain) until the pair ends, when its log line is
+// written. It returns false, having done nothing, when the core cannot
+// take the pair (TLS, exec:, another system): Join it then.
+func (r *relayCmd) handOff(ctx context.Context, conn, in, up net.Conn, peer string, start time.Time) bool {
+	p, ok := r.joiner.Adopt(in, up)
+	if !ok {
+		return false
+	}
+	done, detached := endpoint.Detach(ctx, conn, p.Cut)
+	if detached {
+		r.m.holdActive() // the handler returns; the pair is still active
+		p.Start(func(res relay.Result) {
+			logEnd(r.log, r.m, peer, start, res.AToB, res.BToA, res.Err,
+				unsignalledSides(res.Unsignalled[0], res.Unsignalled[1])...)
+			r.m.releaseActive()
+			done()
+		})
+		return true
+	}
+	// Not served by a Service (called directly): see the pair end here.
+	ended := make(chan relay.Result, 1)
+	p.Start(func(res relay.Result) { ended <- res })
+	var res relay.Result
+	select {
+	case res = <-ended:
+	case <-ctx.Done():
+		p.Cut(context.Cause(ctx))
+		res = <-ended
+	}
+	logEnd(r.log, r.m, peer, start, res.AToB, res.BToA, res.Err,
+		unsignalledSides(res.Unsignalled[0], res.Unsignalled[1])...)
+	return true
+}
+
+// holdActive and releaseActive count a connection as active beyond its
+// handler's return (instrument counts it while the handler runs).
+func (m *metrics) holdActive() {
+	if m != nil {
+		m.active.Inc()
+	}
+}
+
+func (m *metrics) releaseActive() {
+	if m != nil {
+		m.active.Dec()
+	}
 }
 
 // establish completes an accepted connection's opening phases (a TLS
