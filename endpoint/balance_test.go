@@ -8,73 +8,23 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint/driver"
+	"github.com/tether-endpoints/tether/internal/testpeer"
 )
 
-// A namedBackend is a TCP server on loopback that answers each connection
-// with its name and closes it, counting them.
-type namedBackend struct {
-	name string
-	ln   net.Listener
-	port int
-
-	mu    sync.Mutex
-	count int
-	wg    sync.WaitGroup
-}
-
-// startNamed starts a backend on a port the system picks, or on port if
-// it is not 0 (a backend that comes back).
-func startNamed(t *testing.T, name string, port int) *namedBackend {
+// startNamed starts a backend that answers its name, on a port the
+// system picks, or on port if it is not 0 (a backend that comes back).
+func startNamed(t *testing.T, name string, port int) *testpeer.Backend {
 	t.Helper()
-	return startNamedOn(t, "127.0.0.1:"+strconv.Itoa(port), name)
+	return testpeer.StartBackend(t, name, "127.0.0.1:"+strconv.Itoa(port), false)
 }
 
-// startNamedOn starts a backend on addr.
-func startNamedOn(t *testing.T, addr, name string) *namedBackend {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &namedBackend{name: name, ln: ln, port: ln.Addr().(*net.TCPAddr).Port}
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.mu.Lock()
-			b.count++
-			b.mu.Unlock()
-			io.WriteString(c, b.name)
-			c.Close()
-		}
-	}()
-	t.Cleanup(b.stop)
-	return b
-}
-
-// stop closes the port: from then on connecting to it is refused.
-func (b *namedBackend) stop() {
-	b.ln.Close()
-	b.wg.Wait()
-}
-
-func (b *namedBackend) hits() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.count
-}
-
-func (b *namedBackend) str() string { return "[tcp:127.0.0.1:" + strconv.Itoa(b.port) + "]" }
+// backendStr is the client string of b, bracketed for a balance: list.
+func backendStr(b *testpeer.Backend) string { return "[tcp:127.0.0.1:" + strconv.Itoa(b.Port) + "]" }
 
 // reach dials c and returns the name of the backend that answered.
 func reach(t *testing.T, c Client) string {
@@ -94,13 +44,13 @@ func reach(t *testing.T, c Client) string {
 // deadPort returns a loopback port that nothing listens on.
 func deadPort(t *testing.T) int {
 	b := startNamed(t, "dead", 0)
-	b.stop()
-	return b.port
+	b.Stop()
+	return b.Port
 }
 
 func TestBalanceRoundRobinExact(t *testing.T) {
 	a, b, c := startNamed(t, "a", 0), startNamed(t, "b", 0), startNamed(t, "c", 0)
-	cli, err := ParseClient("balance:" + a.str() + ":" + b.str() + ":" + c.str())
+	cli, err := ParseClient("balance:" + backendStr(a) + ":" + backendStr(b) + ":" + backendStr(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,15 +61,15 @@ func TestBalanceRoundRobinExact(t *testing.T) {
 	if got := seq.String(); got != strings.Repeat("abc", 100) {
 		t.Fatalf("round robin sequence begins %.30s..., want abcabc...", got)
 	}
-	if a.hits() != 100 || b.hits() != 100 || c.hits() != 100 {
-		t.Fatalf("counts %d %d %d, want 100 each", a.hits(), b.hits(), c.hits())
+	if a.Hits() != 100 || b.Hits() != 100 || c.Hits() != 100 {
+		t.Fatalf("counts %d %d %d, want 100 each", a.Hits(), b.Hits(), c.Hits())
 	}
 }
 
 func TestBalanceFirstFailsOver(t *testing.T) {
 	dead := deadPort(t)
 	b := startNamed(t, "b", 0)
-	cli, err := ParseClient(fmt.Sprintf("balance:[tcp:127.0.0.1:%d]:%s:policy=first", dead, b.str()))
+	cli, err := ParseClient(fmt.Sprintf("balance:[tcp:127.0.0.1:%d]:%s:policy=first", dead, backendStr(b)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +205,7 @@ func TestBalanceLeastConn(t *testing.T) {
 // equal string's meaning, and Quote nests it as a value.
 func TestBalanceRoundTrip(t *testing.T) {
 	a, b := startNamed(t, "a", 0), startNamed(t, "b", 0)
-	s := "balance:" + a.str() + ":[tcp:[::1]:1]:" + b.str() + ":policy=first"
+	s := "balance:" + backendStr(a) + ":[tcp:[::1]:1]:" + backendStr(b) + ":policy=first"
 	d, err := driver.Parse(s)
 	if err != nil {
 		t.Fatal(err)

@@ -34,7 +34,7 @@ func TestSRVPriorityOrder(t *testing.T) {
 	dead := deadPort(t)
 	b, c := startNamed(t, "b", 0), startNamed(t, "c", 0)
 	d := testpeer.StartDNSMasq(t, "local-ttl=300\n"+hosts+srvRecord(10, 5, "a.svc.test", dead)+
-		srvRecord(20, 5, "b.svc.test", b.port)+srvRecord(30, 5, "c.svc.test", c.port))
+		srvRecord(20, 5, "b.svc.test", b.Port)+srvRecord(30, 5, "c.svc.test", c.Port))
 	cli, err := ParseClient(srvString(d, ""))
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +44,7 @@ func TestSRVPriorityOrder(t *testing.T) {
 			t.Fatalf("reached %q, want b: priority 10 refuses, 20 is next", got)
 		}
 	}
-	if c.hits() != 0 {
+	if c.Hits() != 0 {
 		t.Fatal("priority 30 was reached while 20 answers")
 	}
 }
@@ -54,9 +54,9 @@ func TestSRVPriorityOrder(t *testing.T) {
 // dnsmasq is asked once.
 func TestSRVWeights(t *testing.T) {
 	a, b, c, x := startNamed(t, "a", 0), startNamed(t, "b", 0), startNamed(t, "c", 0), startNamed(t, "x", 0)
-	d := testpeer.StartDNSMasq(t, "local-ttl=3600\n"+hosts+srvRecord(1, 60, "c.svc.test", c.port)+
-		srvRecord(1, 10, "a.svc.test", a.port)+srvRecord(1, 30, "b.svc.test", b.port)+
-		srvRecord(2, 100, "d.svc.test", x.port))
+	d := testpeer.StartDNSMasq(t, "local-ttl=3600\n"+hosts+srvRecord(1, 60, "c.svc.test", c.Port)+
+		srvRecord(1, 10, "a.svc.test", a.Port)+srvRecord(1, 30, "b.svc.test", b.Port)+
+		srvRecord(2, 100, "d.svc.test", x.Port))
 	cli, err := ParseClient(srvString(d, ""))
 	if err != nil {
 		t.Fatal(err)
@@ -68,17 +68,17 @@ func TestSRVWeights(t *testing.T) {
 	// Weights 10, 30, 60 and a draw from 0 to 100: the first (lightest)
 	// takes 0 too.
 	for _, w := range []struct {
-		b *namedBackend
+		b *testpeer.Backend
 		p float64
 	}{{a, 11.0 / 101}, {b, 30.0 / 101}, {c, 60.0 / 101}} {
 		// Six standard deviations: a false failure about once in 10^9 runs.
 		mean, sd := n*w.p, math.Sqrt(n*w.p*(1-w.p))
-		if got := float64(w.b.hits()); math.Abs(got-mean) > 6*sd {
-			t.Errorf("%s reached %v times of %d, want %.0f ± %.0f", w.b.name, got, n, mean, 6*sd)
+		if got := float64(w.b.Hits()); math.Abs(got-mean) > 6*sd {
+			t.Errorf("%s reached %v times of %d, want %.0f ± %.0f", w.b.Name, got, n, mean, 6*sd)
 		}
 	}
-	if x.hits() != 0 {
-		t.Errorf("priority 2 reached %d times while priority 1 answers", x.hits())
+	if x.Hits() != 0 {
+		t.Errorf("priority 2 reached %d times while priority 1 answers", x.Hits())
 	}
 	if q := strings.Count(d.Log.String(), "query[SRV] _web._tcp.svc.test"); q != 1 {
 		t.Errorf("dnsmasq was asked %d times for the SRV records, want once (a TTL of an hour)", q)
@@ -88,7 +88,7 @@ func TestSRVWeights(t *testing.T) {
 // Once the TTL is over, a changed record is used.
 func TestSRVTTLExpiry(t *testing.T) {
 	a, b := startNamed(t, "a", 0), startNamed(t, "b", 0)
-	d := testpeer.StartDNSMasq(t, "local-ttl=1\n"+hosts+srvRecord(1, 1, "a.svc.test", a.port))
+	d := testpeer.StartDNSMasq(t, "local-ttl=1\n"+hosts+srvRecord(1, 1, "a.svc.test", a.Port))
 	cli, err := ParseClient(srvString(d, ""))
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func TestSRVTTLExpiry(t *testing.T) {
 	if got := reach(t, cli); got != "a" {
 		t.Fatalf("reached %q, want a", got)
 	}
-	d.Restart("local-ttl=1\n" + hosts + srvRecord(1, 1, "b.svc.test", b.port))
+	d.Restart("local-ttl=1\n" + hosts + srvRecord(1, 1, "b.svc.test", b.Port))
 	deadline := time.Now().Add(20 * time.Second)
 	for reach(t, cli) != "b" {
 		if time.Now().After(deadline) {
@@ -111,7 +111,7 @@ func TestSRVTTLExpiry(t *testing.T) {
 func TestSRVFallback(t *testing.T) {
 	b := startNamed(t, "b", 0)
 	d := testpeer.StartDNSMasq(t, "host-record=svc.test,127.0.0.1\nhost-record=six.test,::1\n")
-	cli, err := ParseClient(srvString(d, fmt.Sprintf(":defaultPort=%d", b.port)))
+	cli, err := ParseClient(srvString(d, fmt.Sprintf(":defaultPort=%d", b.Port)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +128,8 @@ func TestSRVFallback(t *testing.T) {
 	}
 
 	// IPv6 only.
-	six := startNamedOn(t, "[::1]:0", "six")
-	s := fmt.Sprintf("srv:web:six.test:nameserver=[%s]:defaultPort=%d", d.Addr, six.port)
+	six := testpeer.StartBackend(t, "six", "[::1]:0", false)
+	s := fmt.Sprintf("srv:web:six.test:nameserver=[%s]:defaultPort=%d", d.Addr, six.Port)
 	if cli, err = ParseClient(s); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestSRVAllFail(t *testing.T) {
 func TestSRVBackoff(t *testing.T) {
 	dead := deadPort(t)
 	b := startNamed(t, "b", 0)
-	d := testpeer.StartDNSMasq(t, "local-ttl=300\n"+hosts+srvRecord(10, 1, "a.svc.test", dead)+srvRecord(20, 1, "b.svc.test", b.port))
+	d := testpeer.StartDNSMasq(t, "local-ttl=300\n"+hosts+srvRecord(10, 1, "a.svc.test", dead)+srvRecord(20, 1, "b.svc.test", b.Port))
 	cli, err := ParseClient(srvString(d, ""))
 	if err != nil {
 		t.Fatal(err)
@@ -180,9 +180,9 @@ func TestSRVBackoff(t *testing.T) {
 	if got := reach(t, cli); got != "b" {
 		t.Fatalf("reached %q, want b", got)
 	}
-	b.stop()
+	b.Stop()
 	_, err = cli.Dial(context.Background())
-	want := fmt.Sprintf("every target failed (2, in the order tried): target b.svc.test:%d: ", b.port)
+	want := fmt.Sprintf("every target failed (2, in the order tried): target b.svc.test:%d: ", b.Port)
 	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), fmt.Sprintf("; target a.svc.test:%d", dead)) {
 		t.Fatalf("Dial = %v\nwant b tried first (a is passed over since it failed): %s", err, want)
 	}

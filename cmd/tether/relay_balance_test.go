@@ -10,61 +10,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tether-endpoints/tether/internal/testpeer"
 )
 
-// replier is a backend that answers each connection's line with its name
-// and closes it, counting connections.
-type replier struct {
-	name string
-	ln   net.Listener
-	port int
-	mu   sync.Mutex
-	hits int
-	wg   sync.WaitGroup
-}
-
-func startReplier(t *testing.T, name string, port int) *replier {
+// startReplier starts a backend that answers each connection's line with
+// its name, on port (0: any).
+func startReplier(t *testing.T, name string, port int) *testpeer.Backend {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &replier{name: name, ln: ln, port: ln.Addr().(*net.TCPAddr).Port}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			r.mu.Lock()
-			r.hits++
-			r.mu.Unlock()
-			r.wg.Add(1)
-			go func() {
-				defer r.wg.Done()
-				defer c.Close()
-				if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
-					io.WriteString(c, r.name+"\n")
-				}
-			}()
-		}
-	}()
-	t.Cleanup(r.kill)
-	return r
-}
-
-// kill closes the port and waits for the connections it has to finish.
-func (r *replier) kill() {
-	r.ln.Close()
-	r.wg.Wait()
-}
-
-func (r *replier) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.hits
+	return testpeer.StartBackend(t, name, "127.0.0.1:"+strconv.Itoa(port), true)
 }
 
 // TestRelayFailoverUnderLoad: a relay over two backends, one of which is
@@ -80,7 +34,7 @@ func (r *replier) count() int {
 func TestRelayFailoverUnderLoad(t *testing.T) {
 	a, b := startReplier(t, "a", 0), startReplier(t, "b", 0)
 	p := startTether(t, tetherBin, "relay", "--log-format", "json", "tcp:0:interface=127.0.0.1",
-		"tcp:127.0.0.1:"+strconv.Itoa(a.port), "tcp:127.0.0.1:"+strconv.Itoa(b.port))
+		"tcp:127.0.0.1:"+strconv.Itoa(a.Port), "tcp:127.0.0.1:"+strconv.Itoa(b.Port))
 	addr := p.addr()
 
 	var failures sync.Map
@@ -113,20 +67,20 @@ func TestRelayFailoverUnderLoad(t *testing.T) {
 	if first["a"] == 0 || first["b"] == 0 {
 		t.Fatalf("both up: answers %v, want both backends used", first)
 	}
-	a.kill()
+	a.Stop()
 	second := run(100)
 	if second["a"] != 0 || second["b"] != 400 {
 		t.Fatalf("a dead: answers %v, want all 400 from b", second)
 	}
 	p.waitLog("balance: backend failed; passed over", func(l map[string]any) bool {
-		return strings.Contains(fmt.Sprint(l["backend"]), strconv.Itoa(a.port))
+		return strings.Contains(fmt.Sprint(l["backend"]), strconv.Itoa(a.Port))
 	})
 
 	// a comes back on its port: within its backoff (at most 30 s) it is
 	// tried again, and used.
-	back := startReplier(t, "a", a.port)
+	back := startReplier(t, "a", a.Port)
 	deadline := time.Now().Add(40 * time.Second)
-	for back.count() == 0 {
+	for back.Hits() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("a came back but was not used again in 40s")
 		}
@@ -163,9 +117,9 @@ func exchange(addr string) (string, error) {
 func TestRelaySeveralConnect(t *testing.T) {
 	a, b := startReplier(t, "a", 0), startReplier(t, "b", 0)
 	p := startTether(t, tetherBin, "relay", "--log-format", "json", "--policy", "first", "tcp:0:interface=127.0.0.1",
-		"tcp:127.0.0.1:"+strconv.Itoa(a.port), "tcp:127.0.0.1:"+strconv.Itoa(b.port))
+		"tcp:127.0.0.1:"+strconv.Itoa(a.Port), "tcp:127.0.0.1:"+strconv.Itoa(b.Port))
 	l := p.waitLog("listening", nil)
-	want := fmt.Sprintf("balance:[tcp:127.0.0.1:%d]:[tcp:127.0.0.1:%d]:policy=first", a.port, b.port)
+	want := fmt.Sprintf("balance:[tcp:127.0.0.1:%d]:[tcp:127.0.0.1:%d]:policy=first", a.Port, b.Port)
 	if l["target"] != want {
 		t.Errorf("target %v, want %s", l["target"], want)
 	}
