@@ -35,6 +35,7 @@ const (
 // Policies are the policies' names, in order.
 var Policies = []string{"first", "roundrobin", "random", "leastconn"}
 
+// String returns the policy's name as policy= takes it.
 func (p Policy) String() string {
 	if p >= 0 && int(p) < len(Policies) {
 		return Policies[p]

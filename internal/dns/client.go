@@ -91,6 +91,7 @@ type NotFoundError struct {
 	TTL time.Duration
 }
 
+// Error says which name has no record, and whether it does not exist at all.
 func (e *NotFoundError) Error() string {
 	if e.NXDomain {
 		return fmt.Sprintf("%s: no such domain name (NXDOMAIN)", e.Name)

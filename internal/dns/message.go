@@ -37,6 +37,7 @@ const (
 	TypeSRV   Type = 33
 )
 
+// String returns the record type's name (A, AAAA, SRV...).
 func (t Type) String() string {
 	switch t {
 	case TypeA:
