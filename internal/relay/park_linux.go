@@ -167,12 +167,22 @@ func (p *Parked) run(i int) {
 			putBuf(bp)
 		}
 	}()
+	moved := false // bytes moved since the last linger
 	for {
 		if bp == nil {
 			bp = getBuf()
 		}
 		n, err := p.read(i, *bp)
+		if err == errWouldBlock && moved {
+			// Bytes are flowing: the next are likely on their way. Wait
+			// for them a little, in Go's poller, rather than park and be
+			// woken by the watcher a moment later (an epoll_ctl, an event
+			// and a new goroutine per pause of a stream).
+			moved = false
+			n, err = p.linger(i, *bp)
+		}
 		if n > 0 {
+			moved = true
 			p.clock.touch()
 			nw, ew := dst.Write((*bp)[:n])
 			p.bytes[i] += int64(nw)
@@ -239,6 +249,36 @@ func (p *Parked) read(i int, b []byte) (int, error) {
 		return 0, err
 	}
 	return src.Read(b)
+}
+
+// parkLinger is how long a direction that has just moved bytes waits for
+// more before it parks.
+const parkLinger = 5 * time.Millisecond
+
+// linger waits up to parkLinger for source i to have bytes, and reads
+// them: errWouldBlock if none came.
+func (p *Parked) linger(i int, b []byte) (int, error) {
+	src := p.conns[i]
+	if src.SetReadDeadline(time.Now().Add(parkLinger)) != nil {
+		return 0, errWouldBlock
+	}
+	var n int
+	var err error
+	if p.wrapped[i] {
+		n, err = src.Read(b)
+	} else if err = waitReadable(p.rc[i]); err == nil {
+		n, err = readNow(p.rc[i], b)
+	}
+	src.SetReadDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if n > 0 {
+			return n, nil
+		}
+		// Nothing came; crypto/tls keeps the start of a record read
+		// meanwhile, and read sees the socket's readiness afresh.
+		return p.read(i, b)
+	}
+	return n, err
 }
 
 // readNow reads from a plain socket without waiting: errWouldBlock if it
