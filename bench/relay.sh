@@ -26,7 +26,10 @@
 #             every handshake a full one): bulk MB/s, full handshakes per
 #             second ($HS_SECONDS, default $CPS_SECONDS, server closes
 #             first), RSS per idle TLS connection. tether tls:, haproxy
-#             ssl crt, stunnel4.
+#             ssl crt, stunnel4; and tether with parking off
+#             (tether-tls-join: TETHER_RELAY_PARK=off, a goroutine per
+#             direction of a TLS pair, as before).
+#   METRICS="tlsmem tlshs" runs only the metrics named (default: all).
 #
 # tether is measured three ways in bulk, cps and mem: as it runs by default
 # (plain pairs on the event core, docs/relay-core.md), with --metrics
@@ -183,6 +186,7 @@ start_peer() {
 	tether-metrics) "$TETHER" relay --quiet --metrics tcp:0:interface=127.0.0.1 "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
 	tether-ka0) "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024:keepAlive=0" "tcp:127.0.0.1:$2:keepAlive=0" 2>>"$log" & ;;
 	tether-goroutines) TETHER_RELAY_CORE=off "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
+	tether-tls-join) TETHER_RELAY_PARK=off "$TETHER" relay --quiet "tls:$PEER_PORT:interface=127.0.0.1:backlog=1024:certificate=$work/cert.pem:privateKey=$work/key.pem:minVersion=1.3" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
 	tether-tls) "$TETHER" relay --quiet "tls:$PEER_PORT:interface=127.0.0.1:backlog=1024:certificate=$work/cert.pem:privateKey=$work/key.pem:minVersion=1.3" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
 	haproxy | haproxy-tls | haproxy-scale)
 		haproxy_cfg "$1" "$PEER_PORT" "$2" >"$work/$1.cfg"
@@ -296,16 +300,19 @@ mem() {
 bulk_peers="direct tether tether-metrics tether-goroutines haproxy socat-b256k socat${twisted:+ twisted}"
 cps_peers="direct tether tether-metrics tether-goroutines haproxy socat"
 mem_peers="tether tether-metrics tether-goroutines haproxy${twisted:+ twisted}"
-tls_peers="tether-tls haproxy-tls stunnel"
+tls_peers="tether-tls tether-tls-join haproxy-tls stunnel"
+# METRICS="tlsmem tlshs" measures only those (with SYSCALL_CONNS=0 SCALE=0
+# for a quick look while developing); default: all.
+want() { [ -z "${METRICS:-}" ] || [[ " $METRICS " == *" $1 "* ]]; }
 
 for r in $(seq "$RUNS"); do
 	echo "# run $r of $RUNS ($(($(date +%s) - started)) s)"
-	for k in $bulk_peers; do bulk bulk "$k" "$r"; done
-	for k in $cps_peers; do conns cps "$k" "$r" "$CPS_SECONDS"; done
-	for k in $mem_peers; do mem mem "$k" "$r"; done
-	for k in $tls_peers; do bulk tlsbulk "$k" "$r" "${TLSARGS[@]}"; done
-	for k in $tls_peers; do conns tlshs "$k" "$r" "$HS_SECONDS" "${TLSARGS[@]}"; done
-	for k in $tls_peers; do mem tlsmem "$k" "$r" "${TLSARGS[@]}"; done
+	if want bulk; then for k in $bulk_peers; do bulk bulk "$k" "$r"; done; fi
+	if want cps; then for k in $cps_peers; do conns cps "$k" "$r" "$CPS_SECONDS"; done; fi
+	if want mem; then for k in $mem_peers; do mem mem "$k" "$r"; done; fi
+	if want tlsbulk; then for k in $tls_peers; do bulk tlsbulk "$k" "$r" "${TLSARGS[@]}"; done; fi
+	if want tlshs; then for k in $tls_peers; do conns tlshs "$k" "$r" "$HS_SECONDS" "${TLSARGS[@]}"; done; fi
+	if want tlsmem; then for k in $tls_peers; do mem tlsmem "$k" "$r" "${TLSARGS[@]}"; done; fi
 	echo
 done
 
@@ -391,6 +398,7 @@ name() {
 	socat-b256k) echo "socat -b 262144" ;;
 	twisted) echo "twisted portforward" ;;
 	tether-tls) echo "**tether relay** (tls:)" ;;
+	tether-tls-join) echo "tether relay (tls:), parking off (TETHER_RELAY_PARK=off)" ;;
 	haproxy-tls) echo "haproxy (bind ... ssl crt)" ;;
 	stunnel) echo "stunnel4" ;;
 	esac

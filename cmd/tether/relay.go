@@ -371,9 +371,10 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 	if r.handOff(ctx, conn, in, up, peer, start) {
 		return
 	}
-	// The rest goes on in fresh goroutines (Join's two), detached: this
-	// one, its stack grown by the TLS handshake and the dial, returns
-	// (about 5 KiB less per idle TLS connection). A cut cancels jctx.
+	// A pair neither the core nor parking takes (exec:, stdio:, parking
+	// switched off) goes on in fresh goroutines (Join's two), detached:
+	// this one, its stack grown by a TLS handshake and the dial, returns.
+	// A cut cancels jctx.
 	jctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	if done, ok := endpoint.Detach(ctx, conn, cancel); ok {
 		r.m.holdActive()
@@ -411,15 +412,27 @@ func (r *relayCmd) join(ctx context.Context, in, up net.Conn, peer string, start
 	logEnd(r.log, r.m, peer, start, res.AToB, res.BToA, err, more...)
 }
 
-// handOff gives a pair of plain sockets to the relay's event core (Linux;
-// see docs/relay-core.md), which needs no goroutine per connection: the
+// A started pair is one the relay's handler hands on and returns: the
+// event core's (relay.Pair) or a parked TLS pair's (relay.Parked).
+type startedPair interface {
+	Start(done func(relay.Result))
+	Cut(cause error)
+}
+
+// handOff gives a pair to the relay's event core (Linux; see
+// docs/relay-core.md) if both are plain sockets, or parks it if one is TLS
+// over a socket; neither needs a goroutine per idle connection: the
 // handler returns at once, and the Service goes on counting the connection
 // (--max-conns, the drain) until the pair ends, when its log line is
-// written. It returns false, having done nothing, when the core cannot
-// take the pair (TLS, exec:, another system): Join it then.
+// written. It returns false, having done nothing, when neither can take
+// the pair (exec:, stdio:, another system): Join it then.
 func (r *relayCmd) handOff(ctx context.Context, conn, in, up net.Conn, peer string, start time.Time) bool {
-	p, ok := r.joiner.Adopt(in, up)
-	if !ok {
+	var p startedPair
+	if cp, ok := r.joiner.Adopt(in, up); ok {
+		p = cp
+	} else if pp, ok := r.joiner.Park(in, up); ok {
+		p = pp
+	} else {
 		return false
 	}
 	done, detached := endpoint.Detach(ctx, conn, p.Cut)

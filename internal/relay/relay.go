@@ -124,6 +124,10 @@ type pair struct {
 	finished    bool
 	unsignalled [2]bool // aborted, but the transport could not say so
 	timer       *time.Timer
+	// park is the Parked pair this is the state of, or nil for Join's
+	// own: teardown takes its sockets out of the watcher before closing
+	// them and then ends its parked directions (park_linux.go).
+	park *Parked
 }
 
 // An activity clock notes when bytes last moved, for the idle timeout.
@@ -206,6 +210,11 @@ func (p *pair) teardown(cause error, reset bool) {
 		if p.err == nil {
 			p.err = cause
 		}
+		if p.park != nil {
+			// Under mu, so that no direction can arm a watch after it:
+			// the descriptors are closed next.
+			p.park.unwatchLocked()
+		}
 		p.mu.Unlock()
 		for i, c := range p.conns {
 			if !reset {
@@ -217,6 +226,9 @@ func (p *pair) teardown(cause error, reset bool) {
 				p.unsignalled[i] = true
 				p.mu.Unlock()
 			}
+		}
+		if p.park != nil {
+			p.park.settle()
 		}
 	})
 }
