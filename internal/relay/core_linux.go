@@ -55,7 +55,8 @@ type Pair struct {
 	again    bool  // on l.again: a direction stopped with work left
 
 	done     func(Result)
-	cause    error // a Cut before Start, to apply when it starts
+	cause    error         // a Cut before Start, to apply when it starts
+	connect  *connectState // fd[1]'s connect, until it completes (AdoptConnecting)
 	started  bool
 	ended    bool
 	unsigned [2]bool
@@ -168,15 +169,17 @@ func (p *Pair) Start(done func(Result)) {
 	}
 	l.now = clock()
 	p.last = l.now
-	if p.idle > 0 {
-		p.deadline = p.last + p.idle
+	if p.idle > 0 || (p.connect != nil && p.connect.by != 0) {
+		p.deadline = p.due()
 		heap.Push(&l.idle, p)
 		if l.deadline == 0 || p.deadline < l.deadline {
 			l.setDeadline(p.deadline)
 		}
 	}
 	// Whatever epoll reported between Adopt and now is in the flags.
-	p.pumpBoth()
+	if p.connect == nil {
+		p.pumpBoth()
+	}
 }
 
 // Cut ends the pair at once, resetting both sockets, with cause as the
@@ -393,12 +396,12 @@ func (l *loop) run() {
 		}
 		for len(l.idle) > 0 && l.idle[0].deadline <= now {
 			p := l.idle[0]
-			if due := p.last + p.idle; due > now {
+			if due := p.due(); due > now {
 				p.deadline = due
 				heap.Fix(&l.idle, 0)
 				continue
 			}
-			p.finish(ErrIdle, true)
+			p.expire()
 		}
 		// Go's poller reports a passed deadline until it is moved.
 		next := int64(0)
@@ -414,6 +417,9 @@ func (l *loop) run() {
 
 // event notes what epoll reported for fd[side] and moves what can move.
 func (p *Pair) event(side int, ev uint32) {
+	if p.connect != nil && side == 1 && ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && !p.connected(ev) {
+		return
+	}
 	if ev&unix.EPOLLERR != 0 {
 		// A reset or other error: reported once by the kernel, so take it
 		// now, before a read sees only an end of file and passes a cut
@@ -433,7 +439,7 @@ func (p *Pair) event(side int, ev uint32) {
 	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		p.dirs[1-side].writable = true
 	}
-	if p.started {
+	if p.started && p.connect == nil {
 		p.pumpBoth()
 	}
 }
@@ -620,6 +626,7 @@ func (p *Pair) finish(err error, reset bool) {
 		return
 	}
 	p.ended = true
+	p.endConnect()
 	l := p.l
 	if p.hidx >= 0 {
 		heap.Remove(&l.idle, p.hidx)
