@@ -74,6 +74,7 @@ type direction struct {
 	eof      bool    // the source has ended
 	done     bool    // the end is passed on (shutdown)
 	noSplice bool    // the kernel refused splice for these sockets
+	bulk     bool    // a read has filled a buffer: splice from now on
 }
 
 // pending says how many bytes are in flight.
@@ -535,8 +536,13 @@ func (p *Pair) pump(i int) error {
 
 // readIn reads what the source has into an empty pipe, or into a buffer
 // when no pipe can be had or the sockets cannot be spliced.
+//
+// A direction starts with the buffer and turns to splice once a read fills
+// it, as haproxy's splice-auto does: for the few bytes most short
+// connections carry, a read and a write cost the kernel less than two
+// splices through a pipe; a stream is spliced after its first 32 KiB.
 func (d *direction) readIn(src int) (int, error) {
-	if !d.noSplice && d.p == nil && d.buf == nil {
+	if !d.noSplice && d.bulk && d.p == nil && d.buf == nil {
 		if pp, err := getPipe(); err == nil {
 			d.p = pp
 		} else {
@@ -573,6 +579,9 @@ func (d *direction) readIn(src int) (int, error) {
 			continue
 		case nil:
 			d.off, d.n = 0, n
+			if n == len(*d.buf) {
+				d.bulk = true
+			}
 			return n, nil
 		case unix.EAGAIN:
 			return 0, err
