@@ -36,7 +36,10 @@ func (r *relayCmd) leanSetup() func(endpoint.Server, net.Listener) net.Listener 
 	// Made once: nothing allocated per connection for them.
 	r.leanConnecting = relay.Connecting{Timeout: t.Timeout(), Wrap: t.DialError, Done: r.m.dialed}
 	return func(srv endpoint.Server, ln net.Listener) net.Listener {
-		ln, _ = endpoint.LeanListen(srv, ln)
+		ln, ok := endpoint.LeanListen(srv, ln)
+		if ok {
+			r.log.Info("relaying on the lean path: bare descriptors, connects completed by the event core")
+		}
 		return ln
 	}
 }
