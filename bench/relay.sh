@@ -35,7 +35,10 @@
 # (plain pairs on the event core, docs/relay-core.md), with --metrics
 # (tether-metrics: Prometheus metrics served on another loopback port, so
 # that their cost shows), and with the core switched off
-# (tether-goroutines: TETHER_RELAY_CORE=off, a goroutine per direction).
+# (tether-goroutines: TETHER_RELAY_CORE=off, a goroutine per direction);
+# and in cps and the system-call count, with the lean accept-to-connect
+# path off (tether-nolean: TETHER_RELAY_LEAN=off, net.Conns and Go's dial,
+# as before it).
 #
 # Then, once, the system calls per relayed connection of tether and haproxy
 # (strace -c -f on the relay over $SYSCALL_CONNS server-closes-first
@@ -185,6 +188,7 @@ start_peer() {
 	tether | tether-scale) "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
 	tether-metrics) "$TETHER" relay --quiet --metrics tcp:0:interface=127.0.0.1 "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
 	tether-ka0) "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024:keepAlive=0" "tcp:127.0.0.1:$2:keepAlive=0" 2>>"$log" & ;;
+	tether-nolean) TETHER_RELAY_LEAN=off "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
 	tether-goroutines) TETHER_RELAY_CORE=off "$TETHER" relay --quiet "tcp:$PEER_PORT:interface=127.0.0.1:backlog=1024" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
 	tether-tls-join) TETHER_RELAY_PARK=off "$TETHER" relay --quiet "tls:$PEER_PORT:interface=127.0.0.1:backlog=1024:certificate=$work/cert.pem:privateKey=$work/key.pem:minVersion=1.3" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
 	tether-tls) "$TETHER" relay --quiet "tls:$PEER_PORT:interface=127.0.0.1:backlog=1024:certificate=$work/cert.pem:privateKey=$work/key.pem:minVersion=1.3" "tcp:127.0.0.1:$2" 2>>"$log" & ;;
@@ -298,7 +302,7 @@ mem() {
 }
 
 bulk_peers="direct tether tether-metrics tether-goroutines haproxy socat-b256k socat${twisted:+ twisted}"
-cps_peers="direct tether tether-metrics tether-goroutines haproxy socat"
+cps_peers="direct tether tether-nolean tether-metrics tether-goroutines haproxy socat"
 mem_peers="tether tether-metrics tether-goroutines haproxy${twisted:+ twisted}"
 tls_peers="tether-tls tether-tls-join haproxy-tls stunnel"
 # METRICS="tlsmem tlshs" measures only those (with SYSCALL_CONNS=0 SCALE=0
@@ -327,7 +331,7 @@ if [ "$SYSCALL_CONNS" -gt 0 ]; then
 		echo "relay.sh: no strace (apt-get install -y strace): system calls not counted" >&2
 	else
 		echo "# system calls per relayed connection, $SYSCALL_CONNS server-closes-first connections, $CPS_CONCURRENCY at a time, under strace -c -f"
-		for k in tether tether-ka0 haproxy; do
+		for k in tether tether-ka0 tether-nolean haproxy; do
 			start_peer "$k" "$ANSWER"
 			"$LG" conns -addr "127.0.0.1:$PEER_PORT" -count 200 -concurrency "$CPS_CONCURRENCY" >/dev/null
 			sleep 0.5
@@ -393,6 +397,7 @@ name() {
 	tether) echo "**tether relay**" ;;
 	tether-metrics) echo "tether relay --metrics tcp:0:interface=127.0.0.1" ;;
 	tether-goroutines) echo "tether relay, core off (TETHER_RELAY_CORE=off)" ;;
+	tether-nolean) echo "tether relay, lean path off (TETHER_RELAY_LEAN=off)" ;;
 	haproxy) echo "haproxy (mode tcp, splice-auto, nbthread 2)" ;;
 	socat) [ "$2" = cps ] && echo "socat fork" || echo "socat (default 8 KiB buffer)" ;;
 	socat-b256k) echo "socat -b 262144" ;;
@@ -452,7 +457,7 @@ table mem.fds "File descriptors per idle relayed connection:" 2 tether $mem_peer
 table tlsbulk "TLS 1.3 terminated by the relay, bulk, MB/s:" 0 tether-tls $tls_peers
 table tlshs "TLS 1.3 full handshakes per second (connect, handshake, one byte each way, server closes first), $CPS_CONCURRENCY at a time for ${HS_SECONDS}s:" 0 tether-tls $tls_peers
 table tlsmem "RSS per idle TLS connection, KiB ($HOLD held, each echoed once; lower is better):" 1 tether-tls $tls_peers
-for k in tether tether-ka0 haproxy; do [ -e "$work/syscalls.$k" ] && cat "$work/syscalls.$k"; done
+for k in tether tether-ka0 tether-nolean haproxy; do [ -e "$work/syscalls.$k" ] && cat "$work/syscalls.$k"; done
 echo
 [ -e "$work/scale" ] && { echo "scale:"; cat "$work/scale"; echo; }
 

@@ -157,6 +157,9 @@ type serverFlags struct {
 	// noRestart says why, or SIGHUP is left alone if that is "").
 	restart   *restarter
 	noRestart string
+	// wrapListener, if not nil, wraps LISTEN's listener before it is
+	// served (the relay's lean path).
+	wrapListener func(endpoint.Server, net.Listener) net.Listener
 }
 
 // inherit is the endpoint.Inheritor to parse LISTEN and --metrics with.
@@ -223,6 +226,10 @@ type relayCmd struct {
 	// header itself.
 	proxyByClient bool
 	m             *metrics // nil without --metrics
+	// lean is CONNECT as the lean path dials it, or nil when the relay
+	// does not take that path (relay_lean_linux.go).
+	lean           *endpoint.LeanTarget
+	leanConnecting relay.Connecting
 }
 
 func runRelay(e *env, args []string) int {
@@ -296,6 +303,7 @@ func runRelay(e *env, args []string) int {
 	}
 	warnInsecure(e, "relay", connectArg)
 	setDefaultLogger(e, log)
+	sf.wrapListener = r.leanSetup()
 	return serveUntilSignal(e, "relay", srv, endpoint.HandlerFunc(r.handle), &sf, log,
 		append([]any{"endpoint", endpoint.Redact(listenArg), "target", endpoint.Redact(connectArg)}, attrs...)...)
 }
@@ -330,6 +338,9 @@ const proxyHeaderTimeout = 10 * time.Second
 // PROXY header read), so that a client that never finishes, or that a
 // clientCA= refuses, costs the service behind the relay nothing.
 func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
+	if r.leanConn(ctx, conn) {
+		return
+	}
 	start := time.Now()
 	if !establish(ctx, r.log, r.m, conn, start) {
 		return
@@ -565,6 +576,9 @@ func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handl
 	if err != nil {
 		fmt.Fprintf(e.stderr, "tether %s: %v\n", name, err)
 		return exitFailure
+	}
+	if sf.wrapListener != nil {
+		ln = sf.wrapListener(srv, ln)
 	}
 	drain := sf.drain
 	if drain == 0 {

@@ -27,8 +27,8 @@ import (
 // duplicate, which from then on belongs to the core alone. Nothing else
 // holds it, so no one can close it under the loop, its number cannot be
 // reused while a pair refers to it, and Go's poller does not wake up for
-// the pair's events. The core removes each descriptor from its epoll
-// before closing it, once, when the pair ends.
+// the pair's events. The core closes each descriptor once, when the pair
+// ends, which also takes it out of the epoll.
 
 // writesBlocked counts the writes that found the receiver full, after
 // which a direction waits for EPOLLOUT: for tests.
@@ -55,7 +55,8 @@ type Pair struct {
 	again    bool  // on l.again: a direction stopped with work left
 
 	done     func(Result)
-	cause    error // a Cut before Start, to apply when it starts
+	cause    error         // a Cut before Start, to apply when it starts
+	connect  *connectState // fd[1]'s connect, until it completes (AdoptConnecting)
 	started  bool
 	ended    bool
 	unsigned [2]bool
@@ -73,6 +74,7 @@ type direction struct {
 	eof      bool    // the source has ended
 	done     bool    // the end is passed on (shutdown)
 	noSplice bool    // the kernel refused splice for these sockets
+	bulk     bool    // a read has filled a buffer: splice from now on
 }
 
 // pending says how many bytes are in flight.
@@ -168,15 +170,17 @@ func (p *Pair) Start(done func(Result)) {
 	}
 	l.now = clock()
 	p.last = l.now
-	if p.idle > 0 {
-		p.deadline = p.last + p.idle
+	if p.idle > 0 || (p.connect != nil && p.connect.by != 0) {
+		p.deadline = p.due()
 		heap.Push(&l.idle, p)
 		if l.deadline == 0 || p.deadline < l.deadline {
 			l.setDeadline(p.deadline)
 		}
 	}
 	// Whatever epoll reported between Adopt and now is in the flags.
-	p.pumpBoth()
+	if p.connect == nil {
+		p.pumpBoth()
+	}
 }
 
 // Cut ends the pair at once, resetting both sockets, with cause as the
@@ -393,12 +397,12 @@ func (l *loop) run() {
 		}
 		for len(l.idle) > 0 && l.idle[0].deadline <= now {
 			p := l.idle[0]
-			if due := p.last + p.idle; due > now {
+			if due := p.due(); due > now {
 				p.deadline = due
 				heap.Fix(&l.idle, 0)
 				continue
 			}
-			p.finish(ErrIdle, true)
+			p.expire()
 		}
 		// Go's poller reports a passed deadline until it is moved.
 		next := int64(0)
@@ -414,6 +418,9 @@ func (l *loop) run() {
 
 // event notes what epoll reported for fd[side] and moves what can move.
 func (p *Pair) event(side int, ev uint32) {
+	if p.connect != nil && side == 1 && ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && !p.connected(ev) {
+		return
+	}
 	if ev&unix.EPOLLERR != 0 {
 		// A reset or other error: reported once by the kernel, so take it
 		// now, before a read sees only an end of file and passes a cut
@@ -433,7 +440,7 @@ func (p *Pair) event(side int, ev uint32) {
 	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		p.dirs[1-side].writable = true
 	}
-	if p.started {
+	if p.started && p.connect == nil {
 		p.pumpBoth()
 	}
 }
@@ -529,8 +536,13 @@ func (p *Pair) pump(i int) error {
 
 // readIn reads what the source has into an empty pipe, or into a buffer
 // when no pipe can be had or the sockets cannot be spliced.
+//
+// A direction starts with the buffer and turns to splice once a read fills
+// it, as haproxy's splice-auto does: for the few bytes most short
+// connections carry, a read and a write cost the kernel less than two
+// splices through a pipe; a stream is spliced after its first 32 KiB.
 func (d *direction) readIn(src int) (int, error) {
-	if !d.noSplice && d.p == nil && d.buf == nil {
+	if !d.noSplice && d.bulk && d.p == nil && d.buf == nil {
 		if pp, err := getPipe(); err == nil {
 			d.p = pp
 		} else {
@@ -567,6 +579,9 @@ func (d *direction) readIn(src int) (int, error) {
 			continue
 		case nil:
 			d.off, d.n = 0, n
+			if n == len(*d.buf) {
+				d.bulk = true
+			}
 			return n, nil
 		case unix.EAGAIN:
 			return 0, err
@@ -613,19 +628,24 @@ func (d *direction) writeOut(dst int) (int, error) {
 
 // finish ends the pair: with a reset on both sockets if reset (SO_LINGER
 // 0 on TCP; a UNIX socket cannot carry one and is noted unsignalled), each
-// removed from the epoll before it is closed; then reports the Result.
+// closed, which takes it out of the epoll; then reports the Result.
 // Called with l.mu held.
 func (p *Pair) finish(err error, reset bool) {
 	if p.ended {
 		return
 	}
 	p.ended = true
+	p.endConnect()
 	l := p.l
 	if p.hidx >= 0 {
 		heap.Remove(&l.idle, p.hidx)
 	}
 	for i, fd := range p.fd {
-		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		// No EPOLL_CTL_DEL: closing the core's only descriptor of the
+		// socket removes it from the epoll (two system calls fewer per
+		// pair). Should a forked child hold a copy for a moment (until its
+		// exec closes it, CLOEXEC), the socket's events still come, with
+		// this pair's slot and generation, and are dropped as stale.
 		if reset {
 			if p.tcp[i] {
 				unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})

@@ -1,0 +1,244 @@
+package relay
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// acceptedFD returns a client connection and the relay's side of it as a
+// bare non-blocking descriptor, as the lean path accepts it.
+func acceptedFD(t *testing.T) (net.Conn, int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	rc, _ := ln.(*net.TCPListener).SyscallConn()
+	fd := -1
+	var aerr error
+	rc.Control(func(lfd uintptr) {
+		for i := 0; i < 500; i++ {
+			if fd, _, aerr = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC); aerr != unix.EAGAIN {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	if aerr != nil {
+		t.Fatal(aerr)
+	}
+	return client, fd
+}
+
+// startConnect starts a non-blocking connect to addr, as a LeanTarget does.
+func startConnect(t *testing.T, addr *net.TCPAddr) int {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := &unix.SockaddrInet4{Port: addr.Port}
+	copy(sa.Addr[:], addr.IP.To4())
+	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// connecting relays a fresh client through AdoptConnecting to addr, and
+// returns the client, the Pair, its Result and how many times Done ran.
+func connecting(t *testing.T, addr *net.TCPAddr, timeout time.Duration) (net.Conn, *Pair, <-chan Result, *atomic.Int32) {
+	t.Helper()
+	client, in := acceptedFD(t)
+	up := startConnect(t, addr)
+	var dones atomic.Int32
+	p, ok := (&Joiner{}).AdoptConnecting(in, up, Connecting{Timeout: timeout,
+		Wrap: func(err error) error { return &net.OpError{Op: "dial", Net: "tcp", Err: err} },
+		Done: func(time.Duration) { dones.Add(1) }})
+	if !ok {
+		unix.Close(in)
+		unix.Close(up)
+		t.Fatal("AdoptConnecting declined")
+	}
+	ch := make(chan Result, 1)
+	p.Start(func(r Result) { ch <- r })
+	return client, p, ch, &dones
+}
+
+// TestConnectingRelay: a pair whose upstream is still connecting relays
+// checksummed streams both ways once connected, with the client's
+// half-close carried, and reports the bytes; Done runs once.
+func TestConnectingRelay(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	up, down := randBytes(t, 3<<20+11), randBytes(t, 1<<20+3)
+	served := make(chan [32]byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		got, _ := io.ReadAll(c)
+		served <- sha256.Sum256(got)
+		c.Write(down)
+	}()
+	client, _, res, dones := connecting(t, ln.Addr().(*net.TCPAddr), 5*time.Second)
+	go func() {
+		client.Write(up)
+		client.(*net.TCPConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatal("client read:", err)
+	}
+	if !bytes.Equal(got, down) {
+		t.Errorf("client got %d bytes, want %d, intact", len(got), len(down))
+	}
+	if sum := <-served; sum != sha256.Sum256(up) {
+		t.Error("server got a different stream")
+	}
+	r := <-res
+	if r.Err != nil || r.AToB != int64(len(up)) || r.BToA != int64(len(down)) {
+		t.Errorf("Result %+v", r)
+	}
+	if n := dones.Load(); n != 1 {
+		t.Errorf("Done ran %d times", n)
+	}
+}
+
+// TestConnectingRefused: a refused connect ends the pair with a
+// *DialError (wrapped as the caller asked) and resets the client.
+func TestConnectingRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	ln.Close()
+	client, _, res, dones := connecting(t, addr, 5*time.Second)
+	r := <-res
+	var de *DialError
+	var oe *net.OpError
+	if !errors.As(r.Err, &de) || !errors.As(r.Err, &oe) || !errors.Is(r.Err, syscall.ECONNREFUSED) {
+		t.Errorf("Result error %v, want a DialError around the refusal", r.Err)
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("client read %v, want a reset", err)
+	}
+	if n := dones.Load(); n != 1 {
+		t.Errorf("Done ran %d times", n)
+	}
+}
+
+// blackHole is a listener whose queue is full, so that a connect to it
+// waits (its SYNs are dropped) until it times out or is given up.
+func blackHole(t *testing.T) *net.TCPAddr {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*unix.SockaddrInet4).Port}
+	for i := 0; i < 2; i++ { // fill the queue (backlog 0 holds one)
+		c, err := net.DialTimeout("tcp", addr.String(), 200*time.Millisecond)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	return addr
+}
+
+// TestConnectingTimeout: a connect that does not complete within the
+// timeout ends the pair with a *DialError (ETIMEDOUT), the client reset.
+func TestConnectingTimeout(t *testing.T) {
+	client, _, res, dones := connecting(t, blackHole(t), 100*time.Millisecond)
+	r := <-res
+	var de *DialError
+	if !errors.As(r.Err, &de) || !errors.Is(r.Err, syscall.ETIMEDOUT) {
+		t.Errorf("Result error %v, want a DialError timing out", r.Err)
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("client read %v, want a reset", err)
+	}
+	if n := dones.Load(); n != 1 {
+		t.Errorf("Done ran %d times", n)
+	}
+}
+
+// TestConnectingCut: a cut while connecting ends the pair with the cut's
+// cause (not a dial error) and resets the client; Done still runs once.
+func TestConnectingCut(t *testing.T) {
+	client, p, res, dones := connecting(t, blackHole(t), 0)
+	cause := errors.New("drain timeout")
+	p.Cut(cause)
+	r := <-res
+	if r.Err != cause {
+		t.Errorf("Result error %v, want the cut's cause", r.Err)
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("client read %v, want a reset", err)
+	}
+	if n := dones.Load(); n != 1 {
+		t.Errorf("Done ran %d times", n)
+	}
+}
+
+// TestConnectingServerReset: a server that resets after answering resets
+// the client too, and the Result says so.
+func TestConnectingServerReset(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Write([]byte("hello"))
+		time.Sleep(50 * time.Millisecond) // let the answer go first (not asserted)
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}()
+	client, _, res, _ := connecting(t, ln.Addr().(*net.TCPAddr), 5*time.Second)
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadAll(client)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("client read %v, want a reset", err)
+	}
+	if r := <-res; r.Err == nil {
+		t.Error("Result without an error after a reset")
+	}
+}
