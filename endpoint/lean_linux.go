@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tether-endpoints/tether/internal/lean"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,10 +19,27 @@ import (
 // side needs a net.Conn. Building one costs Go's poller registration and,
 // when the relay's core takes the socket over, a duplicate, a removal and
 // a close: five system calls per socket, plus the allocations. A
-// LeanListener accepts bare descriptors instead, and a LeanTarget starts
+// leanListener accepts bare descriptors instead, and a leanTarget starts
 // non-blocking connects whose completion the core's event loop sees.
 
-// LeanListen wraps ln, made by srv's Listen, so that it accepts LeanConns
+func init() {
+	lean.Listen = func(srv any, ln net.Listener) (net.Listener, bool) {
+		if s, ok := srv.(Server); ok {
+			return leanListen(s, ln)
+		}
+		return ln, false
+	}
+	lean.Client = func(c any) (lean.Target, bool) {
+		if cli, ok := c.(Client); ok {
+			if t, ok := leanClient(cli); ok {
+				return t, true
+			}
+		}
+		return nil, false
+	}
+}
+
+// leanListen wraps ln, made by srv's Listen, so that it accepts leanConns
 // (bare descriptors, never in Go's poller) if srv is a plain tcp or tcp6
 // server; it returns false, and ln unchanged, for any other server. The
 // socket options srv asks for each accepted connection to have (keep-alive,
@@ -32,7 +50,7 @@ import (
 // Closing the returned listener closes ln. It exposes ln's socket
 // (syscall.Conn), so a Service sees its listen queue (Queued) and an
 // Inheritor can hand it on.
-func LeanListen(srv Server, ln net.Listener) (net.Listener, bool) {
+func leanListen(srv Server, ln net.Listener) (net.Listener, bool) {
 	if s, ok := srv.(*server); ok {
 		srv = s.s
 	}
@@ -195,7 +213,7 @@ func (l *leanListener) Accept() (net.Conn, error) {
 	if aerr != nil {
 		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: os.NewSyscallError("accept4", aerr)}
 	}
-	return &LeanConn{fd: nfd, remote: sockaddrTCP(sa), local: l.addr}, nil
+	return &leanConn{fd: nfd, remote: sockaddrTCP(sa), local: l.addr}, nil
 }
 
 func sockaddrTCP(sa unix.Sockaddr) *net.TCPAddr {
@@ -218,16 +236,16 @@ func zoneName(id uint32) string {
 	return ""
 }
 
-// errLean is what a LeanConn's Read and Write return: it is a descriptor
+// errLean is what a leanConn's Read and Write return: it is a descriptor
 // on its way to a relay core, not a stream to use.
 var errLean = errors.New("endpoint: a lean connection is a bare descriptor for a relay core; it cannot be read or written")
 
-// A LeanConn is a TCP connection accepted by a LeanListener: a bare
+// A leanConn (a lean.Conn) is a TCP connection accepted by a leanListener: a bare
 // non-blocking descriptor, not in Go's poller, meant to be handed whole to
 // code that owns descriptors (the relay's event core) with TakeFD. It is a
 // net.Conn so that a Service can count, detach and cut it; Read and Write
 // fail. Close and SetLinger act on the descriptor until it is taken.
-type LeanConn struct {
+type leanConn struct {
 	mu     sync.Mutex
 	fd     int // -1 once taken or closed
 	remote *net.TCPAddr
@@ -237,7 +255,7 @@ type LeanConn struct {
 // TakeFD hands the descriptor over: from then on the caller owns it and
 // must close it, and Close does nothing. It returns -1 if the connection
 // was closed (a Service cutting it) or taken before.
-func (c *LeanConn) TakeFD() int {
+func (c *leanConn) TakeFD() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	fd := c.fd
@@ -245,14 +263,14 @@ func (c *LeanConn) TakeFD() int {
 	return fd
 }
 
-// Read fails: see LeanConn.
-func (c *LeanConn) Read([]byte) (int, error) { return 0, errLean }
+// Read fails: see leanConn.
+func (c *leanConn) Read([]byte) (int, error) { return 0, errLean }
 
-// Write fails: see LeanConn.
-func (c *LeanConn) Write([]byte) (int, error) { return 0, errLean }
+// Write fails: see leanConn.
+func (c *leanConn) Write([]byte) (int, error) { return 0, errLean }
 
 // Close closes the descriptor unless it has been taken.
-func (c *LeanConn) Close() error {
+func (c *leanConn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fd < 0 {
@@ -265,7 +283,7 @@ func (c *LeanConn) Close() error {
 
 // SetLinger sets SO_LINGER, as net.TCPConn's does (abort.Conn uses it to
 // reset the connection); after TakeFD it fails with net.ErrClosed.
-func (c *LeanConn) SetLinger(sec int) error {
+func (c *leanConn) SetLinger(sec int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fd < 0 {
@@ -279,24 +297,24 @@ func (c *LeanConn) SetLinger(sec int) error {
 }
 
 // RemoteAddr is the peer's address, as accept reported it.
-func (c *LeanConn) RemoteAddr() net.Addr { return c.remote }
+func (c *leanConn) RemoteAddr() net.Addr { return c.remote }
 
 // LocalAddr is the listener's address (with a wildcard address if the
 // listener has one: no getsockname is made per connection).
-func (c *LeanConn) LocalAddr() net.Addr { return c.local }
+func (c *leanConn) LocalAddr() net.Addr { return c.local }
 
-// SetDeadline does nothing: nothing waits on a LeanConn.
-func (c *LeanConn) SetDeadline(time.Time) error { return nil }
+// SetDeadline does nothing: nothing waits on a leanConn.
+func (c *leanConn) SetDeadline(time.Time) error { return nil }
 
-// SetReadDeadline does nothing: nothing waits on a LeanConn.
-func (c *LeanConn) SetReadDeadline(time.Time) error { return nil }
+// SetReadDeadline does nothing: nothing waits on a leanConn.
+func (c *leanConn) SetReadDeadline(time.Time) error { return nil }
 
-// SetWriteDeadline does nothing: nothing waits on a LeanConn.
-func (c *LeanConn) SetWriteDeadline(time.Time) error { return nil }
+// SetWriteDeadline does nothing: nothing waits on a leanConn.
+func (c *leanConn) SetWriteDeadline(time.Time) error { return nil }
 
-// A LeanTarget starts non-blocking connects to a plain tcp client
-// endpoint's one address, for an event loop to complete (see LeanClient).
-type LeanTarget struct {
+// A leanTarget starts non-blocking connects to a plain tcp client
+// endpoint's one address, for an event loop to complete (see leanClient).
+type leanTarget struct {
 	sa      unix.Sockaddr
 	domain  int
 	addr    *net.TCPAddr
@@ -306,10 +324,10 @@ type LeanTarget struct {
 	typ     string
 }
 
-// LeanClient returns a LeanTarget for c if c is a plain tcp client of an
+// leanClient returns a leanTarget for c if c is a plain tcp client of an
 // IP literal (no host name to resolve, so no Happy Eyeballs race, and no
 // bindAddress); false otherwise. The address is parsed here, once.
-func LeanClient(c Client) (*LeanTarget, bool) {
+func leanClient(c Client) (*leanTarget, bool) {
 	w, ok := c.(*client)
 	if !ok {
 		return nil, false
@@ -323,7 +341,7 @@ func LeanClient(c Client) (*LeanTarget, bool) {
 		return nil, false
 	}
 	ip = ip.Unmap()
-	t := &LeanTarget{opts: tc.opts, timeout: w.timeout, input: w.input, typ: w.typ,
+	t := &leanTarget{opts: tc.opts, timeout: w.timeout, input: w.input, typ: w.typ,
 		addr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, tc.port))}
 	if ip.Is4() {
 		t.domain, t.sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(tc.port), Addr: ip.As4()}
@@ -335,13 +353,13 @@ func LeanClient(c Client) (*LeanTarget, bool) {
 
 // Timeout is the client's timeout= argument: how long the connect may
 // take (0: no bound but the system's).
-func (t *LeanTarget) Timeout() time.Duration { return t.timeout }
+func (t *leanTarget) Timeout() time.Duration { return t.timeout }
 
 // Connect makes a non-blocking socket with the client's options and starts
 // connecting it. The caller owns the descriptor, and learns the outcome
 // from the socket: writable once connected, or an error (SO_ERROR). The
 // error, if the connect cannot start, is one Dial would have returned.
-func (t *LeanTarget) Connect() (int, error) {
+func (t *leanTarget) Connect() (int, error) {
 	fd, err := unix.Socket(t.domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
 		return -1, t.DialError(os.NewSyscallError("socket", err))
@@ -372,7 +390,7 @@ func (t *LeanTarget) Connect() (int, error) {
 
 // DialError makes err, a connect's failure, the error Dial would have
 // returned: an *Error naming the client string, around a *net.OpError.
-func (t *LeanTarget) DialError(err error) error {
+func (t *leanTarget) DialError(err error) error {
 	var oe *net.OpError
 	if !errors.As(err, &oe) {
 		err = &net.OpError{Op: "dial", Net: "tcp", Addr: t.addr, Err: err}

@@ -11,7 +11,7 @@ import (
 )
 
 // leanListen listens on s and wraps the listener for the lean path.
-func leanListen(t *testing.T, s string) net.Listener {
+func listenLean(t *testing.T, s string) net.Listener {
 	t.Helper()
 	srv, err := ParseServer(s)
 	if err != nil {
@@ -21,10 +21,10 @@ func leanListen(t *testing.T, s string) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lln, ok := LeanListen(srv, ln)
+	lln, ok := leanListen(srv, ln)
 	if !ok {
 		ln.Close()
-		t.Fatalf("LeanListen(%s) declined", s)
+		t.Fatalf("leanListen(%s) declined", s)
 	}
 	t.Cleanup(func() { lln.Close() })
 	return lln
@@ -53,7 +53,7 @@ func TestLeanAcceptOptions(t *testing.T) {
 		{"tcp:0:interface=127.0.0.1:keepAlive=40:keepAliveInterval=7:keepAliveCount=3:noDelay=0", 0, 1, 40, 7, 3},
 	} {
 		t.Run(c.s, func(t *testing.T) {
-			ln := leanListen(t, c.s)
+			ln := listenLean(t, c.s)
 			d, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
@@ -63,7 +63,7 @@ func TestLeanAcceptOptions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			lc, ok := conn.(*LeanConn)
+			lc, ok := conn.(*leanConn)
 			if !ok {
 				t.Fatalf("accepted a %T", conn)
 			}
@@ -71,7 +71,7 @@ func TestLeanAcceptOptions(t *testing.T) {
 				t.Errorf("RemoteAddr %s, want %s", got, want)
 			}
 			if _, err := lc.Read(make([]byte, 1)); err == nil {
-				t.Error("Read on a LeanConn worked")
+				t.Error("Read on a leanConn worked")
 			}
 			fd := lc.TakeFD()
 			if fd < 0 {
@@ -79,7 +79,7 @@ func TestLeanAcceptOptions(t *testing.T) {
 			}
 			defer unix.Close(fd)
 			if lc.TakeFD() != -1 || lc.Close() != nil {
-				t.Error("a taken LeanConn still owns its descriptor")
+				t.Error("a taken leanConn still owns its descriptor")
 			}
 			if v := fdOpt(t, fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); v != c.nodelay {
 				t.Errorf("TCP_NODELAY %d, want %d", v, c.nodelay)
@@ -104,7 +104,7 @@ func TestLeanAcceptOptions(t *testing.T) {
 
 // TestLeanListenDeclines: only a plain tcp server is taken; closing the
 // lean listener ends a waiting Accept with net.ErrClosed, and a
-// LeanConn closed before it is taken is closed once.
+// leanConn closed before it is taken is closed once.
 func TestLeanListenDeclines(t *testing.T) {
 	for _, s := range []string{"unix:" + t.TempDir() + "/s.sock", "haproxy:tcp:0:interface=127.0.0.1"} {
 		srv, err := ParseServer(s)
@@ -115,12 +115,12 @@ func TestLeanListenDeclines(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, ok := LeanListen(srv, ln); ok || got != ln {
-			t.Errorf("LeanListen(%s) took it", s)
+		if got, ok := leanListen(srv, ln); ok || got != ln {
+			t.Errorf("leanListen(%s) took it", s)
 		}
 		ln.Close()
 	}
-	ln := leanListen(t, "tcp:0:interface=127.0.0.1")
+	ln := listenLean(t, "tcp:0:interface=127.0.0.1")
 	d, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -130,12 +130,12 @@ func TestLeanListenDeclines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.(*LeanConn).SetLinger(0); err != nil {
+	if err := c.(*leanConn).SetLinger(0); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
 	if _, err := d.Read(make([]byte, 1)); !errors.Is(err, unix.ECONNRESET) {
-		t.Errorf("peer of an aborted LeanConn read %v, want a reset", err)
+		t.Errorf("peer of an aborted leanConn read %v, want a reset", err)
 	}
 	errc := make(chan error, 1)
 	go func() {
@@ -157,8 +157,8 @@ func TestLeanClient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := LeanClient(c); ok {
-			t.Errorf("LeanClient(%s) took it", s)
+		if _, ok := leanClient(c); ok {
+			t.Errorf("leanClient(%s) took it", s)
 		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -170,9 +170,9 @@ func TestLeanClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lt, ok := LeanClient(c)
+	lt, ok := leanClient(c)
 	if !ok {
-		t.Fatal("LeanClient declined a tcp client of an IP literal")
+		t.Fatal("leanClient declined a tcp client of an IP literal")
 	}
 	fd, err := lt.Connect()
 	if err != nil {
@@ -199,7 +199,7 @@ func TestLeanClient(t *testing.T) {
 	port := portOf(ln)
 	ln.Close()
 	c, _ = ParseClient(fmt.Sprintf("tcp:127.0.0.1:%d", port))
-	lt, _ = LeanClient(c)
+	lt, _ = leanClient(c)
 	fd2, err := lt.Connect()
 	if err != nil {
 		return // refused at once: fine

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tether-endpoints/tether/endpoint"
 	"github.com/tether-endpoints/tether/endpoint/driver"
+	"github.com/tether-endpoints/tether/internal/lean"
 	"github.com/tether-endpoints/tether/internal/relay"
 	"github.com/tether-endpoints/tether/proxyproto"
 )
@@ -228,7 +229,7 @@ type relayCmd struct {
 	m             *metrics // nil without --metrics
 	// lean is CONNECT as the lean path dials it, or nil when the relay
 	// does not take that path (relay_lean_linux.go).
-	lean           *endpoint.LeanTarget
+	lean           lean.Target
 	leanConnecting relay.Connecting
 }
 

@@ -8,14 +8,15 @@ import (
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/internal/lean"
 	"github.com/tether-endpoints/tether/internal/relay"
 	"golang.org/x/sys/unix"
 )
 
 // The lean path (docs/relay-core.md): a plain tcp LISTEN relayed to a plain
 // tcp CONNECT of an IP literal, with nothing to do in between (no PROXY
-// header to send), accepts bare descriptors (endpoint.LeanListen), starts
-// a non-blocking connect (endpoint.LeanTarget) and hands both to the
+// header to send), accepts bare descriptors (lean.Listen), starts
+// a non-blocking connect (lean.Target) and hands both to the
 // event core, which completes the connect: no net.Conn, no Go poller
 // registration, no descriptor duplicated, no goroutine waiting on a dial.
 // TETHER_RELAY_LEAN=off switches it off (and TETHER_RELAY_CORE=off, which
@@ -28,7 +29,7 @@ func (r *relayCmd) leanSetup() func(endpoint.Server, net.Listener) net.Listener 
 	if leanOff || r.proxyVersion != 0 || r.proxyByClient || !relay.CoreAvailable() {
 		return nil
 	}
-	t, ok := endpoint.LeanClient(r.target)
+	t, ok := lean.Client(r.target)
 	if !ok {
 		return nil
 	}
@@ -36,7 +37,7 @@ func (r *relayCmd) leanSetup() func(endpoint.Server, net.Listener) net.Listener 
 	// Made once: nothing allocated per connection for them.
 	r.leanConnecting = relay.Connecting{Timeout: t.Timeout(), Wrap: t.DialError, Done: r.m.dialed}
 	return func(srv endpoint.Server, ln net.Listener) net.Listener {
-		ln, ok := endpoint.LeanListen(srv, ln)
+		ln, ok := lean.Listen(srv, ln)
 		if ok {
 			r.log.Info("relaying on the lean path: bare descriptors, connects completed by the event core")
 		}
@@ -44,12 +45,12 @@ func (r *relayCmd) leanSetup() func(endpoint.Server, net.Listener) net.Listener 
 	}
 }
 
-// leanConn relays conn if it is a LeanConn (else it returns false): it
+// leanConn relays conn if it is a lean.Conn (else it returns false): it
 // starts the connect, hands both descriptors to the core and returns, the
 // connection detached; the log line and metrics come when the pair ends,
 // as handOff's do.
 func (r *relayCmd) leanConn(ctx context.Context, conn net.Conn) bool {
-	lc, ok := conn.(*endpoint.LeanConn)
+	lc, ok := conn.(lean.Conn)
 	if !ok {
 		return false
 	}

@@ -45,7 +45,7 @@ func acceptedFD(t *testing.T) (net.Conn, int) {
 	return client, fd
 }
 
-// startConnect starts a non-blocking connect to addr, as a LeanTarget does.
+// startConnect starts a non-blocking connect to addr, as a lean.Target does.
 func startConnect(t *testing.T, addr *net.TCPAddr) int {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
