@@ -37,9 +37,8 @@ func init() {
 				"tether relay LISTEN CONNECT CONNECT... writes this string for you. Policies: roundrobin (the " +
 				"default, as in haproxy) starts each connection at the next backend; first tries them in the " +
 				"order given, so the first that works takes everything (failover); random starts anywhere; " +
-				"leastconn starts at the backend with the fewest connections open from this endpoint (its " +
-				"connections are then wrapped to be counted, so tether relay copies them through a buffer " +
-				"rather than splicing). A backend whose dial fails is passed over for 1 second, doubling at " +
+				"leastconn starts at the backend with the fewest connections open from this endpoint (counted " +
+				"until each is closed; tether relay still splices them). A backend whose dial fails is passed over for 1 second, doubling at " +
 				"each failure in a row up to 30, and tried first again after that; a success ends its backoff. " +
 				"When a dial fails the next backend is tried at once, backed-off ones last, all within the one " +
 				"timeout=, which each attempt gets a share of (what is left divided by the backends left to " +
@@ -230,6 +229,11 @@ func (c *countedConn) Close() error {
 
 // NetConn returns the backend's connection.
 func (c *countedConn) NetConn() net.Conn { return c.Conn }
+
+// RelaySocket returns the backend's connection too: a countedConn moves no
+// bytes and holds none back, so tether relay's event core may splice the
+// socket underneath and call Close when the pair ends (relay.RelaySocket).
+func (c *countedConn) RelaySocket() net.Conn { return c.Conn }
 
 // countedHalfConn is a countedConn whose connection can close its write
 // half, as a relay needs to carry a half-close.

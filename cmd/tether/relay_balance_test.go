@@ -161,3 +161,60 @@ func TestDescribeBalanceMembers(t *testing.T) {
 		t.Fatalf("describe: %d, %s", code, out)
 	}
 }
+
+// TestRelayLeastConnSpliced: --policy leastconn counts a connection open
+// until its pair has ended, although the event core splices the sockets
+// under the counting wrapper: with the first backend holding one
+// connection and the second none (its one ended), the next connection goes
+// to the second. Had the count dropped when the core took the sockets, round
+// robin would have sent it to the first.
+func TestRelayLeastConnSpliced(t *testing.T) {
+	accepted := make(chan string, 8)
+	var ports [2]int
+	for i, name := range []string{"a", "b"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- name
+				go func() { // held open until the client ends it
+					io.Copy(c, c)
+					c.Close()
+				}()
+			}
+		}()
+	}
+	p := startTether(t, tetherBin, "relay", "--log-format", "json", "--policy", "leastconn", "tcp:0:interface=127.0.0.1",
+		"tcp:127.0.0.1:"+strconv.Itoa(ports[0]), "tcp:127.0.0.1:"+strconv.Itoa(ports[1]))
+	connect := func() (net.Conn, string) {
+		t.Helper()
+		c, err := net.Dial("tcp", p.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		io.WriteString(c, "x")
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		return c, <-accepted
+	}
+	_, first := connect()
+	second, other := connect()
+	if other == first {
+		t.Fatalf("two connections, one each idle: both went to %s", first)
+	}
+	second.Close()
+	p.waitLog("connection ended", nil)
+	if _, third := connect(); third != other {
+		t.Fatalf("third connection went to %s; want %s, which holds none while %s holds one", third, other, first)
+	}
+}

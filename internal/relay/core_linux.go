@@ -38,6 +38,16 @@ var writesBlocked atomic.Int64
 // (Join): TETHER_RELAY_CORE=off in the environment.
 var coreOff = os.Getenv("TETHER_RELAY_CORE") == "off"
 
+// A RelaySocket is a connection that wraps a plain socket only to be told
+// when the connection ends (a balance: backend counted for leastconn): it
+// moves no bytes of its own and holds none back. The event core moves the
+// bytes on the socket RelaySocket returns, and calls the wrapper's Close
+// once the pair has ended, after closing the socket.
+type RelaySocket interface {
+	net.Conn
+	RelaySocket() net.Conn
+}
+
 // A Pair is two connections handed to the event core by Adopt. Its
 // methods may be called from any goroutine.
 type Pair struct {
@@ -55,6 +65,7 @@ type Pair struct {
 	again    bool  // on l.again: a direction stopped with work left
 
 	done     func(Result)
+	closers  []io.Closer   // wrappers of the sockets, closed when the pair ends (see RelaySocket)
 	cause    error         // a Cut before Start, to apply when it starts
 	connect  *connectState // fd[1]'s connect, until it completes (AdoptConnecting)
 	started  bool
@@ -112,6 +123,13 @@ func (j *Joiner) Adopt(a, b net.Conn) (*Pair, bool) {
 	if coreOff {
 		return nil, false
 	}
+	var closers []io.Closer
+	if w, ok := a.(RelaySocket); ok {
+		closers, a = append(closers, a), w.RelaySocket()
+	}
+	if w, ok := b.(RelaySocket); ok {
+		closers, b = append(closers, b), w.RelaySocket()
+	}
 	ra, rb := spliceable(a), spliceable(b)
 	if ra == nil || rb == nil {
 		return nil, false
@@ -139,6 +157,7 @@ func (j *Joiner) Adopt(a, b net.Conn) (*Pair, bool) {
 		p.closeFDs()
 		return nil, false
 	}
+	p.closers = closers
 	// Go's poller forgets its descriptors; the sockets live on in ours
 	// (no FIN: a socket is shut only when its last descriptor closes).
 	a.Close()
@@ -160,6 +179,19 @@ func (p *Pair) closeFDs() {
 // own, with the pair's Result when it has ended and both sockets are
 // closed; it may be nil. Start is called once.
 func (p *Pair) Start(done func(Result)) {
+	if len(p.closers) > 0 {
+		// The wrappers learn that their connections ended before the
+		// caller does (a leastconn count is down once done is told).
+		inner := done
+		done = func(r Result) {
+			for _, c := range p.closers {
+				c.Close() // its socket is closed already: only its own work is left
+			}
+			if inner != nil {
+				inner(r)
+			}
+		}
+	}
 	l := p.l
 	l.mu.Lock()
 	defer l.mu.Unlock()

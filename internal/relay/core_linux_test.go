@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -490,5 +491,52 @@ func TestCoreNoPipes(t *testing.T) {
 	server.Close()
 	if r := wait(t, res); r.Err != nil || r.AToB != int64(len(data)) {
 		t.Errorf("Result = %d, %v", r.AToB, r.Err)
+	}
+}
+
+// countingWrapper wraps a socket only to learn when it is closed, as a
+// leastconn backend's connection does.
+type countingWrapper struct {
+	net.Conn
+	closes atomic.Int32
+}
+
+func (w *countingWrapper) Close() error {
+	w.closes.Add(1)
+	return w.Conn.Close()
+}
+
+func (w *countingWrapper) RelaySocket() net.Conn { return w.Conn }
+
+// TestCoreRelaySocket: a wrapper that only watches its socket's close is
+// taken by the core (the socket under it spliced), and its Close is called
+// once, when the pair has ended, not when the pair is adopted.
+func TestCoreRelaySocket(t *testing.T) {
+	var j Joiner
+	client, a := connPair(t, "tcp")
+	inner, server := connPair(t, "tcp")
+	w := &countingWrapper{Conn: inner}
+	p, ok := j.Adopt(a, w)
+	if !ok {
+		t.Fatal("Adopt declined a pair whose second side wraps a plain socket")
+	}
+	if n := w.closes.Load(); n != 0 {
+		t.Fatalf("the wrapper was closed %d times at adoption; want its Close when the pair ends", n)
+	}
+	ch := make(chan Result, 1)
+	p.Start(func(r Result) { ch <- r })
+	io.WriteString(client, "ping")
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(server, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("through the pair: %q, %v", buf, err)
+	}
+	client.Close()
+	server.Close()
+	r := wait(t, ch)
+	if r.AToB != 4 {
+		t.Errorf("bytes a to b: %d", r.AToB)
+	}
+	if n := w.closes.Load(); n != 1 {
+		t.Fatalf("the wrapper was closed %d times by the end; want once", n)
 	}
 }
