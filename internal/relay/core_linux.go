@@ -54,7 +54,7 @@ type Pair struct {
 	l    *loop
 	fd   [2]int  // the core's own descriptors, -1 once closed
 	tcp  [2]bool // can carry a reset (SO_LINGER 0); a UNIX socket cannot
-	slot int32   // index in l.pairs
+	slot int32   // index in l.pairs.items
 	gen  int32   // tells this pair from a later one in the same slot
 	dirs [2]direction
 
@@ -251,9 +251,7 @@ type loop struct {
 	file     *os.File // the same descriptor, in Go's poller
 	rc       syscall.RawConn
 	mu       sync.Mutex
-	pairs    []*Pair
-	free     []int32
-	gen      int32
+	pairs    slotTable[*Pair]
 	idle     idleHeap
 	again    []*Pair
 	deadline int64 // the read deadline set on file, on the loop's clock, or 0
@@ -339,16 +337,7 @@ func newLoop() (*loop, error) {
 func (l *loop) add(p *Pair) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if n := len(l.free); n > 0 {
-		p.slot = l.free[n-1]
-		l.free = l.free[:n-1]
-		l.pairs[p.slot] = p
-	} else {
-		p.slot = int32(len(l.pairs))
-		l.pairs = append(l.pairs, p)
-	}
-	l.gen++
-	p.gen = l.gen
+	p.slot, p.gen = l.pairs.put(p)
 	p.dirs[0].writable, p.dirs[1].writable = true, true
 	for i, fd := range p.fd {
 		ev := unix.EpollEvent{
@@ -360,8 +349,7 @@ func (l *loop) add(p *Pair) bool {
 			if i == 1 {
 				unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.fd[0], nil)
 			}
-			l.pairs[p.slot] = nil
-			l.free = append(l.free, p.slot)
+			l.pairs.release(p.slot)
 			return false
 		}
 	}
@@ -406,10 +394,10 @@ func (l *loop) run() {
 		l.now = now
 		for _, ev := range l.events[:n] {
 			slot, side := ev.Fd>>1, int(ev.Fd&1)
-			if int(slot) >= len(l.pairs) {
+			if int(slot) >= len(l.pairs.items) {
 				continue
 			}
-			p := l.pairs[slot]
+			p := l.pairs.items[slot]
 			if p == nil || p.gen != ev.Pad || p.ended {
 				continue // ended earlier in this batch
 			}
@@ -689,8 +677,7 @@ func (p *Pair) finish(err error, reset bool) {
 		p.fd[i] = -1
 		p.dirs[i].release()
 	}
-	l.pairs[p.slot] = nil
-	l.free = append(l.free, p.slot)
+	l.pairs.release(p.slot)
 	if !p.started {
 		return // Adopt failed after add: nobody waits for a Result
 	}

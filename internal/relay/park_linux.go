@@ -440,9 +440,7 @@ type watcher struct {
 	file   *os.File
 	rc     syscall.RawConn
 	mu     sync.Mutex
-	pairs  []*Parked
-	free   []int32
-	gen    int32
+	pairs  slotTable[*Parked]
 	events [128]unix.EpollEvent
 	n      int
 	werr   error
@@ -506,8 +504,8 @@ func (w *watcher) run() {
 			slot, side := ev.Fd>>1, int(ev.Fd&1)
 			w.mu.Lock()
 			var p *Parked
-			if int(slot) < len(w.pairs) {
-				p = w.pairs[slot]
+			if int(slot) < len(w.pairs.items) {
+				p = w.pairs.items[slot]
 			}
 			w.mu.Unlock()
 			if p != nil && p.gen == ev.Pad {
@@ -522,24 +520,14 @@ func (w *watcher) run() {
 func (w *watcher) add(p *Parked) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if n := len(w.free); n > 0 {
-		p.slot = w.free[n-1]
-		w.free = w.free[:n-1]
-		w.pairs[p.slot] = p
-	} else {
-		p.slot = int32(len(w.pairs))
-		w.pairs = append(w.pairs, p)
-	}
-	w.gen++
-	p.gen = w.gen
+	p.slot, p.gen = w.pairs.put(p)
 	for i, fd := range p.fd {
 		ev := unix.EpollEvent{Events: unix.EPOLLONESHOT, Fd: p.slot<<1 | int32(i), Pad: p.gen}
 		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			if i == 1 {
 				unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, p.fd[0], nil)
 			}
-			w.pairs[p.slot] = nil
-			w.free = append(w.free, p.slot)
+			w.pairs.release(p.slot)
 			return false
 		}
 	}
@@ -569,7 +557,6 @@ func (w *watcher) remove(p *Parked) {
 		unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 	}
 	w.mu.Lock()
-	w.pairs[p.slot] = nil
-	w.free = append(w.free, p.slot)
+	w.pairs.release(p.slot)
 	w.mu.Unlock()
 }
