@@ -218,3 +218,35 @@ func TestRelayLeastConnSpliced(t *testing.T) {
 		t.Fatalf("third connection went to %s; want %s, which holds none while %s holds one", third, other, first)
 	}
 }
+
+// TestRelayReusePortTwoProcesses: two tether relay processes listen on one
+// port with reusePort=1 and the kernel spreads connections between them:
+// each relays to a backend of its own, and over 200 connections both are
+// reached (all 200 going to one would happen with a chance of 2^-199).
+func TestRelayReusePortTwoProcesses(t *testing.T) {
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := free.Addr().(*net.TCPAddr).Port
+	free.Close()
+	listen := fmt.Sprintf("tcp:%d:interface=127.0.0.1:reusePort=1", port)
+	a, b := startReplier(t, "a", 0), startReplier(t, "b", 0)
+	pa := startTether(t, tetherBin, "relay", "--log-format", "json", listen, "tcp:127.0.0.1:"+strconv.Itoa(a.Port))
+	pb := startTether(t, tetherBin, "relay", "--log-format", "json", listen, "tcp:127.0.0.1:"+strconv.Itoa(b.Port))
+	if pa.addr() != pb.addr() {
+		t.Fatalf("the two relays listen on %s and %s", pa.addr(), pb.addr())
+	}
+	got := map[string]int{}
+	for range 200 {
+		name, err := exchange(pa.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[name]++
+	}
+	if got["a"] == 0 || got["b"] == 0 || got["a"]+got["b"] != 200 {
+		t.Fatalf("answers %v: want both relays to have served some of 200", got)
+	}
+	t.Logf("the kernel spread 200 connections %d / %d", got["a"], got["b"])
+}
