@@ -20,8 +20,17 @@ import (
 // handshake done: the client's *tls.Conn and the server's.
 func tlsPair(t *testing.T) (client, server *tls.Conn) {
 	t.Helper()
-	ca := testpeer.NewCA(t, "relay-test")
+	return tlsPairCA(t, testpeer.NewCA(t, "relay-test"), nil)
+}
+
+// tlsPairCA is tlsPair with a given CA (making one per pair is slow when
+// a test needs hundreds), and wrap, if not nil, around the client's socket.
+func tlsPairCA(t *testing.T, ca *testpeer.CA, wrap func(net.Conn) net.Conn) (client, server *tls.Conn) {
+	t.Helper()
 	rawC, rawS := connPair(t, "tcp")
+	if wrap != nil {
+		rawC = wrap(rawC)
+	}
 	server = tls.Server(rawS, &tls.Config{Certificates: []tls.Certificate{ca.KeyPair("localhost")}})
 	client = tls.Client(rawC, &tls.Config{ServerName: "localhost", RootCAs: ca.Pool()})
 	done := make(chan error, 1)

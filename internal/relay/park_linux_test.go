@@ -16,27 +16,6 @@ import (
 	"github.com/tether-endpoints/tether/internal/testpeer"
 )
 
-// tlsPairCA is tlsPair with a given CA (making one per pair is slow when
-// a test needs hundreds), over rawC as the client's transport.
-func tlsPairCA(t *testing.T, ca *testpeer.CA, wrap func(net.Conn) net.Conn) (client, server *tls.Conn) {
-	t.Helper()
-	rawC, rawS := connPair(t, "tcp")
-	if wrap != nil {
-		rawC = wrap(rawC)
-	}
-	server = tls.Server(rawS, &tls.Config{Certificates: []tls.Certificate{ca.KeyPair("localhost")}})
-	client = tls.Client(rawC, &tls.Config{ServerName: "localhost", RootCAs: ca.Pool()})
-	done := make(chan error, 1)
-	go func() { done <- server.Handshake() }()
-	if err := client.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	return client, server
-}
-
 // parkStart parks a, b (failing the test if Park declines) and starts the
 // pair; its Result arrives on the channel.
 func parkStart(t *testing.T, j *Joiner, a, b net.Conn) (*Parked, <-chan Result) {
