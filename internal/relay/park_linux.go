@@ -64,7 +64,8 @@ type Parked struct {
 
 // Park prepares the pair a, b to be joined with no goroutine while it is
 // idle, if it can: each side must be a *tls.Conn over a TCP or UNIX stream
-// socket, or such a socket itself, at least one side TLS (plain pairs go
+// socket, or such a socket itself (or a RelaySocket over one), at least one
+// side TLS (plain pairs go
 // to Adopt), and parking not switched off (TETHER_RELAY_PARK=off or
 // TETHER_RELAY_CORE=off). It returns false, leaving a and b untouched,
 // when it cannot: Join them instead.
@@ -80,9 +81,14 @@ func (j *Joiner) Park(a, b net.Conn) (*Parked, bool) {
 	p := &Parked{pair: pair{conns: [2]net.Conn{a, b}, idle: j.IdleTimeout}}
 	p.park = p
 	for i, c := range p.conns {
-		if tc, ok := c.(*tls.Conn); ok {
+		switch w := c.(type) {
+		case *tls.Conn:
 			p.wrapped[i] = true
-			c = innerSocket(tc)
+			c = innerSocket(w)
+		case RelaySocket:
+			// Read from the socket under it; written to, half-closed and
+			// closed through the wrapper, which so learns of the end.
+			c = w.RelaySocket()
 		}
 		rc := spliceable(c)
 		if rc == nil {

@@ -384,3 +384,30 @@ func TestParkDeclines(t *testing.T) {
 		t.Errorf("a declined connection is not untouched: %v", err)
 	}
 }
+
+// TestParkRelaySocket: a plain side that wraps its socket only to learn of
+// the end (a leastconn backend) is parked too, and its Close is called once,
+// when the pair ends.
+func TestParkRelaySocket(t *testing.T) {
+	var j Joiner
+	client, a := tlsPair(t)
+	inner, server := connPair(t, "tcp")
+	w := &countingWrapper{Conn: inner}
+	_, res := parkStart(t, &j, a, w)
+	io.WriteString(client, "ping")
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(server, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("through the pair: %q, %v", buf, err)
+	}
+	if n := w.closes.Load(); n != 0 {
+		t.Fatalf("the wrapper was closed %d times while the pair runs", n)
+	}
+	client.Close()
+	server.Close()
+	if r := wait(t, res); r.AToB != 4 {
+		t.Errorf("bytes a to b: %d", r.AToB)
+	}
+	if n := w.closes.Load(); n != 1 {
+		t.Fatalf("the wrapper was closed %d times by the end; want once", n)
+	}
+}
