@@ -260,8 +260,15 @@ func bind(input string, spec *Spec, d *Description) (*Args, error) {
 			if len(names) > 0 {
 				what = fmt.Sprintf("takes at most %d positional arguments (%s)", len(names), strings.Join(names, ", "))
 			}
-			return fail("", "", "", WrapError(ErrBadArgument, nil,
-				fmt.Sprintf("too many positional arguments: %q is extra; %s %s", Redact(p), spec.Name, what)))
+			hint, secret := colonInValue(input, d, p)
+			shown := Redact(p)
+			if secret {
+				shown = redacted // the rest of a secret value cut at a ':'
+			}
+			_, err := fail("", "", "", WrapError(ErrBadArgument, nil,
+				fmt.Sprintf("too many positional arguments: %q is extra; %s %s", shown, spec.Name, what)))
+			err.(*Error).Hint = hint
+			return nil, err
 		}
 		if spec.Args[pos].Variadic {
 			lists[pos] = append(lists[pos], p)
@@ -464,4 +471,22 @@ func pyInt(s string, base int) (int64, bool) {
 		n = -n
 	}
 	return n, true
+}
+
+// colonInValue looks at an extra positional argument that is the rest of
+// a keyword's value, cut at a ':' the value holds
+// (nameserver=127.0.0.1:8600). It returns the Hint for it (the value goes
+// in brackets), or says that the keyword is a secret one, whose value, and
+// so extra, must not be shown; or neither, if extra follows no keyword.
+func colonInValue(input string, d *Description, extra string) (hint string, secret bool) {
+	for _, kw := range d.Keywords {
+		if !strings.Contains(input, Quote(kw.Key)+"="+Quote(kw.Value)+":"+Quote(extra)) {
+			continue
+		}
+		if isSecretArg(kw.Key) {
+			return "the value of " + kw.Key + " has a ':' in it: write the value in brackets", true
+		}
+		return fmt.Sprintf("a value with ':' in it goes in brackets: %s=[%s:%s]", kw.Key, kw.Value, extra), false
+	}
+	return "", false
 }

@@ -278,3 +278,20 @@ func TestIPv6Hint(t *testing.T) {
 		}
 	}
 }
+
+// TestColonInValueHint: a ':' left unbracketed in a keyword's value cuts
+// it, and the rest is an extra positional argument: the error says to
+// bracket the value, and for a secret one shows neither part.
+func TestColonInValueHint(t *testing.T) {
+	_, err := driver.ClientArgs("srv:xmpp-client:example.com:nameserver=127.0.0.1:8600")
+	if err == nil || !strings.Contains(err.Error(), "nameserver=[127.0.0.1:8600]") {
+		t.Errorf("nameserver= with a port: %v; want the bracketed form as the fix", err)
+	}
+	_, err = driver.ClientArgs("socks5:h:1:proxy=[tcp:p:1]:username=u:password=hunter:2tail")
+	if err == nil || !strings.Contains(err.Error(), `"xxxxx" is extra`) || !strings.Contains(err.Error(), "password has a ':' in it") {
+		t.Errorf("password= with a ':': %v; want the extra hidden and the fix named", err)
+	}
+	if _, err := driver.ClientArgs("tcp:h:80:extra"); err == nil || strings.Contains(err.Error(), "brackets") {
+		t.Errorf("an extra argument after no keyword: %v; want no bracket hint", err)
+	}
+}
