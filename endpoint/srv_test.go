@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -225,18 +226,7 @@ func TestSRVTLSVerifiesDomain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				io.WriteString(c, "tls")
-				c.Close()
-			}()
-		}
-	}()
+	serveEach(ln, func(c net.Conn) { io.WriteString(c, "tls") })
 	d := testpeer.StartDNSMasq(t, hosts+srvRecord(1, 1, "b.svc.test", portOf(ln)))
 	cli, err := ParseClient(srvString(d, ":tls=1:trustRoots="+ca.File))
 	if err != nil {
