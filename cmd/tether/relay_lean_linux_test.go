@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"crypto/sha256"
 	"errors"
 	"io"
 	"net"
@@ -37,30 +35,8 @@ func TestRelayLeanPath(t *testing.T) {
 	p.waitLog(leanMsg, nil)
 
 	up, down := randomBytes(t, 5<<20+7), randomBytes(t, 2<<20+1)
-	got := make(chan [32]byte, 1)
-	acceptOne(t, ln, func(c net.Conn) {
-		h := sha256.New()
-		io.Copy(h, c)
-		var sum [32]byte
-		copy(sum[:], h.Sum(nil))
-		got <- sum
-		c.Write(down)
-	})
-	c := dialAddr(t, "tcp", addr)
-	go func() {
-		c.Write(up)
-		closeWriteT(t, c)
-	}()
-	back, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sum := <-got; sum != sha256.Sum256(up) {
-		t.Error("the stream to the target arrived corrupted or truncated")
-	}
-	if !bytes.Equal(back, down) {
-		t.Errorf("the stream back: %d bytes, want %d", len(back), len(down))
-	}
+	got := sumThenAnswer(t, ln, down)
+	c := streamThrough(t, "tcp", addr, up, down, got)
 	l := p.waitLog("connection ended", nil)
 	if l["from_peer"] != float64(len(up)) || l["to_peer"] != float64(len(down)) || l["error"] != nil || l["peer"] != c.LocalAddr().String() {
 		t.Errorf("log line %v; want peer %s, from_peer %d, to_peer %d, no error", l, c.LocalAddr(), len(up), len(down))

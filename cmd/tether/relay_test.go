@@ -299,6 +299,45 @@ func randomBytes(t *testing.T, n int) []byte {
 	return b
 }
 
+// sumThenAnswer serves one connection on ln: it reads to the end of file,
+// sends the SHA-256 of what it read on the channel, then writes down.
+func sumThenAnswer(t *testing.T, ln net.Listener, down []byte) <-chan [32]byte {
+	got := make(chan [32]byte, 1)
+	acceptOne(t, ln, func(c net.Conn) {
+		h := sha256.New()
+		io.Copy(h, c)
+		var sum [32]byte
+		copy(sum[:], h.Sum(nil))
+		got <- sum
+		c.Write(down)
+	})
+	return got
+}
+
+// streamThrough connects to addr, sends up and half-closes, reads what
+// comes back to the end, and checks both streams whole: up as the target
+// summed it (got, from sumThenAnswer), down as read. It returns the
+// connection, closed for writing, for its address.
+func streamThrough(t *testing.T, network, addr string, up, down []byte, got <-chan [32]byte) net.Conn {
+	t.Helper()
+	c := dialAddr(t, network, addr)
+	go func() {
+		c.Write(up)
+		closeWriteT(t, c)
+	}()
+	back, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := <-got; sum != sha256.Sum256(up) {
+		t.Error("the stream to the target arrived corrupted or truncated")
+	}
+	if !bytes.Equal(back, down) {
+		t.Errorf("the stream back: %d bytes, want %d (intact: %v)", len(back), len(down), bytes.Equal(back, down))
+	}
+	return c
+}
+
 func closeWriteT(t *testing.T, c net.Conn) {
 	t.Helper()
 	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
@@ -314,31 +353,9 @@ func TestRelayHalfClose(t *testing.T) {
 	for _, tc := range []struct{ from, to string }{{"tcp", "unix"}, {"unix", "tcp"}} {
 		t.Run(tc.from+"-to-"+tc.to, func(t *testing.T) {
 			ln, target := listenTest(t, tc.to)
-			got := make(chan [32]byte, 1)
-			acceptOne(t, ln, func(c net.Conn) {
-				h := sha256.New()
-				io.Copy(h, c)
-				var sum [32]byte
-				copy(sum[:], h.Sum(nil))
-				got <- sum
-				c.Write(down)
-			})
+			got := sumThenAnswer(t, ln, down)
 			p := startTether(t, tetherBin, "relay", "--log-format", "json", serverEndpoint(t, tc.from), target)
-			c := dialAddr(t, tc.from, p.addr())
-			go func() {
-				c.Write(up)
-				closeWriteT(t, c)
-			}()
-			back, err := io.ReadAll(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if sum := <-got; sum != sha256.Sum256(up) {
-				t.Error("the stream to the target arrived corrupted or truncated")
-			}
-			if !bytes.Equal(back, down) {
-				t.Errorf("the stream back: %d bytes, want %d (intact: %v)", len(back), len(down), bytes.Equal(back, down))
-			}
+			streamThrough(t, tc.from, p.addr(), up, down, got)
 			l := p.waitLog("connection ended", nil)
 			if l["from_peer"] != float64(len(up)) || l["to_peer"] != float64(len(down)) || l["error"] != nil {
 				t.Errorf("log line %v; want from_peer %d, to_peer %d, no error", l, len(up), len(down))
