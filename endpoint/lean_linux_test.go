@@ -10,8 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// leanListen listens on s and wraps the listener for the lean path.
-func listenLean(t *testing.T, s string) net.Listener {
+// listenLean listens on s and returns the listener and the lean path's
+// descriptor of its socket.
+func listenLean(t *testing.T, s string) (net.Listener, int) {
 	t.Helper()
 	srv, err := ParseServer(s)
 	if err != nil {
@@ -21,13 +22,13 @@ func listenLean(t *testing.T, s string) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lln, ok := leanListen(srv, ln)
+	t.Cleanup(func() { ln.Close() })
+	fd, ok := leanSocket(srv, ln)
 	if !ok {
-		ln.Close()
-		t.Fatalf("leanListen(%s) declined", s)
+		t.Fatalf("leanSocket(%s) declined", s)
 	}
-	t.Cleanup(func() { lln.Close() })
-	return lln
+	t.Cleanup(func() { unix.Close(fd) })
+	return ln, fd
 }
 
 func fdOpt(t *testing.T, fd, level, opt int) int {
@@ -39,10 +40,11 @@ func fdOpt(t *testing.T, fd, level, opt int) int {
 	return v
 }
 
-// TestLeanAcceptOptions: a lean listener's connections are bare
-// descriptors with the options Go would have set on each (TCP_NODELAY,
+// TestLeanAcceptOptions: the lean path's descriptor of a listening socket
+// is a non-blocking, close-on-exec duplicate, and the connections accepted
+// on it have the options Go would have set on each (TCP_NODELAY,
 // keep-alive 15/15/9), copied by the kernel from the listening socket;
-// keepAlive=0 turns keep-alive off; the peer address is accept's.
+// keepAlive=0 turns keep-alive off.
 func TestLeanAcceptOptions(t *testing.T) {
 	for _, c := range []struct {
 		s                          string
@@ -53,34 +55,25 @@ func TestLeanAcceptOptions(t *testing.T) {
 		{"tcp:0:interface=127.0.0.1:keepAlive=40:keepAliveInterval=7:keepAliveCount=3:noDelay=0", 0, 1, 40, 7, 3},
 	} {
 		t.Run(c.s, func(t *testing.T) {
-			ln := listenLean(t, c.s)
+			ln, lfd := listenLean(t, c.s)
+			for _, f := range []struct {
+				cmd, flag int
+			}{{unix.F_GETFL, unix.O_NONBLOCK}, {unix.F_GETFD, unix.FD_CLOEXEC}} {
+				if v, err := unix.FcntlInt(uintptr(lfd), f.cmd, 0); err != nil || v&f.flag == 0 {
+					t.Errorf("fcntl(%d): %#x %v, want flag %#x", f.cmd, v, err, f.flag)
+				}
+			}
 			d, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer d.Close()
-			conn, err := ln.Accept()
+			unix.Poll([]unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}}, 5000)
+			fd, _, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 			if err != nil {
 				t.Fatal(err)
 			}
-			lc, ok := conn.(*leanConn)
-			if !ok {
-				t.Fatalf("accepted a %T", conn)
-			}
-			if got, want := lc.RemoteAddr().String(), d.LocalAddr().String(); got != want {
-				t.Errorf("RemoteAddr %s, want %s", got, want)
-			}
-			if _, err := lc.Read(make([]byte, 1)); err == nil {
-				t.Error("Read on a leanConn worked")
-			}
-			fd := lc.TakeFD()
-			if fd < 0 {
-				t.Fatal("TakeFD: -1")
-			}
 			defer unix.Close(fd)
-			if lc.TakeFD() != -1 || lc.Close() != nil {
-				t.Error("a taken leanConn still owns its descriptor")
-			}
 			if v := fdOpt(t, fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); v != c.nodelay {
 				t.Errorf("TCP_NODELAY %d, want %d", v, c.nodelay)
 			}
@@ -94,18 +87,13 @@ func TestLeanAcceptOptions(t *testing.T) {
 					}
 				}
 			}
-			fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-			if err != nil || fl&unix.O_NONBLOCK == 0 {
-				t.Errorf("accepted descriptor not non-blocking: %#x %v", fl, err)
-			}
 		})
 	}
 }
 
-// TestLeanListenDeclines: only a plain tcp server is taken; closing the
-// lean listener ends a waiting Accept with net.ErrClosed, and a
-// leanConn closed before it is taken is closed once.
-func TestLeanListenDeclines(t *testing.T) {
+// TestLeanSocketDeclines: only a plain tcp server's socket is taken; and
+// the descriptor is the caller's: closing it leaves the listener open.
+func TestLeanSocketDeclines(t *testing.T) {
 	for _, s := range []string{"unix:" + t.TempDir() + "/s.sock", "haproxy:tcp:0:interface=127.0.0.1"} {
 		srv, err := ParseServer(s)
 		if err != nil {
@@ -115,12 +103,25 @@ func TestLeanListenDeclines(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, ok := leanListen(srv, ln); ok || got != ln {
-			t.Errorf("leanListen(%s) took it", s)
+		if fd, ok := leanSocket(srv, ln); ok || fd != -1 {
+			t.Errorf("leanSocket(%s) took it: %d", s, fd)
 		}
 		ln.Close()
 	}
-	ln := listenLean(t, "tcp:0:interface=127.0.0.1")
+	srv, err := ParseServer("tcp:0:interface=127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := srv.Listen(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fd, ok := leanSocket(srv, ln)
+	if !ok {
+		t.Fatal("leanSocket declined a tcp server")
+	}
+	unix.Close(fd)
 	d, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -128,24 +129,9 @@ func TestLeanListenDeclines(t *testing.T) {
 	defer d.Close()
 	c, err := ln.Accept()
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.(*leanConn).SetLinger(0); err != nil {
-		t.Fatal(err)
+		t.Fatalf("the listener after its lean descriptor closed: %v", err)
 	}
 	c.Close()
-	if _, err := d.Read(make([]byte, 1)); !errors.Is(err, unix.ECONNRESET) {
-		t.Errorf("peer of an aborted leanConn read %v, want a reset", err)
-	}
-	errc := make(chan error, 1)
-	go func() {
-		_, err := ln.Accept()
-		errc <- err
-	}()
-	ln.Close()
-	if err := <-errc; !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
-	}
 }
 
 // TestLeanClient: a plain tcp client of an IP literal starts non-blocking

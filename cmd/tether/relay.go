@@ -17,7 +17,6 @@ import (
 
 	"github.com/tether-endpoints/tether/endpoint"
 	"github.com/tether-endpoints/tether/endpoint/driver"
-	"github.com/tether-endpoints/tether/internal/lean"
 	"github.com/tether-endpoints/tether/internal/relay"
 	"github.com/tether-endpoints/tether/proxyproto"
 )
@@ -158,9 +157,24 @@ type serverFlags struct {
 	// noRestart says why, or SIGHUP is left alone if that is "").
 	restart   *restarter
 	noRestart string
-	// wrapListener, if not nil, wraps LISTEN's listener before it is
-	// served (the relay's lean path).
-	wrapListener func(endpoint.Server, net.Listener) net.Listener
+	// lean, if not nil, serves LISTEN's listener on the relay's lean path
+	// (relay_lean_linux.go) with the given drain timeout, or returns nil
+	// if it cannot.
+	lean func(srv endpoint.Server, ln net.Listener, sf *serverFlags, drain time.Duration) server
+}
+
+// A server serves a listener until told to stop: an endpoint.Service, or
+// the relay's event core on the lean path (leanServer).
+type server interface {
+	// Serve serves ln until ctx ends or it fails, then drains as
+	// endpoint.Service.Serve does.
+	Serve(ctx context.Context, ln net.Listener) error
+	// Shutdown stops accepting and drains until ctx ends, then cuts.
+	Shutdown(ctx context.Context) error
+	// Close stops accepting and cuts every connection.
+	Close() error
+	// Active is the number of connections in hand.
+	Active() int
 }
 
 // inherit is the endpoint.Inheritor to parse LISTEN and --metrics with.
@@ -227,10 +241,6 @@ type relayCmd struct {
 	// header itself.
 	proxyByClient bool
 	m             *metrics // nil without --metrics
-	// lean is CONNECT as the lean path dials it, or nil when the relay
-	// does not take that path (relay_lean_linux.go).
-	lean           lean.Target
-	leanConnecting relay.Connecting
 }
 
 func runRelay(e *env, args []string) int {
@@ -304,7 +314,7 @@ func runRelay(e *env, args []string) int {
 	}
 	warnInsecure(e, "relay", connectArg)
 	setDefaultLogger(e, log)
-	sf.wrapListener = r.leanSetup()
+	sf.lean = r.leanSetup()
 	return serveUntilSignal(e, "relay", srv, endpoint.HandlerFunc(r.handle), &sf, log,
 		append([]any{"endpoint", endpoint.Redact(listenArg), "target", endpoint.Redact(connectArg)}, attrs...)...)
 }
@@ -339,9 +349,6 @@ const proxyHeaderTimeout = 10 * time.Second
 // PROXY header read), so that a client that never finishes, or that a
 // clientCA= refuses, costs the service behind the relay nothing.
 func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
-	if r.leanConn(ctx, conn) {
-		return
-	}
 	start := time.Now()
 	if !establish(ctx, r.log, r.m, conn, start) {
 		return
@@ -578,9 +585,6 @@ func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handl
 		fmt.Fprintf(e.stderr, "tether %s: %v\n", name, err)
 		return exitFailure
 	}
-	if sf.wrapListener != nil {
-		ln = sf.wrapListener(srv, ln)
-	}
 	drain := sf.drain
 	if drain == 0 {
 		drain = -1 // the Service's "no drain"; its zero means its default
@@ -598,8 +602,17 @@ func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handl
 		defer stop()
 		log.Info("serving metrics", "addr", addrString(addr), "endpoint", endpoint.Redact(sf.metrics))
 	}
-	svc := &endpoint.Service{Handler: h, MaxConns: sf.maxConns, DrainTimeout: drain, Log: log}
-	sf.metricsOn().count(svc)
+	var svc server
+	if sf.lean != nil {
+		if ls := sf.lean(srv, ln, sf, drain); ls != nil {
+			svc = ls
+		}
+	}
+	if svc == nil {
+		s := &endpoint.Service{Handler: h, MaxConns: sf.maxConns, DrainTimeout: drain, Log: log}
+		sf.metricsOn().count(s)
+		svc = s
+	}
 	log.Info("listening", append([]any{"addr", addrString(ln.Addr())}, attrs...)...)
 	took := sf.restart != nil && sf.restart.HasParent()
 	if sf.restart != nil {

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
@@ -15,17 +18,18 @@ import (
 
 // The lean path (docs/relay-core.md): a plain tcp LISTEN relayed to a plain
 // tcp CONNECT of an IP literal, with nothing to do in between (no PROXY
-// header to send), accepts bare descriptors (lean.Listen), starts
-// a non-blocking connect (lean.Target) and hands both to the
-// event core, which completes the connect: no net.Conn, no Go poller
-// registration, no descriptor duplicated, no goroutine waiting on a dial.
-// TETHER_RELAY_LEAN=off switches it off (and TETHER_RELAY_CORE=off, which
-// leaves no core to hand to).
+// header to send), is served by the event core itself. Its loops accept on
+// the listening socket (lean.Socket), start each connect (lean.Target)
+// and relay the pair, as haproxy's threads do: no goroutine, no net.Conn
+// and no Go poller registration per connection. TETHER_RELAY_LEAN=off
+// switches it off (and TETHER_RELAY_CORE=off, which leaves no core).
 var leanOff = os.Getenv("TETHER_RELAY_LEAN") == "off"
 
+const leanMsg = "relaying on the lean path: the event core accepts and connects"
+
 // leanSetup decides whether the relay takes the lean path, and if so
-// returns the function that wraps LISTEN's listener for it.
-func (r *relayCmd) leanSetup() func(endpoint.Server, net.Listener) net.Listener {
+// returns the function that serves LISTEN's listener on it.
+func (r *relayCmd) leanSetup() func(endpoint.Server, net.Listener, *serverFlags, time.Duration) server {
 	if leanOff || r.proxyVersion != 0 || r.proxyByClient || !relay.CoreAvailable() {
 		return nil
 	}
@@ -33,88 +37,129 @@ func (r *relayCmd) leanSetup() func(endpoint.Server, net.Listener) net.Listener 
 	if !ok {
 		return nil
 	}
-	r.lean = t
-	// Made once: nothing allocated per connection for them.
-	r.leanConnecting = relay.Connecting{Timeout: t.Timeout(), Wrap: t.DialError, Done: r.m.dialed}
-	return func(srv endpoint.Server, ln net.Listener) net.Listener {
-		ln, ok := lean.Listen(srv, ln)
-		if ok {
-			r.log.Info("relaying on the lean path: bare descriptors, connects completed by the event core")
+	return func(srv endpoint.Server, ln net.Listener, sf *serverFlags, drain time.Duration) server {
+		fd, ok := lean.Socket(srv, ln)
+		if !ok {
+			return nil
 		}
-		return ln
+		cfg := relay.ServerConfig{
+			Connect:    t.Connect,
+			Connecting: relay.Connecting{Timeout: t.Timeout(), Wrap: t.DialError, Done: r.m.dialed},
+			MaxConns:   sf.maxConns,
+			Ended:      r.leanEnded,
+			AcceptFailed: func(err error, pause time.Duration) {
+				r.log.Warn("accept failed; retrying", "addr", addrString(ln.Addr()), "error", err, "pause", pause)
+			},
+		}
+		if m := r.m; m != nil {
+			cfg.Accepted = func() { m.accepted.Inc(); m.active.Inc() }
+			cfg.Queued = m.queued.Inc
+			m.limit.Set(float64(max(sf.maxConns, 0)))
+		}
+		s, err := r.joiner.Serve(fd, cfg)
+		if err != nil {
+			unix.Close(fd)
+			r.log.Warn("the event core cannot accept on LISTEN; serving it the usual way", "error", err)
+			return nil
+		}
+		r.log.Info(leanMsg)
+		return &leanServer{s: s, drain: drain, log: r.log}
 	}
 }
 
-// leanConn relays conn if it is a lean.Conn (else it returns false): it
-// starts the connect, hands both descriptors to the core and returns, the
-// connection detached; the log line and metrics come when the pair ends,
-// as handOff's do.
-func (r *relayCmd) leanConn(ctx context.Context, conn net.Conn) bool {
-	lc, ok := conn.(lean.Conn)
-	if !ok {
-		return false
+// leanEnded logs a lean pair's end and counts it, as handle does for the
+// others.
+func (r *relayCmd) leanEnded(peer netip.AddrPort, start time.Time, res relay.Result) {
+	if r.m != nil {
+		r.m.active.Dec()
 	}
-	start := time.Now()
-	peer := addrString(lc.RemoteAddr())
-	up, err := r.lean.Connect()
-	if err != nil {
-		r.m.dialed(time.Since(start))
+	var de *relay.DialError
+	if errors.As(res.Err, &de) {
 		r.m.end(endDialFailed, start, 0, 0)
-		r.log.Warn("dial failed; connection reset", append([]any{"peer", peer, "duration", time.Since(start),
-			"error", err}, unsignalled(endpoint.Abort(conn), nil)...)...)
-		return true
+		r.log.Warn("dial failed; connection reset", "peer", peer.String(), "duration", time.Since(start), "error", de.Err)
+		return
 	}
-	in := lc.TakeFD()
-	if in < 0 {
-		// The Service cut it (a drain that timed out) before it was taken.
-		unix.Close(up)
-		r.m.dialed(time.Since(start))
-		logEnd(r.log, r.m, peer, start, 0, 0, context.Cause(ctx))
-		return true
-	}
-	p, ok := r.joiner.AdoptConnecting(in, up, r.leanConnecting)
-	if !ok {
-		unix.SetsockoptLinger(in, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
-		unix.Close(in)
-		unix.Close(up)
-		r.m.dialed(time.Since(start))
-		logEnd(r.log, r.m, peer, start, 0, 0, errors.New("the relay's event core cannot take the connection; connection reset"))
-		return true
-	}
-	ended := func(res relay.Result) {
-		var de *relay.DialError
-		if errors.As(res.Err, &de) {
-			r.m.end(endDialFailed, start, 0, 0)
-			r.log.Warn("dial failed; connection reset", "peer", peer, "duration", time.Since(start), "error", de.Err)
-			return
-		}
-		logEnd(r.log, r.m, peer, start, res.AToB, res.BToA, res.Err)
-	}
-	done, detached := endpoint.Detach(ctx, conn, p.Cut)
-	if detached {
-		r.m.holdActive() // the handler returns; the pair is still active
-		p.Start(func(res relay.Result) {
-			ended(res)
-			r.m.releaseActive()
-			done()
-		})
-		return true
-	}
-	// Not served by a Service (called directly): see the pair end here.
-	res := awaitPair(ctx, p)
-	ended(res)
-	return true
+	logEnd(r.log, r.m, peer.String(), start, res.AToB, res.BToA, res.Err)
 }
 
-// awaitPair starts p and waits for it to end, cutting it if ctx ends.
-func awaitPair(ctx context.Context, p *relay.Pair) relay.Result {
-	ch := make(chan relay.Result, 1)
-	p.Start(func(res relay.Result) { ch <- res })
-	select {
-	case res := <-ch:
-		return res
-	case <-ctx.Done():
-		p.Cut(context.Cause(ctx))
-		return <-ch
-	}
+// A leanServer is a relay.Server behind the server interface, with a
+// Service's stopping rules (see endpoint.Service): Shutdown drains and
+// then cuts, Close cuts at once, and Serve returns once accepting has
+// stopped and, unless Shutdown or Close does it, the drain is over.
+type leanServer struct {
+	s     *relay.Server
+	drain time.Duration // as Service.DrainTimeout, but 0 is not the default: a negative one cuts at once
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	shutdown bool
 }
+
+// Serve waits until ctx ends or accepting fails, then stops accepting and
+// drains for the drain timeout. ln is closed at once: the core accepts on
+// a descriptor of its own, and Go's poller need not see the socket.
+func (l *leanServer) Serve(ctx context.Context, ln net.Listener) error {
+	ln.Close()
+	select {
+	case <-ctx.Done():
+	case <-l.s.Stopped():
+	}
+	l.s.Stop()
+	l.mu.Lock()
+	shutdown := l.shutdown
+	l.mu.Unlock()
+	if shutdown {
+		return nil
+	}
+	drain, cancel := context.WithCancel(context.Background())
+	if l.drain >= 0 {
+		drain, cancel = context.WithTimeout(context.Background(), l.drain)
+	} else {
+		cancel()
+	}
+	defer cancel()
+	l.Shutdown(drain)
+	if err := l.s.Err(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops accepting and waits for the pairs in hand to end; if ctx
+// ends first, it cuts them (ErrDrainTimeout), waits for their ends to be
+// reported and returns ctx's error.
+func (l *leanServer) Shutdown(ctx context.Context) error {
+	l.mu.Lock()
+	l.shutdown = true
+	l.mu.Unlock()
+	l.s.Stop()
+	select {
+	case <-l.s.Drained():
+		return nil
+	case <-ctx.Done():
+	}
+	l.cut(endpoint.ErrDrainTimeout)
+	<-l.s.Drained()
+	return ctx.Err()
+}
+
+// cut cuts the pairs in hand, saying so as a Service does.
+func (l *leanServer) cut(cause error) {
+	if n := l.s.Active(); n > 0 {
+		l.log.Warn("cutting the connections still open", "connections", n, "reason", cause)
+	}
+	l.s.Cut(cause)
+}
+
+// Close stops accepting and cuts every pair in hand (ErrServiceClosed).
+func (l *leanServer) Close() error {
+	l.mu.Lock()
+	l.shutdown = true
+	l.mu.Unlock()
+	l.s.Stop()
+	l.cut(endpoint.ErrServiceClosed)
+	return nil
+}
+
+// Active is the number of pairs in hand.
+func (l *leanServer) Active() int { return l.s.Active() }

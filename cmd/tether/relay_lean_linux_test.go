@@ -10,8 +10,6 @@ import (
 	"time"
 )
 
-const leanMsg = "relaying on the lean path: bare descriptors, connects completed by the event core"
-
 // TestRelayLeanPath: a plain tcp LISTEN to a tcp CONNECT of an IP literal
 // takes the lean path (and nothing else does: a host name, which is raced
 // with Happy Eyeballs, or --proxy-protocol); through it, checksummed

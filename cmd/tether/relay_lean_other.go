@@ -3,14 +3,13 @@
 package main
 
 import (
-	"context"
 	"net"
+	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
 )
 
 // leanSetup: the lean path is Linux's (relay_lean_linux.go).
-func (r *relayCmd) leanSetup() func(endpoint.Server, net.Listener) net.Listener { return nil }
-
-// leanConn: the lean path is Linux's.
-func (r *relayCmd) leanConn(context.Context, net.Conn) bool { return false }
+func (r *relayCmd) leanSetup() func(endpoint.Server, net.Listener, *serverFlags, time.Duration) server {
+	return nil
+}

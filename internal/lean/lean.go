@@ -2,7 +2,7 @@
 // package endpoint, which knows how an endpoint listens and dials, and
 // tether relay, which uses it, without making it part of endpoint's API:
 // it is an optimisation of one program, not something a program using
-// endpoint strings should see. Package endpoint sets Listen and Client on
+// endpoint strings should see. Package endpoint sets Socket and Client on
 // Linux; elsewhere they decline.
 package lean
 
@@ -12,27 +12,19 @@ import (
 )
 
 var (
-	// Listen wraps ln, made by srv's Listen (srv an endpoint.Server), so
-	// that it accepts Conns if srv is a plain tcp or tcp6 server, and
-	// returns false and ln unchanged for any other.
-	Listen = func(srv any, ln net.Listener) (net.Listener, bool) { return ln, false }
+	// Socket returns a descriptor of ln's listening socket for the
+	// relay's event core to accept on, if srv (an endpoint.Server whose
+	// Listen made ln) is a plain tcp or tcp6 server; false for any other.
+	// The descriptor is a non-blocking, close-on-exec duplicate that the
+	// caller owns; the options srv gives each connection (TCP_NODELAY,
+	// keep-alive) are set on the listening socket, which Linux copies to
+	// every connection it accepts. ln stays the caller's.
+	Socket = func(srv any, ln net.Listener) (int, bool) { return -1, false }
 
 	// Client returns the Target of c (an endpoint.Client) if c is a plain
 	// tcp client of an IP literal, and false for any other.
 	Client = func(c any) (Target, bool) { return nil, false }
 )
-
-// A Conn is a connection a lean listener accepted: a bare non-blocking
-// descriptor, not in Go's poller, to be handed whole to code that owns
-// descriptors (the relay's event core). It is a net.Conn so that a
-// Service can count, detach and cut it; Read and Write fail.
-type Conn interface {
-	net.Conn
-	// TakeFD hands the descriptor over: the caller owns it from then on,
-	// and Close does nothing. It returns -1 if the connection was closed
-	// (a Service cutting it) or taken before.
-	TakeFD() int
-}
 
 // A Target starts non-blocking connects to one address, for an event loop
 // to complete.
@@ -40,7 +32,8 @@ type Target interface {
 	// Timeout is the client's timeout= argument (0: none).
 	Timeout() time.Duration
 	// Connect makes a non-blocking socket with the client's options and
-	// starts connecting it; the caller owns the descriptor.
+	// starts connecting it; the caller owns the descriptor. It never
+	// blocks: an event loop may call it.
 	Connect() (int, error)
 	// DialError makes a connect's failure the error Dial would return.
 	DialError(err error) error

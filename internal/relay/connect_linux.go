@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tether-endpoints/tether/internal/rawsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -95,7 +96,7 @@ func CoreAvailable() bool {
 func (p *Pair) connected(ev uint32) bool {
 	if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		errno := syscall.ECONNRESET
-		v, err := unix.GetsockoptInt(p.fd[1], unix.SOL_SOCKET, unix.SO_ERROR)
+		v, err := rawsys.GetsockoptInt(p.fd[1], unix.SOL_SOCKET, unix.SO_ERROR)
 		if err == nil && v != 0 {
 			errno = syscall.Errno(v)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tether-endpoints/tether/internal/rawsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,9 +67,12 @@ type Pair struct {
 	again    bool  // on l.again: a direction stopped with work left
 
 	done     func(Result)
-	closers  []io.Closer   // wrappers of the sockets, closed when the pair ends (see RelaySocket)
-	cause    error         // a Cut before Start, to apply when it starts
-	connect  *connectState // fd[1]'s connect, until it completes (AdoptConnecting)
+	srv      *Server        // the Server that accepted fd[0], which is told of the end instead of done
+	peer     netip.AddrPort // fd[0]'s peer, for srv
+	accepted int64          // when srv accepted fd[0], on the loops' clock
+	closers  []io.Closer    // wrappers of the sockets, closed when the pair ends (see RelaySocket)
+	cause    error          // a Cut before Start, to apply when it starts
+	connect  *connectState  // fd[1]'s connect, until it completes (AdoptConnecting)
 	started  bool
 	ended    bool
 	unsigned [2]bool
@@ -169,7 +174,7 @@ func (j *Joiner) Adopt(a, b net.Conn) (*Pair, bool) {
 func (p *Pair) closeFDs() {
 	for i, fd := range p.fd {
 		if fd >= 0 {
-			unix.Close(fd)
+			rawsys.Close(fd)
 			p.fd[i] = -1
 		}
 	}
@@ -196,11 +201,20 @@ func (p *Pair) Start(done func(Result)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	p.done, p.started = done, true
+	l.now = clock()
+	p.startLocked()
+}
+
+// startLocked starts a pair marked started: it applies a Cut made before,
+// puts the pair in the idle heap if it has a deadline, and moves what
+// epoll reported between Adopt and now (it is in the flags). Called with
+// l.mu held.
+func (p *Pair) startLocked() {
 	if p.cause != nil {
 		p.finish(p.cause, true)
 		return
 	}
-	l.now = clock()
+	l := p.l
 	p.last = l.now
 	if p.idle > 0 || (p.connect != nil && p.connect.by != 0) {
 		p.deadline = p.due()
@@ -209,7 +223,6 @@ func (p *Pair) Start(done func(Result)) {
 			l.setDeadline(p.deadline)
 		}
 	}
-	// Whatever epoll reported between Adopt and now is in the flags.
 	if p.connect == nil {
 		p.pumpBoth()
 	}
@@ -265,11 +278,12 @@ type loop struct {
 	werr     error // epoll_wait's error
 	waitFn   func(uintptr) bool
 	peekFn   func(uintptr)
+	servers  []*Server // by id (Joiner.Serve): whose listening sockets are in epfd
 }
 
 // collect takes the ready events without waiting.
 func (l *loop) collect(fd uintptr) {
-	l.n, l.werr = unix.EpollWait(int(fd), l.events[:], 0)
+	l.n, l.werr = rawsys.EpollPoll(int(fd), l.events[:])
 	if l.werr == unix.EINTR {
 		l.n, l.werr = 0, nil
 	}
@@ -337,6 +351,11 @@ func newLoop() (*loop, error) {
 func (l *loop) add(p *Pair) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.addLocked(p)
+}
+
+// addLocked is add, called with l.mu held.
+func (l *loop) addLocked(p *Pair) bool {
 	p.slot, p.gen = l.pairs.put(p)
 	p.dirs[0].writable, p.dirs[1].writable = true, true
 	for i, fd := range p.fd {
@@ -345,9 +364,9 @@ func (l *loop) add(p *Pair) bool {
 			Fd:     p.slot<<1 | int32(i),
 			Pad:    p.gen,
 		}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		if err := rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			if i == 1 {
-				unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.fd[0], nil)
+				rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.fd[0], nil)
 			}
 			l.pairs.release(p.slot)
 			return false
@@ -393,6 +412,13 @@ func (l *loop) run() {
 		now := clock()
 		l.now = now
 		for _, ev := range l.events[:n] {
+			if ev.Fd == -1 {
+				// A Server's listening socket (registered by Serve).
+				if s := l.servers[ev.Pad]; s != nil {
+					l.accept(s)
+				}
+				continue
+			}
 			slot, side := ev.Fd>>1, int(ev.Fd&1)
 			if int(slot) >= len(l.pairs.items) {
 				continue
@@ -445,7 +471,7 @@ func (p *Pair) event(side int, ev uint32) {
 		// A reset or other error: reported once by the kernel, so take it
 		// now, before a read sees only an end of file and passes a cut
 		// stream on as a clean end.
-		if v, err := unix.GetsockoptInt(p.fd[side], unix.SOL_SOCKET, unix.SO_ERROR); err == nil && v != 0 {
+		if v, err := rawsys.GetsockoptInt(p.fd[side], unix.SOL_SOCKET, unix.SO_ERROR); err == nil && v != 0 {
 			if p.started {
 				p.finish(sockErr(syscall.Errno(v)), true)
 			} else {
@@ -521,7 +547,7 @@ func (p *Pair) pump(i int) error {
 				// reset), one system call fewer than shutting it first.
 				return nil
 			}
-			if err := unix.Shutdown(dst, unix.SHUT_WR); err != nil {
+			if err := rawsys.Shutdown(dst, unix.SHUT_WR); err != nil {
 				return os.NewSyscallError("shutdown", err)
 			}
 			return nil
@@ -571,7 +597,7 @@ func (d *direction) readIn(src int) (int, error) {
 	}
 	if d.p != nil {
 		for {
-			n, err := unix.Splice(src, nil, d.p.w, nil, maxSplice, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			n, err := rawsys.Splice(src, d.p.w, maxSplice, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
 			switch err {
 			case unix.EINTR:
 				continue
@@ -593,7 +619,7 @@ func (d *direction) readIn(src int) (int, error) {
 		d.buf = getBuf()
 	}
 	for {
-		n, err := unix.Read(src, *d.buf)
+		n, err := rawsys.Read(src, *d.buf)
 		switch err {
 		case unix.EINTR:
 			continue
@@ -616,9 +642,7 @@ func (d *direction) writeOut(dst int) (int, error) {
 		var n int
 		var err error
 		if d.p != nil {
-			var m int64
-			m, err = unix.Splice(d.p.r, nil, dst, nil, d.p.data, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
-			n = int(m)
+			n, err = rawsys.Splice(d.p.r, dst, d.p.data, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
 			if err == nil {
 				if n == 0 {
 					return 0, io.ErrNoProgress
@@ -627,7 +651,7 @@ func (d *direction) writeOut(dst int) (int, error) {
 				return n, nil
 			}
 		} else {
-			n, err = unix.Write(dst, (*d.buf)[d.off:d.n])
+			n, err = rawsys.Write(dst, (*d.buf)[d.off:d.n])
 			if err == nil {
 				d.off += n
 				return n, nil
@@ -668,12 +692,12 @@ func (p *Pair) finish(err error, reset bool) {
 		// this pair's slot and generation, and are dropped as stale.
 		if reset {
 			if p.tcp[i] {
-				unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+				rawsys.SetLingerZero(fd)
 			} else {
 				p.unsigned[i] = true
 			}
 		}
-		unix.Close(fd)
+		rawsys.Close(fd)
 		p.fd[i] = -1
 		p.dirs[i].release()
 	}
@@ -682,23 +706,24 @@ func (p *Pair) finish(err error, reset bool) {
 		return // Adopt failed after add: nobody waits for a Result
 	}
 	r := Result{AToB: p.dirs[0].bytes, BToA: p.dirs[1].bytes, Err: err, Unsignalled: p.unsigned}
-	if p.done != nil {
-		l.report(p.done, r)
+	if p.done != nil || p.srv != nil {
+		l.report(p, r)
 	}
 }
 
-// A report is a pair's Result on its way to the pair's done.
+// A report is a pair's Result on its way to the pair's done, or its
+// Server's Ended.
 type report struct {
-	done func(Result)
-	r    Result
+	p *Pair
+	r Result
 }
 
-// report queues a Result for the loop's reporter goroutine, so that a done
-// that blocks (a log line to a slow writer) never stalls the loop, and no
-// goroutine is started per pair.
-func (l *loop) report(done func(Result), r Result) {
+// report queues p's Result for the loop's reporter goroutine, so that a
+// done that blocks (a log line to a slow writer) never stalls the loop,
+// and no goroutine is started per pair.
+func (l *loop) report(p *Pair, r Result) {
 	l.qmu.Lock()
-	l.queue = append(l.queue, report{done, r})
+	l.queue = append(l.queue, report{p, r})
 	l.qmu.Unlock()
 	select {
 	case l.kick <- struct{}{}:
@@ -714,7 +739,11 @@ func (l *loop) reporter() {
 		l.queue, l.spare = l.spare, nil
 		l.qmu.Unlock()
 		for i := range q {
-			q[i].done(q[i].r)
+			if p := q[i].p; p.srv != nil {
+				p.srv.ended(p, q[i].r)
+			} else {
+				p.done(q[i].r)
+			}
 		}
 		clear(q)
 		l.qmu.Lock()
