@@ -49,7 +49,7 @@ type connectState struct {
 }
 
 // AdoptConnecting hands the core two TCP descriptors it is to own: a,
-// connected (a lean.Conn's), and b, a non-blocking socket whose connect has
+// connected (one accepted on the lean path), and b, a non-blocking socket whose connect has
 // begun (a lean.Target's). The loop waits for b's connect to complete
 // before it moves a byte either way; if it fails or times out the pair
 // ends with a *DialError, a reset. Both must be non-blocking and

@@ -85,7 +85,8 @@ type direction struct {
 	buf      *[]byte // the fallback when no pipe can be had
 	off, n   int     // the buffer's bytes not yet written: buf[off:n]
 	bytes    int64   // moved so far
-	readable bool    // the source may have more: no EAGAIN since its last edge
+	readable bool    // the source may have more: no EAGAIN (or short read) since its last edge
+	hup      bool    // epoll has reported the source's end (or an error): read until it shows
 	writable bool    // the receiver may take more: no EAGAIN since its last edge
 	eof      bool    // the source has ended
 	done     bool    // the end is passed on (shutdown)
@@ -483,6 +484,9 @@ func (p *Pair) event(side int, ev uint32) {
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		p.dirs[side].readable = true
 	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		p.dirs[side].hup = true
+	}
 	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		p.dirs[1-side].writable = true
 	}
@@ -627,6 +631,13 @@ func (d *direction) readIn(src int) (int, error) {
 			d.off, d.n = 0, n
 			if n == len(*d.buf) {
 				d.bulk = true
+			} else if n > 0 && !d.hup {
+				// A short read took all the socket had: what comes later
+				// is a new edge (epoll is edge-triggered), so there is no
+				// need for the read that would say EAGAIN. Unless epoll
+				// has reported the end already: that edge is spent, and
+				// the next read shows it.
+				d.readable = false
 			}
 			return n, nil
 		case unix.EAGAIN:

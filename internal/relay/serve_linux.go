@@ -63,7 +63,7 @@ type Server struct {
 	fd         int  // the listening socket, -1 once closed
 	registered bool // in the loops' epolls
 	full       bool // at MaxConns: not accepting until a pair ends
-	backlog    bool // connections may have waited while full: Queued until the queue is seen empty
+	backlog    bool // a connection waited while full: Queued until the queue is seen empty
 	pause      time.Duration
 	paused     *time.Timer // not accepting after an accept failure, until it fires
 	active     int
@@ -237,7 +237,7 @@ func (s *Server) take() (fd int, peer netip.AddrPort, queued, ok bool) {
 	defer s.mu.Unlock()
 	for s.fd >= 0 && !s.full && s.paused == nil {
 		if max := s.cfg.MaxConns; max > 0 && s.active >= max {
-			s.full, s.backlog = true, true
+			s.full = true
 			s.wanted()
 			return -1, peer, false, false
 		}
@@ -349,9 +349,20 @@ func (s *Server) ended(p *Pair, r Result) {
 	s.active--
 	if s.full && (s.cfg.MaxConns <= 0 || s.active < s.cfg.MaxConns) {
 		s.full = false
+		// As Service does: what waits in the listen queue as the slot
+		// frees has waited for it.
+		s.backlog = s.fd >= 0 && listenQueued(s.fd)
 		s.wanted()
 	}
 	if s.fd < 0 && s.active == 0 {
 		close(s.drained)
 	}
+}
+
+// listenQueued says whether a connection waits in the listen queue of fd
+// now, polling without waiting.
+func listenQueued(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&unix.POLLIN != 0
 }
