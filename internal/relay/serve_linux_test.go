@@ -2,12 +2,16 @@ package relay
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -65,7 +69,8 @@ func connectTo(addr *net.TCPAddr) func() (int, error) {
 
 // backend listens on 127.0.0.1 and runs handle for each connection it
 // accepts, in a goroutine of its own, which closes the connection after;
-// it counts the connections.
+// it counts the connections. An accept that fails (out of descriptors,
+// TestServeAcceptPause) is tried again until the listener is closed.
 func backend(t *testing.T, handle func(net.Conn)) (*net.TCPAddr, *atomic.Int32) {
 	t.Helper()
 	ln := listen(t, "tcp")
@@ -73,8 +78,12 @@ func backend(t *testing.T, handle func(net.Conn)) (*net.TCPAddr, *atomic.Int32) 
 	go func() {
 		for {
 			c, err := ln.Accept()
-			if err != nil {
+			if errors.Is(err, net.ErrClosed) {
 				return
+			}
+			if err != nil {
+				time.Sleep(5 * time.Millisecond)
+				continue
 			}
 			n.Add(1)
 			go func() {
@@ -246,6 +255,20 @@ func wasReset(t *testing.T, c net.Conn) bool {
 		return false
 	}
 	return true
+}
+
+// pollFD waits up to five seconds for events on the bare descriptor fd.
+func pollFD(t *testing.T, fd int, events int16) {
+	t.Helper()
+	fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if n, err := unix.Poll(fds, 100); n > 0 {
+			return
+		} else if err != nil && err != unix.EINTR {
+			t.Fatal("poll:", err)
+		}
+	}
+	t.Fatalf("descriptor %d not ready for %#x within 5s", fd, events)
 }
 
 // activeIs waits until the Server has n pairs in hand.
@@ -679,6 +702,147 @@ func TestServeAcceptFatal(t *testing.T) {
 	case <-s.Drained():
 	case <-time.After(5 * time.Second):
 		t.Fatal("a stopped Server with no pair is not drained")
+	}
+}
+
+// TestServeAcceptPause: out of descriptors (RLIMIT_NOFILE lowered to the
+// lowest free one, for the whole process: no test here runs in parallel),
+// accept4 fails with EMFILE: the Server outlives it, telling AcceptFailed
+// of each failure with a pause that starts at 5 ms and doubles, and relays
+// the waiting connection once descriptors can be had again.
+func TestServeAcceptPause(t *testing.T) {
+	addr, _ := backend(t, echoBack)
+	type failure struct {
+		err   error
+		pause time.Duration
+	}
+	failures := make(chan failure, 100)
+	ts := serve(t, &Joiner{}, ServerConfig{Connect: connectTo(addr),
+		AcceptFailed: func(err error, pause time.Duration) { failures <- failure{err, pause} }})
+	port, _ := strconv.Atoi(ts.addr[strings.LastIndexByte(ts.addr, ':')+1:])
+	var saved unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &saved); err != nil {
+		t.Fatal(err)
+	}
+	restore := func() {
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &saved); err != nil {
+			panic("restoring RLIMIT_NOFILE: " + err.Error()) // the rest of the tests would fail oddly
+		}
+	}
+	// starve connects a client with the limit lowered, and returns its
+	// socket, the first three failures, and Accepted's count before,
+	// restoring the limit. Should a
+	// descriptor below the limit be closed meanwhile (a goroutine of an
+	// earlier test closing its connection), the Server may take it and
+	// accept (its connect then failing or not): then starve returns no
+	// failures, and the caller tries again.
+	starve := func() (int, []failure, int32) {
+		cfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		low, err := unix.Dup(cfd) // the lowest free number: with the limit there, none can be made
+		if err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(low)
+		lowered := saved
+		lowered.Cur = uint64(low)
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lowered); err != nil {
+			unix.Close(cfd)
+			t.Skip("cannot lower RLIMIT_NOFILE:", err)
+		}
+		defer restore()
+		accepted := ts.accepted.Load()
+		if err := unix.Connect(cfd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil && err != unix.EINPROGRESS {
+			restore()
+			t.Fatal("connect:", err)
+		}
+		var got []failure
+		for deadline := time.Now().Add(5 * time.Second); len(got) < 3; {
+			select {
+			case f := <-failures:
+				got = append(got, f)
+			case <-time.After(10 * time.Millisecond):
+				if ts.accepted.Load() > accepted {
+					return cfd, nil, accepted
+				}
+				if time.Now().After(deadline) {
+					restore()
+					t.Fatalf("AcceptFailed told of %d failures out of descriptors in 5s, want 3", len(got))
+				}
+			}
+		}
+		return cfd, got, accepted
+	}
+	var cfd int
+	var got []failure
+	var accepted int32
+	for attempt := 0; len(got) == 0; attempt++ {
+		if attempt == 5 {
+			t.Fatal("the Server accepted every time with the limit lowered: descriptors keep being freed")
+		}
+		if cfd, got, accepted = starve(); len(got) == 0 {
+			unix.Close(cfd)
+			ts.end(t)
+			// Failing on, the Server goes on doubling its pause from
+			// where it was (accept4 fails out of descriptors with an
+			// empty queue too): the next attempt's pauses start later.
+			for quiet := false; !quiet; {
+				select {
+				case <-failures:
+				case <-time.After(50 * time.Millisecond):
+					quiet = true
+				}
+			}
+		}
+	}
+	defer unix.Close(cfd)
+	// Relayed once the pause is over: an echo.
+	pollFD(t, cfd, unix.POLLOUT)
+	if _, err := unix.Write(cfd, []byte("x")); err != nil {
+		t.Fatal("client write:", err)
+	}
+	pollFD(t, cfd, unix.POLLIN)
+	buf := make([]byte, 1)
+	if n, err := unix.Read(cfd, buf); n != 1 || err != nil || buf[0] != 'x' {
+		t.Fatalf("client read %q, %v after descriptors were free; want the echo", buf[:max(n, 0)], err)
+	}
+	if n := ts.accepted.Load() - accepted; n != 1 {
+		t.Errorf("Accepted ran %d times for the starved connection once descriptors were free, want 1", n)
+	}
+	select {
+	case <-ts.Stopped():
+		t.Errorf("the Server stopped (%v) for a failure it outlives", ts.Err())
+	default:
+	}
+	// The goroutines that call AcceptFailed may run out of order.
+	for quiet := false; !quiet; {
+		select {
+		case f := <-failures:
+			got = append(got, f)
+		case <-time.After(50 * time.Millisecond):
+			quiet = true
+		}
+	}
+	slices.SortFunc(got, func(a, b failure) int { return cmp.Compare(a.pause, b.pause) })
+	want := 5 * time.Millisecond
+	for want < got[0].pause && want < time.Second {
+		want *= 2 // a retried attempt: see above
+	}
+	for _, f := range got {
+		if !errors.Is(f.err, unix.EMFILE) {
+			t.Errorf("AcceptFailed told of %v, want EMFILE", f.err)
+		}
+		if f.pause != want {
+			var pauses []time.Duration
+			for _, f := range got {
+				pauses = append(pauses, f.pause)
+			}
+			t.Errorf("pauses %v: want 5ms doubling, up to 1s", pauses)
+			break
+		}
+		want = min(2*want, time.Second)
 	}
 }
 
