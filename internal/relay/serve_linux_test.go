@@ -863,3 +863,24 @@ func TestServeDeclines(t *testing.T) {
 		t.Errorf("the descriptor Serve declined is not open: %v", err)
 	}
 }
+
+// TestServeQueuedOnlyWhenWaited: Queued counts only connections that
+// waited in the listen queue at MaxConns, as Service.Queued does
+// (endpoint's TestServiceQueued): with MaxConns 1, a connection made after
+// the one before it has ended never waited, and is not counted.
+func TestServeQueuedOnlyWhenWaited(t *testing.T) {
+	addr, _ := backend(t, echoBack)
+	ts := serve(t, &Joiner{}, ServerConfig{Connect: connectTo(addr), MaxConns: 1})
+	for i := range 3 {
+		c := ts.dial(t)
+		roundTrip(t, c, "x")
+		c.Close()
+		if e := ts.end(t); e.r.Err != nil {
+			t.Fatalf("connection %d ended with %v", i, e.r.Err)
+		}
+		ts.activeIs(t, 0)
+	}
+	if n := ts.queued.Load(); n != 0 {
+		t.Errorf("Queued ran %d times for 3 connections made one after another, none of which waited; want 0", n)
+	}
+}
