@@ -37,7 +37,7 @@ type ServerConfig struct {
 	// the listen queue for a pair to end (at MaxConns), as it is accepted;
 	// like Accepted, on a loop.
 	Queued func()
-	// Ended is called once for each connection accepted, when its pair
+	// Ended (required) is called once for each connection accepted, when its pair
 	// has ended and both sockets are closed, with the peer's address,
 	// when it was accepted, and the Result (whose Err is a *DialError
 	// if the connect failed). It runs in the loop's reporter goroutine:
@@ -119,7 +119,12 @@ func (j *Joiner) Serve(fd int, cfg ServerConfig) (*Server, error) {
 }
 
 // register puts the listening socket in every loop's epoll (on) or takes
-// it out. EPOLLEXCLUSIVE: a new connection wakes one loop, not all.
+// it out. Every loop is woken for a new connection, and all but one find
+// nothing to accept: EPOLLEXCLUSIVE cannot help, since no thread blocks in
+// the loops' epoll_wait (each epoll is watched by Go's poller). Arming
+// one loop at a time instead (EPOLLONESHOT, the next loop armed after each
+// batch, round robin) was tried and not kept: it doubled the context
+// switches per connection (docs/relay-core.md).
 // Called with s.mu held.
 func (s *Server) register(on bool) error {
 	if on == s.registered {
@@ -128,7 +133,7 @@ func (s *Server) register(on bool) error {
 	for i, l := range loops {
 		var err error
 		if on {
-			ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: -1, Pad: s.id}
+			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: -1, Pad: s.id}
 			err = rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev)
 		} else {
 			err = rawsys.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
@@ -157,7 +162,19 @@ func (s *Server) wanted() {
 
 // Stop stops accepting and closes the listening socket; the pairs in hand
 // go on. It may be called more than once.
-func (s *Server) Stop() { s.mu.Lock(); s.stopLocked(nil); s.mu.Unlock() }
+func (s *Server) Stop() {
+	s.mu.Lock()
+	s.stopLocked(nil)
+	s.mu.Unlock()
+	// The loops forget s (an event still in flight for it finds nil).
+	for _, l := range loops {
+		l.mu.Lock()
+		if int(s.id) < len(l.servers) {
+			l.servers[s.id] = nil
+		}
+		l.mu.Unlock()
+	}
+}
 
 func (s *Server) stopLocked(err error) {
 	if s.fd < 0 {
