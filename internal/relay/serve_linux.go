@@ -340,7 +340,45 @@ func (l *loop) accept(s *Server) {
 		}
 		p.done, p.started = nil, true
 		p.startLocked()
+		if !p.ended {
+			p.speculate()
+		}
 	}
+}
+
+// speculate passes on what the client has sent already, if the connect
+// has completed (on loopback it completes within connect(2)), as haproxy
+// does: the server behind finds the request with the connection instead
+// of waiting for it, and the loop saves an epoll round. A read that finds
+// nothing, or a write that finds the connect in progress (EAGAIN), leaves
+// the pair to its events as before; a write that fails otherwise is the
+// connect's failure. Called with l.mu held.
+func (p *Pair) speculate() {
+	d := &p.dirs[0]
+	d.readable = true
+	n, err := d.readIn(p.fd[0])
+	if err != nil || n == 0 {
+		// Nothing yet (the events will say when), or the client's end or
+		// error, which a read will show again once connected.
+		if err == unix.EAGAIN {
+			d.readable = false
+		}
+		d.release()
+		return
+	}
+	m, err := rawsys.Write(p.fd[1], (*d.buf)[d.off:d.n])
+	switch err {
+	case nil:
+	case unix.EAGAIN:
+		return // the bytes stay in flight until the connect's EPOLLOUT
+	default:
+		p.connectFailed(os.NewSyscallError("connect", err))
+		return
+	}
+	d.off += m
+	d.bytes += int64(m)
+	p.connected(unix.EPOLLOUT)
+	p.pumpBoth()
 }
 
 // abandon ends a pair that never made it into the loop: its sockets are
