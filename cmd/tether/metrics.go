@@ -26,6 +26,9 @@ type metrics struct {
 	active   prometheus.Gauge
 	ended    *prometheus.CounterVec
 	bytes    *prometheus.CounterVec
+	// The series end adds to, looked up once: not by label per connection.
+	endedBy          map[string]prometheus.Counter
+	fromPeer, toPeer prometheus.Counter
 	duration prometheus.Histogram
 	dial     prometheus.Histogram
 	queued   prometheus.Counter
@@ -79,10 +82,12 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every reason is there from the start, at 0, so that a rate over it
 	// has a series to work on.
+	m.endedBy = map[string]prometheus.Counter{}
 	for _, r := range []string{endDone, endDialFailed, endTLSFailed, endBadHeader, endIdleTimeout, endDrainCut, endError,
 		endHeaderFailed} {
-		m.ended.WithLabelValues(r)
+		m.endedBy[r] = m.ended.WithLabelValues(r)
 	}
+	m.fromPeer, m.toPeer = m.bytes.WithLabelValues("from_peer"), m.bytes.WithLabelValues("to_peer")
 	return m
 }
 
@@ -114,9 +119,13 @@ func (m *metrics) end(reason string, start time.Time, fromPeer, toPeer int64) {
 	if m == nil {
 		return
 	}
-	m.ended.WithLabelValues(reason).Inc()
-	m.bytes.WithLabelValues("from_peer").Add(float64(fromPeer))
-	m.bytes.WithLabelValues("to_peer").Add(float64(toPeer))
+	c, ok := m.endedBy[reason]
+	if !ok {
+		c = m.ended.WithLabelValues(reason)
+	}
+	c.Inc()
+	m.fromPeer.Add(float64(fromPeer))
+	m.toPeer.Add(float64(toPeer))
 	m.duration.Observe(time.Since(start).Seconds())
 }
 
