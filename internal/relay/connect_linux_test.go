@@ -103,20 +103,7 @@ func TestConnectingRelay(t *testing.T) {
 		c.Write(down)
 	}()
 	client, _, res, dones := connecting(t, ln.Addr().(*net.TCPAddr), 5*time.Second)
-	go func() {
-		client.Write(up)
-		client.(*net.TCPConn).CloseWrite()
-	}()
-	got, err := io.ReadAll(client)
-	if err != nil {
-		t.Fatal("client read:", err)
-	}
-	if !bytes.Equal(got, down) {
-		t.Errorf("client got %d bytes, want %d, intact", len(got), len(down))
-	}
-	if sum := <-served; sum != sha256.Sum256(up) {
-		t.Error("server got a different stream")
-	}
+	exchange(t, client, up, down, served)
 	r := <-res
 	if r.Err != nil || r.AToB != int64(len(up)) || r.BToA != int64(len(down)) {
 		t.Errorf("Result %+v", r)
@@ -240,5 +227,26 @@ func TestConnectingServerReset(t *testing.T) {
 	}
 	if r := <-res; r.Err == nil {
 		t.Error("Result without an error after a reset")
+	}
+}
+
+// exchange sends up through client and half-closes it, reads to the end,
+// and checks that the answer is down and that the server (which sends the
+// SHA-256 of what it read on served) got up intact.
+func exchange(t *testing.T, client net.Conn, up, down []byte, served <-chan [sha256.Size]byte) {
+	t.Helper()
+	go func() {
+		client.Write(up)
+		client.(*net.TCPConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatal("client read:", err)
+	}
+	if !bytes.Equal(got, down) {
+		t.Errorf("client got %d bytes, want %d, intact", len(got), len(down))
+	}
+	if sum := <-served; sum != sha256.Sum256(up) {
+		t.Error("server got a different stream")
 	}
 }

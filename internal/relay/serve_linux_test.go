@@ -303,20 +303,7 @@ func TestServeRelay(t *testing.T) {
 		Connecting: Connecting{Timeout: 5 * time.Second, Done: func(time.Duration) { dones.Add(1) }}})
 	before := time.Now()
 	client := ts.dial(t)
-	go func() {
-		client.Write(up)
-		client.(*net.TCPConn).CloseWrite()
-	}()
-	got, err := io.ReadAll(client)
-	if err != nil {
-		t.Fatal("client read:", err)
-	}
-	if !bytes.Equal(got, down) {
-		t.Errorf("client got %d bytes, want %d intact", len(got), len(down))
-	}
-	if sum := <-served; sum != sha256.Sum256(up) {
-		t.Error("the backend got a different stream")
-	}
+	exchange(t, client, up, down, served)
 	e := ts.end(t)
 	if e.r.Err != nil || e.r.AToB != int64(len(up)) || e.r.BToA != int64(len(down)) {
 		t.Errorf("Result = %d, %d, %v; want %d, %d, nil", e.r.AToB, e.r.BToA, e.r.Err, len(up), len(down))
