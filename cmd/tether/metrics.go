@@ -29,11 +29,11 @@ type metrics struct {
 	// The series end adds to, looked up once: not by label per connection.
 	endedBy          map[string]prometheus.Counter
 	fromPeer, toPeer prometheus.Counter
-	duration prometheus.Histogram
-	dial     prometheus.Histogram
-	queued   prometheus.Counter
-	limit    prometheus.Gauge
-	draining atomic.Bool
+	duration         prometheus.Histogram
+	dial             prometheus.Histogram
+	queued           prometheus.Counter
+	limit            prometheus.Gauge
+	draining         atomic.Bool
 }
 
 // The reasons a connection ended, as tether_connections_ended_total's

@@ -171,3 +171,10 @@ func addrPort(raw *unix.RawSockaddrAny) netip.AddrPort {
 	}
 	return netip.AddrPort{}
 }
+
+// Send is send(2) (sendto with no address): with MSG_MORE, the bytes wait
+// in the socket for what follows (a shutdown's FIN goes out with them).
+func Send(fd int, p []byte, flags int) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), uintptr(flags), 0, 0)
+	return int(n), errno(e)
+}

@@ -527,6 +527,14 @@ func (p *Pair) pump(i int) error {
 			if !d.writable {
 				return nil
 			}
+			if d.hup && !d.eof && d.p == nil {
+				// The source's end has been reported: read it now, so that
+				// the write goes out with the FIN (see writeOut). The read
+				// is one the direction makes anyway.
+				if err := d.readMore(src); err != nil {
+					return err
+				}
+			}
 			n, err := d.writeOut(dst)
 			if n > 0 {
 				d.bytes += int64(n)
@@ -647,6 +655,29 @@ func (d *direction) readIn(src int) (int, error) {
 	}
 }
 
+// readMore reads into the buffer's free end, after the bytes in flight:
+// a read of 0 is the source's end. EAGAIN is not an error here.
+func (d *direction) readMore(src int) error {
+	for d.n < len(*d.buf) {
+		n, err := rawsys.Read(src, (*d.buf)[d.n:])
+		switch err {
+		case unix.EINTR:
+			continue
+		case nil:
+			if n == 0 {
+				d.eof = true
+			}
+			d.n += n
+			return nil
+		case unix.EAGAIN:
+			d.readable = false
+			return nil
+		}
+		return os.NewSyscallError("read", err)
+	}
+	return nil
+}
+
 // writeOut writes what is in flight to the receiver.
 func (d *direction) writeOut(dst int) (int, error) {
 	for {
@@ -662,7 +693,15 @@ func (d *direction) writeOut(dst int) (int, error) {
 				return n, nil
 			}
 		} else {
-			n, err = rawsys.Write(dst, (*d.buf)[d.off:d.n])
+			if d.eof {
+				// The last bytes: MSG_MORE holds them for the shutdown or
+				// close that follows at once, so that they and the FIN
+				// go out in one segment (and are acknowledged with one),
+				// as haproxy's do.
+				n, err = rawsys.Send(dst, (*d.buf)[d.off:d.n], unix.MSG_MORE|unix.MSG_NOSIGNAL)
+			} else {
+				n, err = rawsys.Write(dst, (*d.buf)[d.off:d.n])
+			}
 			if err == nil {
 				d.off += n
 				return n, nil

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // coreJoin is Join through the event core: it adopts the pair (failing the
@@ -538,5 +540,70 @@ func TestCoreRelaySocket(t *testing.T) {
 	}
 	if n := w.closes.Load(); n != 1 {
 		t.Fatalf("the wrapper was closed %d times by the end; want once", n)
+	}
+}
+
+// rawFD returns a non-blocking duplicate of c's socket, closed at the
+// test's end.
+func rawFD(t *testing.T, c net.Conn) int {
+	t.Helper()
+	f, err := c.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	fd := int(f.Fd())
+	if err := unix.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+func segsIn(t *testing.T, c net.Conn) uint32 {
+	t.Helper()
+	var info *unix.TCPInfo
+	var ierr error
+	rc, _ := c.(*net.TCPConn).SyscallConn()
+	rc.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+	if ierr != nil {
+		t.Fatal(ierr)
+	}
+	return info.Segs_in
+}
+
+// TestLastBytesCarryFIN: a direction whose source has ended, as epoll
+// reported, sends its last bytes with the FIN in one segment (MSG_MORE,
+// then shutdown), as haproxy does; without the report, the bytes go at
+// once and the FIN follows in a segment of its own. Counted on the
+// receiver (TCP_INFO's segments in; loopback delivers as it sends).
+func TestLastBytesCarryFIN(t *testing.T) {
+	for _, c := range []struct {
+		hup  bool
+		segs uint32
+	}{{true, 1}, {false, 2}} {
+		srcPeer, srcRelay := connPair(t, "tcp")
+		dstPeer, dstRelay := connPair(t, "tcp")
+		srcPeer.Write([]byte("x"))
+		srcPeer.(*net.TCPConn).CloseWrite()
+		time.Sleep(10 * time.Millisecond) // the FIN is in (not needed on loopback; cheap)
+		p := &Pair{l: &loop{}, fd: [2]int{rawFD(t, srcRelay), rawFD(t, dstRelay)}, hidx: -1}
+		p.dirs[0] = direction{readable: true, writable: true, hup: c.hup}
+		before := segsIn(t, dstPeer)
+		for range 2 { // the second round reads the end if the first did not
+			if err := p.pump(0); err != nil {
+				t.Fatal(err)
+			}
+			p.dirs[0].readable = true
+		}
+		if !p.dirs[0].done {
+			t.Fatalf("hup %v: the direction did not end", c.hup)
+		}
+		if got := segsIn(t, dstPeer) - before; got != c.segs {
+			t.Errorf("hup %v: the receiver got %d segments, want %d", c.hup, got, c.segs)
+		}
+		dstPeer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if got, err := io.ReadAll(dstPeer); string(got) != "x" || err != nil {
+			t.Errorf("hup %v: the receiver read %q, %v; want x and the end", c.hup, got, err)
+		}
 	}
 }
