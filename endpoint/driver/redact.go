@@ -185,7 +185,7 @@ func (r *redactor) inside(s string, p piece, depth int) []span {
 				}
 			}
 		}
-		return found
+		return wholeIfUnbalanced(s, p, found)
 	}
 	// The piece is all of s: one segment whose ':' and '=' are all in a
 	// bracket. Read what the bracket holds.
@@ -193,7 +193,42 @@ func (r *redactor) inside(s string, p piece, depth int) []span {
 		return nil
 	}
 	inner := s[p.lo+1 : p.bracket]
-	return mapSpans(inner, p.lo+1, r.spans(unescape(inner), depth+1))
+	return wholeIfUnbalanced(s, p, mapSpans(inner, p.lo+1, r.spans(unescape(inner), depth+1)))
+}
+
+// wholeIfUnbalanced returns found, the spans to hide within the piece p of
+// s, unless one of them holds a '[' or ']' without its partner (a value
+// password=a]b, read one level down, where ']' is an ordinary character):
+// hiding it would change which brackets match at the levels above, so that
+// the redacted string no longer parses, or parses otherwise. Then the
+// whole piece is hidden instead; should the piece itself be unbalanced,
+// the level above hides more in turn.
+func wholeIfUnbalanced(s string, p piece, found []span) []span {
+	for _, sp := range found {
+		if !bracketsBalanced(s[sp.lo:sp.hi]) {
+			return []span{{p.lo, p.hi}}
+		}
+	}
+	return found
+}
+
+// bracketsBalanced reports whether every unescaped '[' in s is closed by
+// a later ']' in s, and every ']' closes one.
+func bracketsBalanced(s string) bool {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '[':
+			depth++
+		case ']':
+			if depth--; depth < 0 {
+				return false
+			}
+		}
+	}
+	return depth == 0
 }
 
 // unescape returns the text of a piece: every backslash makes the next

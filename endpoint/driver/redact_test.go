@@ -147,6 +147,9 @@ func TestRedactInPlace(t *testing.T) {
 		`socks5:h:1:password=a:password=b:proxy=`: `socks5:h:1:password=xxxxx:password=xxxxx:proxy=`,
 		// A bracketed value is one value.
 		`socks5:h:1:password=[a:b]:username=u`: `socks5:h:1:password=xxxxx:username=u`,
+		// A secret with a bracket of its own, inside a bracket: hiding it
+		// alone would leave the outer '[' unclosed (found by FuzzSecret).
+		`tls:h:443:endpoint=[x[password=hunter2]]:sni=h`: `tls:h:443:endpoint=xxxxx:sni=h`,
 		// Wrappers, however many.
 		strings.Repeat("haproxy:", 40) + "socks5:h:1:password=hunter2:username=u": strings.Repeat("haproxy:", 40) + "socks5:h:1:password=xxxxx:username=u",
 		// passwordFile= is a path, not a secret.
