@@ -604,9 +604,7 @@ func serveUntilSignal(e *env, name string, srv endpoint.Server, h endpoint.Handl
 	}
 	var svc server
 	if sf.lean != nil {
-		if ls := sf.lean(srv, ln, sf, drain); ls != nil {
-			svc = ls
-		}
+		svc = sf.lean(srv, ln, sf, drain)
 	}
 	if svc == nil {
 		s := &endpoint.Service{Handler: h, MaxConns: sf.maxConns, DrainTimeout: drain, Log: log}
