@@ -15,7 +15,7 @@ import (
 // goroutine waits for it and the socket never enters Go's poller.
 
 // A DialError is a pair's Result error when its second socket's connect
-// failed or timed out (AdoptConnecting): nothing was relayed, and the
+// failed or timed out (a Server's pair): nothing was relayed, and the
 // first socket was reset.
 type DialError struct{ Err error }
 
@@ -24,7 +24,7 @@ func (e *DialError) Error() string { return e.Err.Error() }
 // Unwrap returns the connect's error.
 func (e *DialError) Unwrap() error { return e.Err }
 
-// Connecting says how AdoptConnecting completes a connect.
+// Connecting says how the core completes a Server's connects.
 type Connecting struct {
 	// Timeout bounds the connect (0: only the system's own bound).
 	Timeout time.Duration
@@ -48,38 +48,7 @@ type connectState struct {
 	c     Connecting
 }
 
-// AdoptConnecting hands the core two TCP descriptors it is to own: a,
-// connected (one accepted on the lean path), and b, a non-blocking socket whose connect has
-// begun (a lean.Target's). The loop waits for b's connect to complete
-// before it moves a byte either way; if it fails or times out the pair
-// ends with a *DialError, a reset. Both must be non-blocking and
-// close-on-exec. It returns false, owning neither, when the core cannot
-// take them (switched off, out of memory for epoll): the caller closes
-// them. Otherwise the pair is as Adopt's, started with Start.
-func (j *Joiner) AdoptConnecting(a, b int, c Connecting) (*Pair, bool) {
-	if coreOff {
-		return nil, false
-	}
-	l, err := pickLoop()
-	if err != nil {
-		return nil, false
-	}
-	now := clock()
-	cs := &connectState{start: now, c: c}
-	if c.Timeout > 0 {
-		cs.by = now + int64(c.Timeout)
-	}
-	p := &Pair{l: l, fd: [2]int{a, b}, tcp: [2]bool{true, true}, hidx: -1, connect: cs}
-	if idle := j.IdleTimeout; idle > 0 {
-		p.idle = int64(idle)
-	}
-	if !l.add(p) {
-		return nil, false
-	}
-	return p, true
-}
-
-// CoreAvailable says whether Adopt and AdoptConnecting can take pairs at
+// CoreAvailable says whether Adopt and Serve can take pairs at
 // all here: Linux, the core not switched off (TETHER_RELAY_CORE=off), its
 // loops started.
 func CoreAvailable() bool {
@@ -123,17 +92,14 @@ func (p *Pair) connected(ev uint32) bool {
 	return true
 }
 
-// connectFailed ends a connecting pair with err as its dial error.
+// connectFailed ends a connecting pair with err as its dial error. A
+// Server starts its pairs as it registers them, under the loop's lock, so
+// a connecting pair is always started.
 func (p *Pair) connectFailed(err error) {
 	if w := p.connect.c.Wrap; w != nil {
 		err = w(err)
 	}
-	err = &DialError{Err: err}
-	if p.started {
-		p.finish(err, true)
-	} else if p.cause == nil {
-		p.cause = err
-	}
+	p.finish(&DialError{Err: err}, true)
 }
 
 // endConnect ends the connecting phase, if the pair is in it, for finish.

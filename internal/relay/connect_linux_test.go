@@ -14,71 +14,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// acceptedFD returns a client connection and the relay's side of it as a
-// bare non-blocking descriptor, as the lean path accepts it.
-func acceptedFD(t *testing.T) (net.Conn, int) {
+// connecting relays a fresh client, accepted by a Server, to addr, and
+// returns the client, a function that cuts its pair, its Result and how
+// many times Done ran.
+func connecting(t *testing.T, addr *net.TCPAddr, timeout time.Duration) (net.Conn, func(error), <-chan Result, *atomic.Int32) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	rc, _ := ln.(*net.TCPListener).SyscallConn()
-	fd := -1
-	var aerr error
-	rc.Control(func(lfd uintptr) {
-		for i := 0; i < 500; i++ {
-			if fd, _, aerr = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC); aerr != unix.EAGAIN {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-	if aerr != nil {
-		t.Fatal(aerr)
-	}
-	return client, fd
-}
-
-// startConnect starts a non-blocking connect to addr, as a lean.Target does.
-func startConnect(t *testing.T, addr *net.TCPAddr) int {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sa := &unix.SockaddrInet4{Port: addr.Port}
-	copy(sa.Addr[:], addr.IP.To4())
-	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
-		unix.Close(fd)
-		t.Fatal(err)
-	}
-	return fd
-}
-
-// connecting relays a fresh client through AdoptConnecting to addr, and
-// returns the client, the Pair, its Result and how many times Done ran.
-func connecting(t *testing.T, addr *net.TCPAddr, timeout time.Duration) (net.Conn, *Pair, <-chan Result, *atomic.Int32) {
-	t.Helper()
-	client, in := acceptedFD(t)
-	up := startConnect(t, addr)
 	var dones atomic.Int32
-	p, ok := (&Joiner{}).AdoptConnecting(in, up, Connecting{Timeout: timeout,
+	ts := serve(t, &Joiner{}, ServerConfig{Connect: connectTo(addr), Connecting: Connecting{Timeout: timeout,
 		Wrap: func(err error) error { return &net.OpError{Op: "dial", Net: "tcp", Err: err} },
-		Done: func(time.Duration) { dones.Add(1) }})
-	if !ok {
-		unix.Close(in)
-		unix.Close(up)
-		t.Fatal("AdoptConnecting declined")
+		Done: func(time.Duration) { dones.Add(1) }}})
+	client := ts.dial(t)
+	// Once Accepted has run, the pair is in a loop (Accepted runs under
+	// the loop's lock, which a cut takes).
+	for deadline := time.Now().Add(10 * time.Second); ts.accepted.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the Server did not accept")
+		}
 	}
 	ch := make(chan Result, 1)
-	p.Start(func(r Result) { ch <- r })
-	return client, p, ch, &dones
+	go func() { ch <- ts.end(t).r }()
+	return client, ts.Cut, ch, &dones
 }
 
 // TestConnectingRelay: a pair whose upstream is still connecting relays
@@ -185,9 +140,9 @@ func TestConnectingTimeout(t *testing.T) {
 // TestConnectingCut: a cut while connecting ends the pair with the cut's
 // cause (not a dial error) and resets the client; Done still runs once.
 func TestConnectingCut(t *testing.T) {
-	client, p, res, dones := connecting(t, blackHole(t), 0)
+	client, cut, res, dones := connecting(t, blackHole(t), 0)
 	cause := errors.New("drain timeout")
-	p.Cut(cause)
+	cut(cause)
 	r := <-res
 	if r.Err != cause {
 		t.Errorf("Result error %v, want the cut's cause", r.Err)

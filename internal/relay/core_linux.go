@@ -72,7 +72,7 @@ type Pair struct {
 	accepted int64          // when srv accepted fd[0], on the loops' clock
 	closers  []io.Closer    // wrappers of the sockets, closed when the pair ends (see RelaySocket)
 	cause    error          // a Cut before Start, to apply when it starts
-	connect  *connectState  // fd[1]'s connect, until it completes (AdoptConnecting)
+	connect  *connectState  // fd[1]'s connect, until it completes (a Server's pair)
 	started  bool
 	ended    bool
 	unsigned [2]bool

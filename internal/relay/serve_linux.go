@@ -84,8 +84,8 @@ var serverIDs struct {
 }
 
 // Serve accepts connections on fd, a listening TCP socket, in the core's
-// loops, until Stop: each is relayed, as AdoptConnecting's pairs are, to
-// a socket that cfg.Connect starts connecting. fd must be non-blocking and
+// loops, until Stop: each is relayed to a socket that cfg.Connect starts
+// connecting, once the connect completes. fd must be non-blocking and
 // close-on-exec; the Server owns it from then on, and closes it when it
 // stops. It returns an error, owning nothing, if the core cannot take fd
 // (switched off, or epoll refusing it).
