@@ -549,6 +549,9 @@ func setDefaultLogger(e *env, log *slog.Logger) {
 // logEnd writes the line that ends every connection.
 func logEnd(log *slog.Logger, m *metrics, peer string, start time.Time, fromPeer, toPeer int64, err error, more ...any) {
 	m.end(reasonOf(err), start, fromPeer, toPeer)
+	if !log.Enabled(context.Background(), slog.LevelInfo) {
+		return // --quiet: nothing to build the line for, once per connection
+	}
 	attrs := append([]any{"peer", peer, "duration", time.Since(start), "from_peer", fromPeer, "to_peer", toPeer}, more...)
 	if err != nil {
 		attrs = append(attrs, "error", err)

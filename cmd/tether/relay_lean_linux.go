@@ -79,7 +79,11 @@ func (r *relayCmd) leanEnded(peer netip.AddrPort, start time.Time, res relay.Res
 		r.log.Warn("dial failed; connection reset", "peer", peer.String(), "duration", time.Since(start), "error", de.Err)
 		return
 	}
-	logEnd(r.log, r.m, peer.String(), start, res.AToB, res.BToA, res.Err)
+	p := ""
+	if r.log.Enabled(context.Background(), slog.LevelInfo) {
+		p = peer.String() // not made for a line --quiet drops
+	}
+	logEnd(r.log, r.m, p, start, res.AToB, res.BToA, res.Err)
 }
 
 // A leanServer is a relay.Server behind the server interface, with a
