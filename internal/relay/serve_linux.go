@@ -47,7 +47,8 @@ type ServerConfig struct {
 	// Server outlives (out of descriptors or memory): it stops accepting
 	// for pause, which starts at 5 ms and doubles to 1 s while accepts
 	// go on failing, as Service's accept loop does. Called in a goroutine
-	// of its own.
+	// of its own. (A connect that gets no socket for the same reasons
+	// pauses accepting too; its connection's Result says why.)
 	AcceptFailed func(err error, pause time.Duration)
 }
 
@@ -240,10 +241,8 @@ func acceptErr(err error) (skip, pause bool) {
 		unix.ENETDOWN, unix.ENOPROTOOPT, unix.EHOSTDOWN, unix.ENONET, unix.EHOSTUNREACH,
 		unix.EOPNOTSUPP, unix.ENETUNREACH:
 		return true, false
-	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-		return false, true
 	}
-	return false, false
+	return false, outOfResources(err)
 }
 
 // take accepts one connection for l, unless the Server is not accepting
@@ -273,21 +272,45 @@ func (s *Server) take() (fd int, peer netip.AddrPort, queued, ok bool) {
 		case skip:
 			continue
 		case pause:
-			if s.pause == 0 {
-				s.pause = 5 * time.Millisecond
-			} else if s.pause *= 2; s.pause > time.Second {
-				s.pause = time.Second
-			}
-			s.paused = time.AfterFunc(s.pause, s.resume)
-			s.wanted()
-			if f := s.cfg.AcceptFailed; f != nil {
-				go f(os.NewSyscallError("accept4", err), s.pause)
-			}
+			s.pauseLocked(os.NewSyscallError("accept4", err))
 		default:
 			s.stopLocked(os.NewSyscallError("accept4", err))
 		}
 	}
 	return -1, peer, false, false
+}
+
+// pauseLocked stops accepting for a while after a failure for want of
+// descriptors or memory: 5 ms, doubling to 1 s while failures go on, so
+// that the connections wait in the listen queue for pairs to end rather
+// than being taken only to be dropped. An accept's failure, if given, goes
+// to AcceptFailed (a connect's is its pair's Result). Called with s.mu
+// held.
+func (s *Server) pauseLocked(acceptErr error) {
+	if s.paused != nil || s.fd < 0 {
+		return
+	}
+	if s.pause == 0 {
+		s.pause = 5 * time.Millisecond
+	} else if s.pause *= 2; s.pause > time.Second {
+		s.pause = time.Second
+	}
+	s.paused = time.AfterFunc(s.pause, s.resume)
+	s.wanted()
+	if f := s.cfg.AcceptFailed; f != nil && acceptErr != nil {
+		go f(acceptErr, s.pause)
+	}
+}
+
+// outOfResources reports whether err says the process or system is out of
+// descriptors or memory.
+func outOfResources(err error) bool {
+	for _, e := range []error{unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // resume ends a pause after an accept failure.
@@ -322,6 +345,14 @@ func (l *loop) accept(s *Server) {
 				d(time.Duration(clock() - now))
 			}
 			p.abandon(&DialError{Err: err})
+			if outOfResources(err) {
+				// No socket for the connect: the next connections would
+				// fail the same way. Leave them queued for a while.
+				s.mu.Lock()
+				s.pauseLocked(nil)
+				s.mu.Unlock()
+				return
+			}
 			continue
 		}
 		p.fd[1] = up

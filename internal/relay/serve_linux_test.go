@@ -871,3 +871,43 @@ func TestServeQueuedOnlyWhenWaited(t *testing.T) {
 		t.Errorf("Queued ran %d times for 3 connections made one after another, none of which waited; want 0", n)
 	}
 }
+
+// TestServeConnectOutOfFDs: a connect that gets no socket for want of
+// descriptors resets its client and pauses accepting (5 ms at least each
+// time), so that the connections waiting in the queue are not taken at
+// full speed only to be reset; AcceptFailed is not told (the Result says
+// why). With 30 connections queued and every connect failing so, the
+// Server takes at most one per pause in each loop (every loop may be
+// taking one as the pause ends).
+func TestServeConnectOutOfFDs(t *testing.T) {
+	var calls atomic.Int32
+	var told atomic.Int32
+	ts := serve(t, &Joiner{}, ServerConfig{
+		Connect: func() (int, error) {
+			calls.Add(1)
+			return -1, os.NewSyscallError("socket", unix.EMFILE)
+		},
+		AcceptFailed: func(error, time.Duration) { told.Add(1) },
+	})
+	start := time.Now()
+	for range 30 {
+		c, err := net.DialTimeout("tcp", ts.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	time.Sleep(50 * time.Millisecond)
+	n, elapsed := calls.Load(), time.Since(start)
+	if most := (int32(elapsed/(5*time.Millisecond)) + 1) * int32(len(loops)); n > most || n == 0 {
+		t.Errorf("%d connects in %v with every one out of descriptors; want 1 to %d (one per pause and loop)", n, elapsed, most)
+	}
+	e := ts.end(t)
+	var de *DialError
+	if !errors.As(e.r.Err, &de) || !errors.Is(e.r.Err, unix.EMFILE) {
+		t.Errorf("Result error %v, want a DialError around EMFILE", e.r.Err)
+	}
+	if told.Load() != 0 {
+		t.Error("AcceptFailed was told of a connect's failure")
+	}
+}
