@@ -115,18 +115,11 @@ func (l *leanServer) Serve(ctx context.Context, ln net.Listener) error {
 	if shutdown {
 		return nil
 	}
-	drain, cancel := context.WithCancel(context.Background())
-	if l.drain >= 0 {
-		drain, cancel = context.WithTimeout(context.Background(), l.drain)
-	} else {
-		cancel()
-	}
+	// A negative drain timeout cuts at once: a context already ended.
+	drain, cancel := context.WithTimeout(context.Background(), max(l.drain, 0))
 	defer cancel()
 	l.Shutdown(drain)
-	if err := l.s.Err(); err != nil {
-		return err
-	}
-	return nil
+	return l.s.Err()
 }
 
 // Shutdown stops accepting and waits for the pairs in hand to end; if ctx
