@@ -16,14 +16,19 @@ import (
 
 // connecting relays a fresh client, accepted by a Server, to addr, and
 // returns the client, a function that cuts its pair, its Result and how
-// many times Done ran.
-func connecting(t *testing.T, addr *net.TCPAddr, timeout time.Duration) (net.Conn, func(error), <-chan Result, *atomic.Int32) {
+// many times Done ran. The client is nil if its dial was reset already:
+// the Server may reset a connection it has just accepted before the
+// client's connect returns (see clientReset).
+func connecting(t *testing.T, addr *net.TCPAddr, timeout time.Duration) (*clientSide, func(error), <-chan Result, *atomic.Int32) {
 	t.Helper()
 	var dones atomic.Int32
 	ts := serve(t, &Joiner{}, ServerConfig{Connect: connectTo(addr), Connecting: Connecting{Timeout: timeout,
 		Wrap: func(err error) error { return &net.OpError{Op: "dial", Net: "tcp", Err: err} },
 		Done: func(time.Duration) { dones.Add(1) }}})
-	client := ts.dial(t)
+	c, _, err := ts.dialFrom(t)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatal(err)
+	}
 	// Once Accepted has run, the pair is in a loop (Accepted runs under
 	// the loop's lock, which a cut takes).
 	for deadline := time.Now().Add(10 * time.Second); ts.accepted.Load() == 0; time.Sleep(time.Millisecond) {
@@ -33,7 +38,25 @@ func connecting(t *testing.T, addr *net.TCPAddr, timeout time.Duration) (net.Con
 	}
 	ch := make(chan Result, 1)
 	go func() { ch <- ts.end(t).r }()
-	return client, ts.Cut, ch, &dones
+	return &clientSide{Conn: c, dialErr: err}, ts.Cut, ch, &dones
+}
+
+// A clientSide is a client of connecting: its connection, or the error
+// its dial ended with.
+type clientSide struct {
+	net.Conn
+	dialErr error
+}
+
+// reset says whether the client saw a reset: on its dial, or reading.
+func (c *clientSide) reset(t *testing.T) error {
+	t.Helper()
+	if c.dialErr != nil {
+		return c.dialErr
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := c.Read(make([]byte, 1))
+	return err
 }
 
 // TestConnectingRelay: a pair whose upstream is still connecting relays
@@ -58,7 +81,10 @@ func TestConnectingRelay(t *testing.T) {
 		c.Write(down)
 	}()
 	client, _, res, dones := connecting(t, ln.Addr().(*net.TCPAddr), 5*time.Second)
-	exchange(t, client, up, down, served)
+	if client.Conn == nil {
+		t.Fatal(client.dialErr)
+	}
+	exchange(t, client.Conn, up, down, served)
 	r := <-res
 	if r.Err != nil || r.AToB != int64(len(up)) || r.BToA != int64(len(down)) {
 		t.Errorf("Result %+v", r)
@@ -84,8 +110,7 @@ func TestConnectingRefused(t *testing.T) {
 	if !errors.As(r.Err, &de) || !errors.As(r.Err, &oe) || !errors.Is(r.Err, syscall.ECONNREFUSED) {
 		t.Errorf("Result error %v, want a DialError around the refusal", r.Err)
 	}
-	client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+	if err := client.reset(t); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("client read %v, want a reset", err)
 	}
 	if n := dones.Load(); n != 1 {
@@ -128,8 +153,7 @@ func TestConnectingTimeout(t *testing.T) {
 	if !errors.As(r.Err, &de) || !errors.Is(r.Err, syscall.ETIMEDOUT) {
 		t.Errorf("Result error %v, want a DialError timing out", r.Err)
 	}
-	client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+	if err := client.reset(t); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("client read %v, want a reset", err)
 	}
 	if n := dones.Load(); n != 1 {
@@ -147,8 +171,7 @@ func TestConnectingCut(t *testing.T) {
 	if r.Err != cause {
 		t.Errorf("Result error %v, want the cut's cause", r.Err)
 	}
-	client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+	if err := client.reset(t); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("client read %v, want a reset", err)
 	}
 	if n := dones.Load(); n != 1 {
@@ -175,6 +198,9 @@ func TestConnectingServerReset(t *testing.T) {
 		c.Close()
 	}()
 	client, _, res, _ := connecting(t, ln.Addr().(*net.TCPAddr), 5*time.Second)
+	if client.Conn == nil {
+		t.Fatal(client.dialErr)
+	}
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, err = io.ReadAll(client)
 	if !errors.Is(err, syscall.ECONNRESET) {
