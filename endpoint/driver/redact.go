@@ -99,10 +99,17 @@ func (r *redactor) spans(s string, depth int) []span {
 		cur      = piece{bracket: -1}
 		segStart = true // at the start of a value: a '[' here may open a bracket
 		end      = len(s)
+		// afterSecret is set while the segments since a secret's value
+		// have all been positional: a ':' in a password that the user
+		// did not escape (password=abc:def) splits the secret there, and
+		// what follows must not be shown as an argument of its own.
+		afterSecret bool
 	)
 	finish := func(hi int) {
 		cur.hi = hi
 		switch {
+		case !isKw && afterSecret:
+			out[len(out)-1].hi = hi
 		case !isKw:
 			out = append(out, r.inside(s, cur, depth)...)
 		case len(r.inside(s, key, depth)) > 0:
@@ -111,9 +118,12 @@ func (r *redactor) spans(s string, depth int) []span {
 			out = append(out, span{segLo, hi})
 		case r.isSecret(s[key.lo:key.hi]):
 			out = append(out, span{cur.lo, cur.hi})
+			afterSecret = true
+			return
 		default:
 			out = append(out, r.inside(s, cur, depth)...)
 		}
+		afterSecret = afterSecret && !isKw
 	}
 scan:
 	for i := 0; i < len(s); i++ {

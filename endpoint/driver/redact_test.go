@@ -141,10 +141,16 @@ func TestRedactInPlace(t *testing.T) {
 		"tls:db:443:endpoint=" + endpoint.Quote("socks5:db:443:proxy="+endpoint.Quote("tcp:p:1080")+":username=u:password=hunter2"): `tls:db:443:endpoint=socks5\:db\:443\:proxy\=tcp\\\:p\\\:1080\:username\=u\:password\=xxxxx`,
 		"tls:db:443:endpoint=" + endpoint.Quote("socks5:db:443:password=a\\:b:username=u"):                                          `tls:db:443:endpoint=socks5\:db\:443\:password\=xxxxx\:username\=u`,
 		// Strings that do not parse keep what makes them fail.
-		`socks5:h:1:password=hunter2:x\`:          `socks5:h:1:password=xxxxx:x\`,
+		`socks5:h:1:password=hunter2:x\`:          `socks5:h:1:password=xxxxx\`,
 		`socks5:h:1:password=hunter2:host=[::1`:   `socks5:h:1:password=xxxxx:host=[::1`,
 		`socks5:h:1:password=[hunter2`:            `socks5:h:1:password=xxxxx`,
 		`socks5:h:1:password=a:password=b:proxy=`: `socks5:h:1:password=xxxxx:password=xxxxx:proxy=`,
+		// A ':' left unescaped in a password: what follows, up to the next
+		// keyword, is the rest of the secret, not an argument to show.
+		`socks5:h:1:password=abc:def`:                                                    `socks5:h:1:password=xxxxx`,
+		`socks5:h:1:password=abc:d:e:username=u`:                                         `socks5:h:1:password=xxxxx:username=u`,
+		`socks5:h:1:username=u:password=abc:[d:e]:x=1`:                                   `socks5:h:1:username=u:password=xxxxx:x=1`,
+		"tls:h:443:endpoint=" + endpoint.Quote("socks5:h:1:password=abc:def") + ":sni=h": `tls:h:443:endpoint=socks5\:h\:1\:password\=xxxxx:sni=h`,
 		// A bracketed value is one value.
 		`socks5:h:1:password=[a:b]:username=u`: `socks5:h:1:password=xxxxx:username=u`,
 		// A secret with a bracket of its own, inside a bracket: hiding it
