@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,11 +78,17 @@ func conns(addr string, d time.Duration, conc int, count int64, cfg *tls.Config)
 	start := time.Now()
 	stop := start.Add(d)
 	var wg sync.WaitGroup
+	// Each client's connection times, merged at the end: a relay that
+	// leaves some connections waiting on a timer (a delayed ACK, say)
+	// shows in the tail long before it shows in the rate.
+	times := make([][]time.Duration, conc)
 	for w := 0; w < conc; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			b := []byte{byte(w), 0}
+			mine := make([]time.Duration, 0, 1<<16)
+			defer func() { times[w] = mine }()
 			for {
 				if count > 0 {
 					if issued.Add(1) > count {
@@ -90,7 +97,11 @@ func conns(addr string, d time.Duration, conc int, count int64, cfg *tls.Config)
 				} else if !time.Now().Before(stop) {
 					return
 				}
+				t0 := time.Now()
 				st, err := answerOnce(addr, cfg, b)
+				if err == nil {
+					mine = append(mine, time.Since(t0))
+				}
 				if st != nil {
 					firstState.CompareAndSwap(nil, st)
 					if st.DidResume {
@@ -102,10 +113,21 @@ func conns(addr string, d time.Duration, conc int, count int64, cfg *tls.Config)
 		}()
 	}
 	wg.Wait()
-	extra := ""
+	extra := latencies(slices.Concat(times...))
 	if st := firstState.Load(); st != nil {
-		extra = fmt.Sprintf("%s resumed_total=%d", describeState(*st), resumed.Load())
+		extra += fmt.Sprintf("%s resumed_total=%d", describeState(*st), resumed.Load())
 	}
 	n.print(start, extra)
 	return nil
+}
+
+// latencies describes the connection times: the median, the 99th and
+// 99.9th percentiles and the longest, in microseconds.
+func latencies(d []time.Duration) string {
+	if len(d) == 0 {
+		return ""
+	}
+	slices.Sort(d)
+	at := func(q float64) int64 { return d[int(q*float64(len(d)-1))].Microseconds() }
+	return fmt.Sprintf(" p50_us=%d p99_us=%d p999_us=%d max_us=%d", at(0.5), at(0.99), at(0.999), d[len(d)-1].Microseconds())
 }
