@@ -33,6 +33,7 @@
 #             (tether-tls-join: TETHER_RELAY_PARK=off, a goroutine per
 #             direction of a TLS pair, as before).
 #   METRICS="tlsmem tlshs" runs only the metrics named (default: all).
+#   PEERS="tether haproxy tether-tls haproxy-tls" keeps only the peers named.
 #
 # tether is measured three ways in bulk, cps and mem: as it runs by default
 # (plain pairs on the event core, docs/relay-core.md), with --metrics
@@ -307,10 +308,19 @@ mem() {
 	stop_peer
 }
 
-bulk_peers="direct tether tether-metrics tether-goroutines haproxy socat-b256k socat${twisted:+ twisted}"
-cps_peers="direct tether tether-nolean tether-metrics tether-goroutines haproxy socat"
-mem_peers="tether tether-metrics tether-goroutines haproxy${twisted:+ twisted}"
-tls_peers="tether-tls tether-tls-join haproxy-tls stunnel"
+# PEERS="tether haproxy" keeps only those peers in every metric (default:
+# all), for more runs of the comparison that matters in the same minutes.
+pick() {
+	local k out=
+	for k in "$@"; do
+		if [ -z "${PEERS:-}" ] || [[ " $PEERS " == *" $k "* ]]; then out+="$k "; fi
+	done
+	echo "$out"
+}
+bulk_peers=$(pick direct tether tether-metrics tether-goroutines haproxy socat-b256k socat${twisted:+ twisted})
+cps_peers=$(pick direct tether tether-nolean tether-metrics tether-goroutines haproxy socat)
+mem_peers=$(pick tether tether-metrics tether-goroutines haproxy${twisted:+ twisted})
+tls_peers=$(pick tether-tls tether-tls-join haproxy-tls stunnel)
 # METRICS="tlsmem tlshs" measures only those (with SYSCALL_CONNS=0 SCALE=0
 # for a quick look while developing); default: all.
 want() { [ -z "${METRICS:-}" ] || [[ " $METRICS " == *" $1 "* ]]; }

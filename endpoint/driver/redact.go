@@ -35,8 +35,10 @@ func secretNames() []string {
 // can. Where the string is unclear it hides more rather than less: a key
 // that ends in a secret argument's name, in any case and with any escapes
 // (xpassword=, PASSWORD=, pass\word=), has its value hidden too, and so
-// does one in a value that is not an endpoint string, or in a bracket.
-// Nested more than 32 levels deep (twice MaxNesting), everything after
+// does one in a value that is not an endpoint string, or in a bracket;
+// and the positional pieces that follow a secret's value, up to the next
+// keyword, are hidden with it, as the rest of a password whose ':' was
+// not escaped (password=abc:def shows as password=xxxxx). Nested more than 32 levels deep (twice MaxNesting), everything after
 // the first such key is hidden.
 func Redact(s string) string {
 	names := secretNames()
