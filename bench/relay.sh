@@ -17,8 +17,9 @@
 #             relay, not the client's ephemeral ports; after 1,000
 #             connections not counted (start-up). With the rate, the
 #             connection times' median, 99th and 99.9th percentiles and
-#             longest (p50_us ... max_us). direct, tether, haproxy, socat
-#             with fork.
+#             longest (p50_us ... max_us), and a table of the 99th
+#             percentile (tlshs has one too). direct, tether, haproxy,
+#             socat with fork.
 #   mem       the relay's RSS (VmRSS of it and any children) with $HOLD
 #             (default 2000) idle connections, each verified by an echo,
 #             minus before, divided by $HOLD; and the file descriptors per
@@ -260,7 +261,7 @@ bulk() {
 
 # conns METRIC KIND RUN SECONDS [loadgen flags]
 conns() {
-	local m=$1 k=$2 r=$3 s=$4 out v
+	local m=$1 k=$2 r=$3 s=$4 out v p99
 	shift 4
 	start_peer "$k" "$ANSWER"
 	# Steady state: 1,000 connections first, not counted, so that no
@@ -268,9 +269,11 @@ conns() {
 	"$LG" conns -addr "127.0.0.1:$PEER_PORT" -count 1000 -concurrency "$CPS_CONCURRENCY" "$@" >/dev/null 2>&1 || true
 	out=$("$LG" conns -addr "127.0.0.1:$PEER_PORT" -duration "${s}s" -concurrency "$CPS_CONCURRENCY" "$@" 2>&1) || true
 	v=$(echo "$out" | field cps)
+	p99=$(echo "$out" | field p99_us)
 	# Failed connections fail the run: a rate bought with errors is no rate.
-	[ "$(echo "$out" | field failed)" = 0 ] || v=FAIL
+	[ "$(echo "$out" | field failed)" = 0 ] || v=FAIL p99=FAIL
 	rec "$m" "$k" "$r" "${v:-FAIL}"
+	rec "$m.p99" "$k" "$r" "${p99:-FAIL}"
 	echo "run $r $m $k: $out"
 	stop_peer
 }
@@ -468,10 +471,12 @@ echo "# results"
 echo
 table bulk "Bulk, one stream of $BYTES bytes, CRC-32C checked, MB/s (10^6 B/s):" 0 tether $bulk_peers
 table cps "Connections per second, server closes first, $CPS_CONCURRENCY at a time for ${CPS_SECONDS}s:" 0 tether $cps_peers
+table cps.p99 "Connection time, 99th percentile, µs (the same runs; lower is better):" 0 tether $cps_peers
 table mem "RSS per idle relayed connection, KiB ($HOLD held, each echoed once; lower is better):" 1 tether $mem_peers
 table mem.fds "File descriptors per idle relayed connection:" 2 tether $mem_peers
 table tlsbulk "TLS 1.3 terminated by the relay, bulk, MB/s:" 0 tether-tls $tls_peers
 table tlshs "TLS 1.3 full handshakes per second (connect, handshake, one byte each way, server closes first), $CPS_CONCURRENCY at a time for ${HS_SECONDS}s:" 0 tether-tls $tls_peers
+table tlshs.p99 "TLS connection time (with its full handshake), 99th percentile, µs (the same runs; lower is better):" 0 tether-tls $tls_peers
 table tlsmem "RSS per idle TLS connection, KiB ($HOLD held, each echoed once; lower is better):" 1 tether-tls $tls_peers
 for k in tether tether-ka0 tether-nolean haproxy; do [ -e "$work/syscalls.$k" ] && cat "$work/syscalls.$k"; done
 echo
