@@ -81,13 +81,14 @@ func (p *Pair) connected(ev uint32) bool {
 		cs.c.Done(time.Duration(now - cs.start))
 	}
 	p.last = now
-	if p.hidx >= 0 {
-		if p.idle == 0 {
-			heap.Remove(&p.l.idle, p.hidx)
-		} else {
-			p.deadline = now + p.idle
-			heap.Fix(&p.l.idle, p.hidx)
-		}
+	switch {
+	case p.hidx >= 0 && p.idle == 0:
+		heap.Remove(&p.l.idle, p.hidx)
+	case p.hidx >= 0:
+		p.deadline = now + p.idle
+		heap.Fix(&p.l.idle, p.hidx)
+	case p.idle > 0:
+		p.watchIdle() // the idle timeout starts now
 	}
 	return true
 }

@@ -215,17 +215,26 @@ func (p *Pair) startLocked() {
 		p.finish(p.cause, true)
 		return
 	}
-	l := p.l
-	p.last = l.now
-	if p.idle > 0 || (p.connect != nil && p.connect.by != 0) {
-		p.deadline = p.due()
-		heap.Push(&l.idle, p)
-		if l.deadline == 0 || p.deadline < l.deadline {
-			l.setDeadline(p.deadline)
-		}
+	p.last = p.l.now
+	// While connecting, only the connect's own deadline counts: the idle
+	// timeout starts once connected (connected), as Join's starts after
+	// the dial.
+	if cs := p.connect; cs != nil && cs.by != 0 || cs == nil && p.idle > 0 {
+		p.watchIdle()
 	}
 	if p.connect == nil {
 		p.pumpBoth()
+	}
+}
+
+// watchIdle puts p in the idle heap, due at p.due(), and moves the loop's
+// deadline up if p is due first. Called with l.mu held.
+func (p *Pair) watchIdle() {
+	l := p.l
+	p.deadline = p.due()
+	heap.Push(&l.idle, p)
+	if l.deadline == 0 || p.deadline < l.deadline {
+		l.setDeadline(p.deadline)
 	}
 }
 

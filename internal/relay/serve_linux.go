@@ -111,9 +111,13 @@ func (j *Joiner) Serve(fd int, cfg ServerConfig) (*Server, error) {
 		l.mu.Unlock()
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.register(true); err != nil {
+	err := s.register(true)
+	if err != nil {
 		s.fd = -1
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.forget()
 		return nil, err
 	}
 	return s, nil
@@ -167,7 +171,12 @@ func (s *Server) Stop() {
 	s.mu.Lock()
 	s.stopLocked(nil)
 	s.mu.Unlock()
-	// The loops forget s (an event still in flight for it finds nil).
+	s.forget()
+}
+
+// forget takes s out of the loops (an event still in flight for it finds
+// nil).
+func (s *Server) forget() {
 	for _, l := range loops {
 		l.mu.Lock()
 		if int(s.id) < len(l.servers) {
@@ -388,12 +397,20 @@ func (p *Pair) speculate() {
 	d := &p.dirs[0]
 	d.readable = true
 	n, err := d.readIn(p.fd[0])
-	if err != nil || n == 0 {
-		// Nothing yet (the events will say when), or the client's end or
-		// error, which a read will show again once connected.
-		if err == unix.EAGAIN {
-			d.readable = false
-		}
+	switch {
+	case err == unix.EAGAIN:
+		// Nothing yet: the events will say when.
+		d.readable = false
+		d.release()
+		return
+	case err != nil:
+		// The client's reset. The kernel reports it to this read only:
+		// from now on epoll shows a hang-up without EPOLLERR and a read
+		// an end of file, which would pass the cut on as a clean end.
+		p.finish(err, true)
+		return
+	case n == 0:
+		// The client's end, which a read shows again once connected.
 		d.release()
 		return
 	}

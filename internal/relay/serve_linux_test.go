@@ -123,6 +123,12 @@ type testServer struct {
 func serve(t *testing.T, j *Joiner, cfg ServerConfig) *testServer {
 	t.Helper()
 	fd, addr := listenFD(t)
+	return serveFD(t, j, cfg, fd, addr)
+}
+
+// serveFD is serve on fd, a listening socket from listenFD, at addr.
+func serveFD(t *testing.T, j *Joiner, cfg ServerConfig, fd int, addr string) *testServer {
+	t.Helper()
 	ts := &testServer{addr: addr, ends: make(chan serverEnd, 100)}
 	cfg.Accepted = func() { ts.accepted.Add(1) }
 	cfg.Queued = func() { ts.queued.Add(1) }
@@ -392,6 +398,75 @@ func TestServeConnectFails(t *testing.T) {
 			t.Errorf("Ended's peer = %v, want the client's address %v", e.peer, peer)
 		}
 	})
+}
+
+// TestServeResetBeforeAccept: a client that resets its connection while
+// it waits in the listen queue ends with that reset, which the kernel
+// reports once, to the first read (the loop's, made as it accepts): Ended
+// has the error, and the backend is reset too, not given an end of file
+// that would pass the cut stream on as whole.
+func TestServeResetBeforeAccept(t *testing.T) {
+	saw := make(chan error, 1)
+	addr, _ := backend(t, func(c net.Conn) {
+		_, err := io.ReadAll(c)
+		saw <- err
+	})
+	fd, laddr := listenFD(t)
+	c, err := net.DialTimeout("tcp", laddr, 5*time.Second)
+	if err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close() // a reset, now in the queued connection
+	ts := serveFD(t, &Joiner{}, ServerConfig{Connect: connectTo(addr)}, fd, laddr)
+	if e := ts.end(t); !errors.Is(e.r.Err, syscall.ECONNRESET) {
+		t.Errorf("Result.Err = %v, want the client's reset (ECONNRESET)", e.r.Err)
+	}
+	select {
+	case err := <-saw:
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("the backend read to %v, want a reset", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the connect did not reach the backend")
+	}
+}
+
+// TestServeIdleNotDuringConnect: the idle timeout starts once the connect
+// has completed, as Join's starts after the dial; a connect that takes
+// longer (here, to a backend whose listen queue is full, so that its
+// kernel drops the SYN until the retry a second later) is bounded by
+// Connecting.Timeout only, and is not ended as idle.
+func TestServeIdleNotDuringConnect(t *testing.T) {
+	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(lfd) })
+	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(lfd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(lfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*unix.SockaddrInet4).Port}
+	filler, err := net.DialTimeout("tcp", addr.String(), 5*time.Second) // the queue's one place
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { filler.Close() })
+
+	const idle = 100 * time.Millisecond
+	ts := serve(t, &Joiner{IdleTimeout: idle}, ServerConfig{Connect: connectTo(addr)})
+	ts.dial(t)
+	time.Sleep(5 * idle)
+	ts.noEnd(t)
+	ts.activeIs(t, 1)
 }
 
 // TestServeAccepted: many clients at once are each accepted once (spread
