@@ -163,7 +163,9 @@ func addrPort(raw *unix.RawSockaddrAny) netip.AddrPort {
 	case unix.AF_INET6:
 		r := (*unix.RawSockaddrInet6)(unsafe.Pointer(raw))
 		p := (*[2]byte)(unsafe.Pointer(&r.Port))
-		ip := netip.AddrFrom16(r.Addr)
+		// An IPv4 client of a dual-stack socket is shown as IPv4, as
+		// Go's net shows it.
+		ip := netip.AddrFrom16(r.Addr).Unmap()
 		if r.Scope_id != 0 {
 			ip = ip.WithZone(strconv.FormatUint(uint64(r.Scope_id), 10))
 		}
