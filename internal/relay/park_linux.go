@@ -140,8 +140,12 @@ func (p *Parked) Start(done func(Result)) {
 	p.mu.Lock()
 	p.done, p.started = done, true
 	if p.closed {
-		// Cut before Start: the directions never ran.
+		// Cut before Start: the directions never ran. The Cut may still
+		// be resetting the connections in another goroutine; teardown
+		// (its sync.Once) returns once it has, so that done never runs
+		// before both are reset.
 		p.mu.Unlock()
+		p.teardown(nil, false)
 		p.settle()
 		return
 	}

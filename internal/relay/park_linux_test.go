@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -258,6 +259,51 @@ func TestParkCut(t *testing.T) {
 		p.Start(func(r Result) { ch <- r })
 		check(t, client, server, ch)
 	})
+}
+
+// slowClose is a connection whose Close takes a while, and says when it
+// has returned.
+type slowClose struct {
+	net.Conn
+	closed atomic.Bool
+}
+
+func (c *slowClose) Close() error {
+	time.Sleep(200 * time.Millisecond)
+	err := c.Conn.Close()
+	c.closed.Store(true)
+	return err
+}
+
+func (c *slowClose) NetConn() net.Conn { return c.Conn }
+
+// TestParkStartDuringCut: a Start that comes while a Cut in another
+// goroutine is still resetting the connections reports the Result only
+// once the Cut is over: done may close what it was given, and must not
+// close, cleanly, a connection the Cut has not reset yet.
+func TestParkStartDuringCut(t *testing.T) {
+	var slow *slowClose
+	a, _ := tlsPairCA(t, testpeer.NewCA(t, "relay-test"), func(c net.Conn) net.Conn {
+		slow = &slowClose{Conn: c}
+		return slow
+	})
+	b, server := connPair(t, "tcp")
+	var j Joiner
+	p, ok := j.Park(a, b)
+	if !ok {
+		t.Fatal("Park declined")
+	}
+	go p.Cut(errors.New("drain cut"))
+	time.Sleep(50 * time.Millisecond) // the Cut is in the slow Close
+	res := make(chan bool, 1)
+	p.Start(func(Result) { res <- slow.closed.Load() })
+	if closed := <-res; !closed {
+		t.Error("done ran before the Cut had closed the TLS connection")
+	}
+	server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := server.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("upstream after the cut: Read = %v; want a reset", err)
+	}
 }
 
 // TestParkIdle: a parked pair silent for the idle timeout is cut with
