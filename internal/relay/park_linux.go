@@ -241,7 +241,9 @@ func (p *Parked) run(i int) {
 // already), read under a past deadline, which touches the socket only if
 // it holds no complete record and then times out (crypto/tls does not keep
 // a timeout as its error); only if the socket has bytes is it read, and
-// then it may wait for the rest of a record.
+// then it waits for the rest of a record for parkLinger at most: a peer
+// that sends part of a record and stops gets its direction parked (what
+// it sent stays in crypto/tls), not a goroutine and a buffer held for it.
 func (p *Parked) read(i int, b []byte) (int, error) {
 	src := p.conns[i]
 	if !p.wrapped[i] {
@@ -265,7 +267,16 @@ func (p *Parked) read(i int, b []byte) (int, error) {
 		}
 		return 0, err
 	}
-	return src.Read(b)
+	src.SetReadDeadline(time.Now().Add(parkLinger))
+	n, err = src.Read(b)
+	src.SetReadDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if n == 0 {
+			return 0, errWouldBlock
+		}
+		err = nil
+	}
+	return n, err
 }
 
 // parkLinger is how long a direction that has just moved bytes waits for

@@ -306,6 +306,48 @@ func TestParkStartDuringCut(t *testing.T) {
 	}
 }
 
+// TestParkPartialRecord: a TLS peer that sends the start of a record and
+// stops does not hold a goroutine or a buffer: the direction parks with
+// the part in crypto/tls, and the rest, when it comes, is relayed.
+func TestParkPartialRecord(t *testing.T) {
+	var raw net.Conn
+	client, a := tlsPairCA(t, testpeer.NewCA(t, "relay-test"), func(c net.Conn) net.Conn {
+		raw = &batching{Conn: c}
+		return raw
+	})
+	b, server := connPair(t, "tcp")
+	_, res := parkStart(t, &Joiner{}, a, b)
+	waitParked(t)
+	// Hold the record back, then send its first 3 bytes only.
+	bt := raw.(*batching)
+	bt.mu.Lock()
+	bt.hold = true
+	bt.mu.Unlock()
+	if _, err := client.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	bt.mu.Lock()
+	rec := bt.held
+	bt.held, bt.hold = nil, false
+	bt.mu.Unlock()
+	if _, err := bt.Conn.Write(rec[:3]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // longer than parkLinger
+	waitParked(t)
+	if _, err := bt.Conn.Write(rec[3:]); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(server, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("upstream read %q, %v; want hello", buf, err)
+	}
+	client.Close()
+	server.Close()
+	wait(t, res)
+}
+
 // TestParkIdle: a parked pair silent for the idle timeout is cut with
 // ErrIdle and both sides reset.
 func TestParkIdle(t *testing.T) {
