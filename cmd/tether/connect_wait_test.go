@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,24 +23,25 @@ import (
 func TestConnectWait(t *testing.T) {
 	t.Run("unix", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "late.sock")
+		served := make(chan error, 1)
 		go func() {
 			time.Sleep(150 * time.Millisecond)
 			// A socket file that refuses: left by a server that is gone.
-			stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-			if err != nil {
-				t.Error(err)
+			// It is bound and never listened on, so that no connection
+			// attempt can be accepted by it in the meantime.
+			if err := boundUnixFile(path); err != nil {
+				served <- err
 				return
 			}
-			stale.SetUnlinkOnClose(false)
-			stale.Close()
 			time.Sleep(150 * time.Millisecond)
 			os.Remove(path)
 			ln, err := net.Listen("unix", path)
 			if err != nil {
-				t.Error(err)
+				served <- err
 				return
 			}
 			t.Cleanup(func() { ln.Close() })
+			served <- nil
 			echoServer(ln)
 		}()
 		start := time.Now()
@@ -50,19 +52,24 @@ func TestConnectWait(t *testing.T) {
 		if d := time.Since(start); d < 300*time.Millisecond {
 			t.Errorf("connect --wait returned after %v, before the server listened", d)
 		}
+		if err := <-served; err != nil {
+			t.Errorf("the late server: %v", err)
+		}
 	})
 	t.Run("tcp", func(t *testing.T) {
 		ln, target := listenTest(t, "tcp")
 		addr := ln.Addr().String()
 		ln.Close() // refused until it listens again
+		served := make(chan error, 1)
 		go func() {
 			time.Sleep(200 * time.Millisecond)
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
-				t.Error(err) // the port was taken meanwhile: rare
+				served <- err // the port was taken meanwhile: rare
 				return
 			}
 			t.Cleanup(func() { ln.Close() })
+			served <- nil
 			echoServer(ln)
 		}()
 		// The flag after the endpoint string, as a person may put it.
@@ -70,7 +77,22 @@ func TestConnectWait(t *testing.T) {
 		if code != exitOK || out != "hello" || errOut != "" {
 			t.Errorf("connect --wait = %d, %q, %q", code, out, errOut)
 		}
+		if err := <-served; err != nil {
+			t.Errorf("the late server: %v", err)
+		}
 	})
+}
+
+// boundUnixFile leaves a unix socket file at path that refuses every
+// connection, as one left by a server that is gone does: the socket is
+// bound, never listened on, and closed.
+func boundUnixFile(path string) error {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	return syscall.Bind(fd, &syscall.SockaddrUnix{Name: path})
 }
 
 // TestConnectWaitGivesUp: --wait ends when its duration has passed,
