@@ -53,16 +53,23 @@ func running() int {
 
 // waitParked waits until no parked pair has a goroutine (each direction
 // parks once its source has nothing more), and fails the test if that does
-// not happen within seconds.
+// not happen within seconds. None must be seen for settle on end: a pair
+// just started has not begun its goroutines yet, and one just ended may
+// still be leaving them.
 func waitParked(t *testing.T) {
 	t.Helper()
+	const settle = 20 * time.Millisecond
 	deadline := time.Now().Add(10 * time.Second)
-	for (running() != 0 || buffersHeld.Load() != 0) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	var n int
+	var b int64
+	for since := time.Now(); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if n, b = running(), buffersHeld.Load(); n != 0 || b != 0 {
+			since = time.Now()
+		} else if time.Since(since) >= settle {
+			return
+		}
 	}
-	if n, b := running(), buffersHeld.Load(); n != 0 || b != 0 {
-		t.Fatalf("%d goroutines and %d buffers held by parked pairs, want none", n, b)
-	}
+	t.Fatalf("%d goroutines and %d buffers held by parked pairs, want none", n, b)
 }
 
 // echo sends msg from one end and reads it at the other.
