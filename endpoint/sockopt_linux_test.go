@@ -140,16 +140,31 @@ func TestSocketOptions(t *testing.T) {
 		defer c.Close()
 		s := <-got
 		defer s.Close()
-		raw := s.(interface{ NetConn() net.Conn }).NetConn().(interface{ NetConn() net.Conn }).NetConn().(*net.TCPConn)
+		raw := tcpUnder(t, s)
 		if v := sockopt(t, raw, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT); v != 3000 {
 			t.Errorf("tls server's connection: TCP_USER_TIMEOUT = %d, want 3000", v)
 		}
 		if v := sockopt(t, raw, unix.IPPROTO_TCP, unix.TCP_NODELAY); v != 0 {
 			t.Errorf("tls server's connection: TCP_NODELAY = %d, want 0", v)
 		}
-		craw := c.(interface{ NetConn() net.Conn }).NetConn().(*net.TCPConn)
+		craw := tcpUnder(t, c)
 		if v := sockopt(t, craw, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT); v != 2000 {
 			t.Errorf("tls client's connection: TCP_USER_TIMEOUT = %d, want 2000", v)
 		}
 	})
+}
+
+// tcpUnder returns the TCP connection under c's wrappers.
+func tcpUnder(t *testing.T, c net.Conn) *net.TCPConn {
+	t.Helper()
+	for {
+		if tc, ok := c.(*net.TCPConn); ok {
+			return tc
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			t.Fatalf("%T has no TCP connection under it", c)
+		}
+		c = w.NetConn()
+	}
 }

@@ -76,7 +76,8 @@ func init() {
 				"certificate for; the certificate must name the service's domain, as XMPP (RFC 6120 section " +
 				"13.7.2.1) requires. Only DNSSEC would make the target's name safe to check (RFC 7673), and this " +
 				"client does not validate DNSSEC. hostname= verifies another name instead, for every target. " +
-				"TLS is as tls:'s (verifyNotes): certificate=, privateKey=, trustRoots=, alpn=, insecureSkipVerify=.",
+				"TLS is as tls:'s, with its arguments certificate=, privateKey=, trustRoots=, alpn=, " +
+				"insecureSkipVerify=. " + closeNotifyNotes,
 		},
 		New: newSRVClient,
 	})
@@ -323,7 +324,7 @@ func (c *srvClient) connect(ctx context.Context, host string, port uint16) (net.
 	}
 	c.store.check()
 	cfg := c.store.state.Load().config
-	tc := tls.Client(conn, cfg)
+	tc := tls.Client(closeNotifyConn{conn}, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		abort.Conn(conn)
 		return nil, fmt.Errorf("TLS handshake with %s (%s), verifying %s: %w", host, conn.RemoteAddr(), cfg.ServerName, err)

@@ -125,7 +125,7 @@ func init() {
 				"(looked at, at most once a second, when a client connects) and on demand through tlsListener.Reload, " +
 				"without closing the port or any connection; files that fail to load leave the old certificate in use. " +
 				"The handshake runs in the connection's goroutine, at its first Read or Write, and must be done within " +
-				"10 seconds. Accept returns a *tls.Conn, so net/http sees TLS.",
+				"10 seconds. Accept returns a *tls.Conn, so net/http sees TLS. " + closeNotifyNotes,
 		},
 		New: newSSLServer,
 	})
@@ -146,7 +146,7 @@ func init() {
 				"demand through tlsListener.Reload, without closing the port or any connection; files that fail to " +
 				"load leave the old configuration in use, and Reload returns why. The handshake runs in the " +
 				"connection's goroutine, at its first Read or Write, within handshakeTimeout. Accept returns a " +
-				"*tls.Conn, so net/http sees TLS (and HTTP/2 with alpn=h2,http/1.1).",
+				"*tls.Conn, so net/http sees TLS (and HTTP/2 with alpn=h2,http/1.1). " + closeNotifyNotes,
 		},
 		New: newTLSServer,
 	})
@@ -160,7 +160,8 @@ func init() {
 			FillGaps: true,
 			Notes: "Twisted's ssl client verifies nothing unless hostname= is given; this one always verifies. " +
 				verifyNotes + "privateKey= without certKey= is an error (Twisted ignores it). " +
-				"As in Twisted, positional arguments fill what keywords left: ssl:host=example.com:443 is port 443.",
+				"As in Twisted, positional arguments fill what keywords left: ssl:host=example.com:443 is port 443. " +
+				closeNotifyNotes,
 		},
 		New: newSSLClient,
 	})
@@ -178,11 +179,18 @@ func init() {
 				"verified and sent; bindAddress then belongs in the inner string. privateKey= without certificate= " +
 				"is an error (Twisted ignores it). fingerprint= (not Twisted's) trusts exactly one certificate, by " +
 				"its SHA-256, as tether --dev-cert prints it: its names, issuer and dates are not checked, so " +
-				"whoever holds its key is trusted; it is for development, and excludes trustRoots= and insecureSkipVerify=.",
+				"whoever holds its key is trusted; it is for development, and excludes trustRoots= and insecureSkipVerify=. " +
+				closeNotifyNotes,
 		},
 		New: newTLSClient,
 	})
 }
+
+// closeNotifyNotes says, in every TLS type's notes, how a stream that
+// ends without close_notify reads.
+const closeNotifyNotes = "A peer that ends the TCP connection without a TLS close_notify makes Read return " +
+	"endpoint.ErrNoCloseNotify, not io.EOF, as Twisted reports ConnectionLost, not ConnectionDone: the stream may " +
+	"have been cut."
 
 // argError is an *Error about argument name with a message of its own.
 func argError(a *driver.Args, name, msg string, cause error) error {
@@ -418,6 +426,10 @@ func (c *handshakeConn) watch() {
 // NetConn returns the TCP connection, so that endpoint.Abort reaches it.
 func (c *handshakeConn) NetConn() net.Conn { return c.Conn }
 
+// Read reports the end of the TCP stream as ErrNoCloseNotify (see
+// readBelowTLS).
+func (c *handshakeConn) Read(b []byte) (int, error) { return readBelowTLS(c.Conn, b) }
+
 func earlier(user, hs time.Time) time.Time {
 	if hs.IsZero() || (!user.IsZero() && user.Before(hs)) {
 		return user
@@ -604,7 +616,7 @@ func (c *tlsClient) Dial(ctx context.Context) (net.Conn, error) {
 	}
 	c.store.check()
 	cfg := c.store.state.Load().config
-	tc := tls.Client(raw, cfg)
+	tc := tls.Client(closeNotifyConn{raw}, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		abort.Conn(raw)
 		err = contextError(ctx, fmt.Errorf("TLS handshake with %s (%s): %w", cfg.ServerName, raw.RemoteAddr(), err))

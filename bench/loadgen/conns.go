@@ -36,15 +36,13 @@ func answerOnce(addr string, cfg *tls.Config, b []byte) (*tls.ConnectionState, e
 	if err != nil {
 		return nil, err
 	}
-	// Closing the TCP socket, not the tls.Conn: the server has ended the
-	// connection already, and a close_notify sent now would only draw a
-	// reset from a socket that is gone.
 	defer raw.Close()
 	raw.SetDeadline(time.Now().Add(10 * time.Second))
 	c := net.Conn(raw)
 	var st *tls.ConnectionState
+	var tc *tls.Conn
 	if cfg != nil {
-		tc := tls.Client(raw, cfg)
+		tc = tls.Client(raw, cfg)
 		if err := tc.Handshake(); err != nil {
 			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
@@ -64,6 +62,14 @@ func answerOnce(addr string, cfg *tls.Config, b []byte) (*tls.ConnectionState, e
 	// TCP end of file; crypto/tls returns io.EOF for either.
 	if n, err := c.Read(b[1:2]); n != 0 || !errors.Is(err, io.EOF) {
 		return st, fmt.Errorf("waiting for the server to close: read %d bytes, %v", n, err)
+	}
+	if tc != nil {
+		// The client's own close_notify, as a well-behaved client ends:
+		// a relay that keeps the client's direction open until it ends
+		// (tether) takes a bare FIN for a cut stream; one that closed the
+		// whole connection already (haproxy) answers it with a reset,
+		// which the client does not read.
+		tc.Close()
 	}
 	return st, nil
 }

@@ -43,8 +43,9 @@ waits for it so:
   $ tether connect --wait 5s tcp:127.0.0.1:7777 < /dev/null   # returns once it listens
 
 A stream that ends in error says which side failed and how: the peer
-reset the connection, receiving from it or sending to it failed, or
-reading standard input or writing standard output did. The connection is
+reset the connection, receiving from it or sending to it failed (a TLS
+peer that ends without close_notify, say: its stream may have been cut),
+or reading standard input or writing standard output did. The connection is
 then reset, so that the peer does not take the cut stream for a whole one.
 
 insecureSkipVerify=1 in CONNECT (at any depth) is warned about on stderr.

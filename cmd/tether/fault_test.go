@@ -46,6 +46,9 @@ func TestRelayFault(t *testing.T) {
 	for _, listen := range []string{"tcp", "unix", "tls", "haproxy:tcp", "haproxy:tls"} {
 		for _, connect := range []string{"tcp", "unix", "tls"} {
 			for i, fk := range faultKinds {
+				if fk.fin && !isTLSEnd(fk.resets, listen, connect) {
+					continue // a bare FIN ends a plain stream cleanly
+				}
 				// haproxy: listeners get v1 and v2 headers in turn.
 				t.Run(listen+"/"+connect+"/"+fk.name, func(t *testing.T) {
 					t.Parallel()
@@ -84,6 +87,18 @@ type faultKind struct {
 	cut func(p *proc)
 	// exits: the relay exits after the cut, with status 0.
 	exits bool
+	// fin: the end that resets instead ends its TLS stream with a bare
+	// TCP FIN and no close_notify, as anyone on the path can forge; the
+	// relay must take it as a cut. Only a TLS end is given it.
+	fin bool
+}
+
+// isTLSEnd says whether the end named ("peer" or "upstream") speaks TLS.
+func isTLSEnd(side, listen, connect string) bool {
+	if side == "peer" {
+		return strings.HasSuffix(listen, "tls")
+	}
+	return connect == "tls"
 }
 
 // faultKinds are the faults of issue 9. The relay's own cuts (the last
@@ -105,6 +120,9 @@ var faultKinds = []faultKind{
 		}},
 	// The stream stalls: the sender stops without closing.
 	{name: "idle-timeout", flags: []string{"--idle-timeout", "1s"}},
+	// A TLS stream ended by a FIN at a record boundary, no close_notify.
+	{name: "upstream-fin-download", resets: "upstream", fin: true},
+	{name: "client-fin-upload", upload: true, resets: "peer", fin: true},
 }
 
 // faultEnv is what the cases share: a CA, the relay's certificate, and
@@ -204,6 +222,7 @@ const (
 	actReadOn   faultAct = iota // send nothing more; read to the end
 	actSendTail                 // (the sender) send faultTail bytes more, then read to the end
 	actReset                    // reset the connection
+	actFin                      // end the socket's write half: FIN, no close_notify
 )
 
 // faultOutcome is what one end saw.
@@ -232,6 +251,9 @@ func (e *faultEnd) runSender(hello, stream, want []byte, ready chan<- error, act
 	case actReset:
 		out <- faultOutcome{end: e.abort()}
 		return
+	case actFin:
+		out <- faultOutcome{end: e.raw.(*net.TCPConn).CloseWrite()}
+		return
 	case actSendTail:
 		if _, err := e.conn.Write(stream[faultPart : faultPart+faultTail]); err != nil {
 			out <- faultOutcome{want: len(want), end: err}
@@ -258,8 +280,12 @@ func (e *faultEnd) runReceiver(hello, want []byte, ready chan<- error, act <-cha
 	if !ok {
 		return
 	}
-	if a == actReset {
+	switch a {
+	case actReset:
 		out <- faultOutcome{end: e.abort()}
+		return
+	case actFin:
+		out <- faultOutcome{end: e.raw.(*net.TCPConn).CloseWrite()}
 		return
 	}
 	out <- e.readToEnd(in, want)
@@ -339,6 +365,10 @@ func runFaultCase(t *testing.T, env *faultEnv, listen, connect string, fk faultK
 	var watch []observed
 	var resetter *faultEnd
 	var resetOut chan faultOutcome
+	resetAct := actReset
+	if fk.fin {
+		resetAct = actFin
+	}
 	switch fk.resets {
 	case "":
 		sendAct <- actReadOn
@@ -348,7 +378,7 @@ func runFaultCase(t *testing.T, env *faultEnv, listen, connect string, fk faultK
 		}
 		watch = []observed{{sender, sendOut}, {receiver, recvOut}}
 	case sender.side:
-		sendAct <- actReset
+		sendAct <- resetAct
 		recvAct <- actReadOn
 		resetter, resetOut = sender, sendOut
 		watch = []observed{{receiver, recvOut}}
@@ -356,7 +386,7 @@ func runFaultCase(t *testing.T, env *faultEnv, listen, connect string, fk faultK
 		// The receiver has read all there is; to reset a UNIX socket it
 		// needs something unread, so the sender sends a little more.
 		sendAct <- actSendTail
-		recvAct <- actReset
+		recvAct <- resetAct
 		resetter, resetOut = receiver, recvOut
 		watch = []observed{{sender, sendOut}}
 	}

@@ -66,8 +66,9 @@ this fails, or the dial does, that one connection is reset and the failure
 logged with its reason. Running out of file descriptors pauses accepting
 (5ms, doubling to 1s) instead of stopping the relay.
 
-A connection that ends in error (a reset or failure on either side, the
-idle timeout, a drain cut short) is aborted on both sides: each peer gets a
+A connection that ends in error (a reset or failure on either side, a
+TLS peer that ends its stream without close_notify, the idle timeout, a
+drain cut short) is aborted on both sides: each peer gets a
 TCP reset, and a TLS peer no close_notify, so that no one takes a cut
 stream for a complete one. A UNIX socket, a pipe or an exec: program
 cannot be told: its peer sees an ordinary end, and the connection's log
