@@ -71,12 +71,28 @@ func leanSocket(srv Server, ln net.Listener) (int, bool) {
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
 		if serr = setInheritedOpts(int(fd), ts.opts); serr == nil {
+			serr = clearLinger(int(fd))
+		}
+		if serr == nil {
 			dup, serr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
 		}
 	}); err != nil || serr != nil {
 		return -1, false
 	}
 	return dup, true
+}
+
+// clearLinger turns SO_LINGER off on a listening socket, so that no
+// connection accepted from it has it: Linux copies it to each, and a
+// close of a socket that lingers blocks until its data is sent or the
+// linger time passes, which would stall an event loop and every
+// connection it serves. A listener inherited from another process (fd:,
+// systemd:) may carry it; tether's own never do.
+func clearLinger(fd int) error {
+	if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{}); err != nil {
+		return os.NewSyscallError("setsockopt SO_LINGER", err)
+	}
+	return nil
 }
 
 // setInheritedOpts sets on a listening socket the options its accepted

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -88,6 +89,51 @@ func TestLeanAcceptOptions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLeanClearsLinger: a listening socket that carries SO_LINGER (one
+// inherited from another process may) has it turned off when the lean path
+// takes it, so that no accepted connection's close blocks an event loop.
+func TestLeanClearsLinger(t *testing.T) {
+	srv, err := ParseServer("tcp:0:interface=127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := srv.Listen(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	rc, err := ln.(interface{ SyscallConn() (syscall.RawConn, error) }).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) {
+		err = unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 30})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lfd, ok := leanSocket(srv, ln)
+	if !ok {
+		t.Fatal("leanSocket declined a tcp server")
+	}
+	defer unix.Close(lfd)
+	d, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	unix.Poll([]unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}}, 5000)
+	fd, _, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	l, err := unix.GetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER)
+	if err != nil || l.Onoff != 0 {
+		t.Errorf("an accepted connection's SO_LINGER is %+v, %v; want off", l, err)
 	}
 }
 
