@@ -224,15 +224,16 @@ func TestRelayLeastConnSpliced(t *testing.T) {
 // each relays to a backend of its own, and over 200 connections both are
 // reached (all 200 going to one would happen with a chance of 2^-199).
 func TestRelayReusePortTwoProcesses(t *testing.T) {
-	free, err := net.Listen("tcp", "127.0.0.1:0")
+	a, b := startReplier(t, "a", 0), startReplier(t, "b", 0)
+	// The first relay picks the port, so that nothing can take it before
+	// the second binds it too (a port found free and closed can be).
+	pa := startTether(t, tetherBin, "relay", "--log-format", "json", "tcp:0:interface=127.0.0.1:reusePort=1",
+		"tcp:127.0.0.1:"+strconv.Itoa(a.Port))
+	_, port, err := net.SplitHostPort(pa.addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := free.Addr().(*net.TCPAddr).Port
-	free.Close()
-	listen := fmt.Sprintf("tcp:%d:interface=127.0.0.1:reusePort=1", port)
-	a, b := startReplier(t, "a", 0), startReplier(t, "b", 0)
-	pa := startTether(t, tetherBin, "relay", "--log-format", "json", listen, "tcp:127.0.0.1:"+strconv.Itoa(a.Port))
+	listen := fmt.Sprintf("tcp:%s:interface=127.0.0.1:reusePort=1", port)
 	pb := startTether(t, tetherBin, "relay", "--log-format", "json", listen, "tcp:127.0.0.1:"+strconv.Itoa(b.Port))
 	if pa.addr() != pb.addr() {
 		t.Fatalf("the two relays listen on %s and %s", pa.addr(), pb.addr())
