@@ -81,6 +81,12 @@ func newRestarter(e *env, listen string) (*restarter, string) {
 		return nil, "cannot restart: " + err.Error()
 	}
 	r := &restarter{upg: upg, asked: map[string]int{}, parentGone: make(chan struct{}), parent: os.Getppid()}
+	if !upg.HasParent() {
+		// Known now, not once a goroutine has run: a SIGHUP that comes
+		// right after the start must not be told a parent is draining.
+		close(r.parentGone)
+		return r, ""
+	}
 	go func() {
 		upg.WaitForParent(context.Background()) // an error means it has gone too
 		close(r.parentGone)
