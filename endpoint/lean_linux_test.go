@@ -105,7 +105,9 @@ func TestLeanClearsLinger(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	rc, err := ln.(interface{ SyscallConn() (syscall.RawConn, error) }).SyscallConn()
+	rc, err := ln.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	}).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

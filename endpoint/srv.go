@@ -324,11 +324,13 @@ func (c *srvClient) connect(ctx context.Context, host string, port uint16) (net.
 	}
 	c.store.check()
 	cfg := c.store.state.Load().config
-	tc := tls.Client(closeNotifyConn{conn}, cfg)
+	below := &closeNotifyConn{Conn: conn}
+	tc := tls.Client(below, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		abort.Conn(conn)
 		return nil, fmt.Errorf("TLS handshake with %s (%s), verifying %s: %w", host, conn.RemoteAddr(), cfg.ServerName, err)
 	}
+	below.established = true
 	return tc, nil
 }
 

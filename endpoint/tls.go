@@ -616,7 +616,8 @@ func (c *tlsClient) Dial(ctx context.Context) (net.Conn, error) {
 	}
 	c.store.check()
 	cfg := c.store.state.Load().config
-	tc := tls.Client(closeNotifyConn{raw}, cfg)
+	below := &closeNotifyConn{Conn: raw}
+	tc := tls.Client(below, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		abort.Conn(raw)
 		err = contextError(ctx, fmt.Errorf("TLS handshake with %s (%s): %w", cfg.ServerName, raw.RemoteAddr(), err))
@@ -627,5 +628,6 @@ func (c *tlsClient) Dial(ctx context.Context) (net.Conn, error) {
 		}
 		return nil, err
 	}
+	below.established = true
 	return tc, nil
 }

@@ -40,11 +40,23 @@ func readBelowTLS(c net.Conn, b []byte) (int, error) {
 	return n, err
 }
 
-// closeNotifyConn is the TCP connection under a client's *tls.Conn: it
-// reports the end of the stream as ErrNoCloseNotify (see readBelowTLS).
-type closeNotifyConn struct{ net.Conn }
+// closeNotifyConn is the TCP connection under a client's *tls.Conn: once
+// the handshake is done (Dial sets established before it returns the
+// connection), it reports the end of the stream as ErrNoCloseNotify (see
+// readBelowTLS). During the handshake an end is io.EOF, as before: the
+// handshake fails either way, and "EOF" is what a caller retrying on it
+// expects.
+type closeNotifyConn struct {
+	net.Conn
+	established bool
+}
 
-func (c closeNotifyConn) Read(b []byte) (int, error) { return readBelowTLS(c.Conn, b) }
+func (c *closeNotifyConn) Read(b []byte) (int, error) {
+	if !c.established {
+		return c.Conn.Read(b)
+	}
+	return readBelowTLS(c.Conn, b)
+}
 
 // NetConn returns the TCP connection, so that Abort reaches it.
-func (c closeNotifyConn) NetConn() net.Conn { return c.Conn }
+func (c *closeNotifyConn) NetConn() net.Conn { return c.Conn }
