@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
+	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -241,4 +244,37 @@ func (c *halfRecord) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+// TestTLSNoCloseNotifyHTTP: net/http's server takes a client that ends
+// without close_notify, before sending a request, for a connection that
+// went away (the error is a *net.OpError of a read), and closes it without
+// answering, as it does for io.EOF; any other error would draw a "400 Bad
+// Request" written to a peer that has gone.
+func TestTLSNoCloseNotifyHTTP(t *testing.T) {
+	p := newPKI(t, "ca")
+	cert, key := p.issue(t.TempDir(), "localhost", leafOpts{})
+	ln := tlsListen(t, "tls:0:interface=127.0.0.1:certificate="+cert+":privateKey="+key)
+	srv := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	tc := tls.Client(raw, &tls.Config{RootCAs: p.Pool(), ServerName: "localhost"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAll(tc)
+	if got != "" {
+		t.Errorf("the server answered a client that ended without close_notify: %q", got)
+	}
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the server did not close the connection: %v", err)
+	}
 }

@@ -5,9 +5,9 @@ import (
 	"net"
 )
 
-// ErrNoCloseNotify is the error that Read returns on a tls: or ssl:
-// connection, server or client, whose peer closed the TCP connection
-// without first sending a TLS close_notify. What was read before it is
+// ErrNoCloseNotify is the error that Read returns (in a *net.OpError) on a
+// tls: or ssl: connection, server or client (and srv: with tls=1), whose
+// peer closed the TCP connection without first sending a TLS close_notify. What was read before it is
 // authentic, but anyone on the path can end a TCP stream, so the stream
 // may have been cut short: treat it as an error, never as a complete
 // message. errors.Is(err, io.ErrUnexpectedEOF) holds too.
@@ -31,11 +31,14 @@ func (noCloseNotifyError) Is(target error) bool { return target == io.ErrUnexpec
 // TCP stream reaches crypto/tls only if no close_notify came before it
 // (after a close_notify crypto/tls reads no more), so it is returned as
 // ErrNoCloseNotify, which crypto/tls passes on as it is, instead of io.EOF,
-// which it would pass on as a clean end.
+// which it would pass on as a clean end. It comes in a *net.OpError, as a
+// failed read of a socket does: the message names the connection, and
+// net/http's server, for one, closes such a connection without answering.
 func readBelowTLS(c net.Conn, b []byte) (int, error) {
 	n, err := c.Read(b)
 	if err == io.EOF {
-		err = ErrNoCloseNotify
+		err = &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(),
+			Err: ErrNoCloseNotify}
 	}
 	return n, err
 }
