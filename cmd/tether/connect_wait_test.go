@@ -87,7 +87,7 @@ func TestConnectWait(t *testing.T) {
 // connection, as one left by a server that is gone does: the socket is
 // bound, never listened on, and closed.
 func boundUnixFile(path string) error {
-	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		return err
 	}
