@@ -48,15 +48,10 @@ type handshaker interface {
 // for a bad header, and is crypto/tls's for a failed handshake.
 func Handshake(ctx context.Context, conn net.Conn) error {
 	var layers []handshaker
-	for c := conn; c != nil; {
+	for _, c := range abort.Layers(conn) {
 		if h, ok := c.(handshaker); ok {
 			layers = append(layers, h)
 		}
-		w, ok := c.(interface{ NetConn() net.Conn })
-		if !ok || w.NetConn() == c {
-			break
-		}
-		c = w.NetConn()
 	}
 	for i := len(layers) - 1; i >= 0; i-- {
 		if err := layers[i].HandshakeContext(ctx); err != nil {

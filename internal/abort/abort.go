@@ -34,20 +34,8 @@ type lingerer interface{ SetLinger(sec int) error }
 // net.ErrClosed when the socket was closed already. Either way c is closed
 // when Conn returns.
 func Conn(c net.Conn) error {
-	layers := []net.Conn{c}
-	inner := c
-	for {
-		w, ok := inner.(wrapper)
-		if !ok {
-			break
-		}
-		next := w.NetConn()
-		if next == nil || next == inner {
-			break
-		}
-		inner = next
-		layers = append(layers, inner)
-	}
+	layers := Layers(c)
+	inner := layers[len(layers)-1]
 	var err error
 	if l, ok := inner.(lingerer); ok {
 		switch lerr := l.SetLinger(0); {
@@ -64,6 +52,25 @@ func Conn(c net.Conn) error {
 	inner.Close()
 	closeOuter(layers[:len(layers)-1])
 	return err
+}
+
+// Layers returns c and the connections it wraps, outermost first, found
+// through NetConn (as *tls.Conn and proxyproto.Conn expose it): the last is
+// the innermost, the socket itself when there is one.
+func Layers(c net.Conn) []net.Conn {
+	layers := []net.Conn{c}
+	for inner := c; ; {
+		w, ok := inner.(wrapper)
+		if !ok {
+			return layers
+		}
+		next := w.NetConn()
+		if next == nil || next == inner {
+			return layers
+		}
+		inner = next
+		layers = append(layers, inner)
+	}
 }
 
 // closeOuter closes wrappers from the innermost out, once the socket under

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tether-endpoints/tether/internal/abort"
 	"golang.org/x/sys/unix"
 )
 
@@ -116,17 +117,8 @@ func (j *Joiner) Park(a, b net.Conn) (*Parked, bool) {
 // innerSocket follows a TLS connection's NetConn chain (crypto/tls's, then
 // wrappers such as the endpoint's handshake deadline) to the socket.
 func innerSocket(c net.Conn) net.Conn {
-	for {
-		w, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			return c
-		}
-		next := w.NetConn()
-		if next == nil || next == c {
-			return c
-		}
-		c = next
-	}
+	layers := abort.Layers(c)
+	return layers[len(layers)-1]
 }
 
 // Start starts the pair. done is called once, with the Result, when both
