@@ -486,7 +486,9 @@ func colonInValue(input string, d *Description, extra string) (hint string, secr
 		if isSecretArg(kw.Key) {
 			return "the value of " + kw.Key + " has a ':' in it: write the value in brackets", true
 		}
-		return fmt.Sprintf("a value with ':' in it goes in brackets: %s=[%s:%s]", kw.Key, kw.Value, extra), false
+		// The value may be an endpoint string with a secret in it
+		// (proxy=socks5:...:password=...), and extra the rest of one.
+		return "a value with ':' in it goes in brackets: " + Redact(kw.Key+"=["+kw.Value+":"+extra+"]"), false
 	}
 	return "", false
 }

@@ -1,6 +1,9 @@
 package driver
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // redacted stands for a secret value wherever one would be shown.
 const redacted = "xxxxx"
@@ -11,6 +14,10 @@ const redacted = "xxxxx"
 // secret-looking key to its end (see cutSpans), so that no depth is left
 // unredacted.
 const redactDepth = 2 * MaxNesting
+
+// redactBudget is how many strings, nested in one another, one Redact
+// reads at most (see redactor.budget).
+const redactBudget = 4096
 
 // secretNames returns the names (and aliases) of every registered argument
 // declared Secret, in lower case. The slice is never changed after it is
@@ -45,7 +52,7 @@ func Redact(s string) string {
 	if len(names) == 0 || strings.IndexByte(s, '=') < 0 {
 		return s
 	}
-	r := redactor{names: names}
+	r := redactor{names: names, budget: redactBudget}
 	return hideSpans(s, r.spans(s, 0))
 }
 
@@ -72,6 +79,11 @@ func hideSpans(s string, spans []span) string {
 // redactor finds what Redact hides.
 type redactor struct {
 	names []string // secretNames
+	// budget bounds the strings spans reads, in all: a bracket read two
+	// ways (see inside) at every level of a string built so would
+	// otherwise double the work at each. Past it, a string is hidden
+	// from its first secret-looking key on (cutSpans).
+	budget int
 }
 
 // A piece is a part of an endpoint string that may hold a nested one: a
@@ -93,6 +105,30 @@ func (r *redactor) spans(s string, depth int) []span {
 	if depth > redactDepth {
 		return r.cutSpans(s)
 	}
+	if r.budget--; r.budget < 0 {
+		return r.cutSpans(s)
+	}
+	if inner, ok := bracketed(s); ok {
+		// A string that is all one bracket is read without it, as
+		// Unbracket does before a nested string is parsed, and by
+		// Unbracket's rule, which counts an escaped bracket as a bracket
+		// where Parse does not: that reading is the one that binds.
+		found := offsetSpans(r.spans(inner, depth+1), 1)
+		if len(found) == 0 || sameBrackets(s, hideSpans(s, found)) {
+			return found
+		}
+		// Hiding those would move the brackets, by one rule or the other:
+		// hide all that is between them, or else all of s.
+		if whole := []span{{1, len(s) - 1}}; sameBrackets(s, hideSpans(s, whole)) {
+			return whole
+		}
+		return []span{{0, len(s)}}
+	}
+	return r.scan(s, depth)
+}
+
+// scan is spans' reading of s segment by segment, as Parse reads it.
+func (r *redactor) scan(s string, depth int) []span {
 	var (
 		out      []span
 		segLo    int // where the segment begins
@@ -185,8 +221,10 @@ func (r *redactor) inside(s string, p piece, depth int) []span {
 	if strings.IndexByte(raw, '=') < 0 {
 		return nil // no key, so no secret, at any depth
 	}
-	text := unescape(raw)
-	if len(text) < len(s) {
+	if p.lo > 0 || p.hi < len(s) {
+		// A part of s: its value, unescaped as Parse gives it, is read
+		// one level down.
+		text := unescape(raw)
 		found := mapSpans(raw, p.lo, r.spans(text, depth+1))
 		if p.bracket >= 0 && len(found) > 0 {
 			for _, sp := range found {
@@ -200,12 +238,87 @@ func (r *redactor) inside(s string, p piece, depth int) []span {
 		return wholeIfUnbalanced(s, p, found)
 	}
 	// The piece is all of s: one segment whose ':' and '=' are all in a
-	// bracket. Read what the bracket holds.
+	// bracket (by Parse's rule, not Unbracket's: see spans). Read what the
+	// bracket holds. Anything after its ']' is hidden with a secret found
+	// in it, as the rest of a value cut at a ']' it held
+	// (password=x]rest).
 	if p.bracket < 0 {
+		// Read once more unescaped, generously: a key escaped a level
+		// too deep (password\=x) is still hidden.
+		if text := unescape(raw); len(text) < len(raw) {
+			return mapSpans(raw, p.lo, r.spans(text, depth+1))
+		}
 		return nil
 	}
 	inner := s[p.lo+1 : p.bracket]
-	return wholeIfUnbalanced(s, p, mapSpans(inner, p.lo+1, r.spans(unescape(inner), depth+1)))
+	found := offsetSpans(r.spans(inner, depth+1), p.lo+1)
+	if text := unescape(raw); len(text) < len(raw) {
+		// And, generously, the whole piece read once more unescaped.
+		found = unionSpans(found, mapSpans(raw, p.lo, r.spans(text, depth+1)))
+	}
+	found = wholeIfUnbalanced(s, p, found)
+	if len(found) > 0 && p.bracket+1 < p.hi {
+		return []span{{p.lo, p.hi}}
+	}
+	return found
+}
+
+// unionSpans merges two ordered lists of spans into one, ordered and
+// without overlaps, that hides what either hides.
+func unionSpans(a, b []span) []span {
+	if len(a) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		return a
+	}
+	all := append(append(make([]span, 0, len(a)+len(b)), a...), b...)
+	slices.SortFunc(all, func(x, y span) int { return x.lo - y.lo })
+	out := all[:1]
+	for _, sp := range all[1:] {
+		if last := &out[len(out)-1]; sp.lo <= last.hi {
+			last.hi = max(last.hi, sp.hi)
+		} else {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// bracketed returns what is between the brackets of s if all of s is one
+// bracketed part, as Unbracket finds it.
+func bracketed(s string) (string, bool) {
+	if len(s) >= 2 && s[0] == '[' && matchingBracket(s) == len(s)-1 {
+		return s[1 : len(s)-1], true
+	}
+	return "", false
+}
+
+// sameBrackets reports whether red, a redacted form of s, which is all
+// one bracket by Unbracket's rule, is so too, and reads as s does by
+// Parse's rule: its first bracket closing at its end, elsewhere, or
+// never, as that of s does.
+func sameBrackets(s, red string) bool {
+	where := func(x string) int {
+		switch j := closingBracket(x, 0); {
+		case j < 0:
+			return -1
+		case j == len(x)-1:
+			return 1
+		}
+		return 0
+	}
+	return matchingBracket(red) == len(red)-1 && where(red) == where(s)
+}
+
+// offsetSpans moves spans of a part of a string that begins at off to the
+// string's own offsets.
+func offsetSpans(spans []span, off int) []span {
+	for i := range spans {
+		spans[i].lo += off
+		spans[i].hi += off
+	}
+	return spans
 }
 
 // wholeIfUnbalanced returns found, the spans to hide within the piece p of

@@ -132,6 +132,45 @@ func TestNoLeak(t *testing.T) {
 
 // TestRedactInPlace checks that Redact changes nothing but the secrets, at
 // any depth and in strings that do not parse.
+// TestRedactBrackets: a secret is hidden whole however brackets and
+// escapes nest around it, read as the parser binds it. Each of these
+// showed part of the password (found by an audit): an escaped ':' then
+// '=' in a bracketed string (tether relay brackets each CONNECT of
+// several), an escaped bracket that Unbracket counts and Parse does not,
+// and a ']' in a password that cuts a bracket short.
+func TestRedactBrackets(t *testing.T) {
+	const mark = "s3cr3tPW"
+	for _, s := range []string{
+		`balance:[socks5:example.com:443:proxy=tcp\\:127.0.0.1\\:1:username=u:password=ab\\:cd=` + mark + `]:[tcp:127.0.0.1:2]`,
+		`[socks5:example.com:443:proxy=tcp\:127.0.0.1\:1:username=u:password=ab\:cd=` + mark + `]`,
+		`tls:h:443:endpoint=[socks5:h:1:proxy=tcp\\:p\\:1:password=ab\\:cd=` + mark + `]`,
+		`socks5:h:1:proxy=[socks5:p:1:proxy=tcp\\:q\\:1:password=ab\\:cd\\=` + mark + `]`,
+		`[socks5:example.com:443:username=\[u:proxy=tcp\:127.0.0.1\:1:password=ab]` + mark + `]`,
+		`socks5:h:1:proxy=[socks5:example.com:443:username=\\[u:proxy=tcp\\:127.0.0.1\\:1:password=ab]` + mark + `]`,
+		`[socks5:example.org:1080:proxy=[tcp:127.0.0.1:1]:username=u:password=x]` + mark + `]`,
+		`socks5:h:1:proxy=[socks5:example.org:1080:proxy=[tcp:127.0.0.1:1]:username=u:password=x]` + mark + `]`,
+	} {
+		r := endpoint.Redact(s)
+		if strings.Contains(r, mark) {
+			t.Errorf("Redact(%q)\n = %q, which shows the password", s, r)
+		}
+		if _, err := driver.Parse(s); err == nil {
+			if _, err := driver.Parse(r); err != nil {
+				t.Errorf("Redact(%q) = %q, which does not parse: %v", s, r, err)
+			}
+		}
+	}
+	// They bind the password that Redact is to hide: it is the parser's
+	// reading that counts.
+	a, err := driver.ClientArgs(`[socks5:example.com:443:proxy=tcp\:127.0.0.1\:1:username=u:password=ab\:cd=` + mark + `]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := a.Value("password"); v == nil || v.Text != "ab:cd="+mark {
+		t.Errorf("password bound as %+v", v)
+	}
+}
+
 func TestRedactInPlace(t *testing.T) {
 	for in, want := range map[string]string{
 		`socks5:db:5432:password=hunter2:proxy=tcp\:p\:1080:username=u`: `socks5:db:5432:password=xxxxx:proxy=tcp\:p\:1080:username=u`,
@@ -155,7 +194,7 @@ func TestRedactInPlace(t *testing.T) {
 		`socks5:h:1:password=[a:b]:username=u`: `socks5:h:1:password=xxxxx:username=u`,
 		// A secret with a bracket of its own, inside a bracket: hiding it
 		// alone would leave the outer '[' unclosed (found by FuzzSecret).
-		`tls:h:443:endpoint=[x[password=hunter2]]:sni=h`: `tls:h:443:endpoint=xxxxx:sni=h`,
+		`tls:h:443:endpoint=[x[password=hunter2]]:sni=h`: `tls:h:443:endpoint=[xxxxx]:sni=h`,
 		// Wrappers, however many.
 		strings.Repeat("haproxy:", 40) + "socks5:h:1:password=hunter2:username=u": strings.Repeat("haproxy:", 40) + "socks5:h:1:password=xxxxx:username=u",
 		// passwordFile= is a path, not a secret.
