@@ -61,7 +61,7 @@ func devCert(e *env, cmd, listen string, enabled bool) (out string, attrs []any,
 		// The string does not parse; ParseServer says why.
 		return listen, nil, cleanup, -1
 	case typ != "tls" && typ != "ssl":
-		fmt.Fprintf(e.stderr, "tether %s: --dev-cert: LISTEN %q is a %s: server, not tls: or ssl:\n", cmd, listen, typ)
+		fmt.Fprintf(e.stderr, "tether %s: --dev-cert: LISTEN %q is a %s: server, not tls: or ssl:\n", cmd, endpoint.Redact(listen), typ)
 		return listen, nil, cleanup, exitUsage
 	case !certless:
 		fmt.Fprintf(e.stderr, "tether %s: --dev-cert: LISTEN names a certificate; no throwaway certificate is made\n", cmd)

@@ -2,7 +2,11 @@ package main
 
 import (
 	"flag"
+	"io"
+	"strconv"
 	"strings"
+
+	"github.com/tether-endpoints/tether/endpoint"
 )
 
 // parseFlags parses a subcommand's flags wherever they are among its
@@ -41,11 +45,18 @@ func parseFlags(fs *flag.FlagSet, args []string, e *env, restFrom func(positiona
 	}
 
 	// flag prints the usage itself on any error, to stderr; asked for,
-	// the usage belongs on stdout, once.
-	usage := fs.Usage
+	// the usage belongs on stdout, once. Its error message quotes the
+	// value it refused, which may be an endpoint string given where a
+	// flag's value was expected (--wait socks5:...:password=...): it is
+	// printed redacted.
+	usage, out := fs.Usage, fs.Output()
+	var msg strings.Builder
 	fs.Usage = func() {}
+	fs.SetOutput(&msg)
 	err := fs.Parse(flags)
 	fs.Usage = usage
+	fs.SetOutput(out)
+	io.WriteString(out, redactArgs(msg.String(), flags))
 	switch {
 	case err == flag.ErrHelp:
 		fs.SetOutput(e.stdout)
@@ -57,6 +68,34 @@ func parseFlags(fs *flag.FlagSet, args []string, e *env, restFrom func(positiona
 	}
 	// flags holds only flags and their values, so nothing is left over.
 	return positional, 0, false
+}
+
+// redactArgs returns msg with each of args that holds a secret (an
+// endpoint string with a password=, say) shown redacted, as written and
+// as quoted with %q.
+func redactArgs(msg string, args []string) string {
+	for _, a := range args {
+		texts := []string{a}
+		if _, value, ok := strings.Cut(a, "="); ok && strings.HasPrefix(a, "-") {
+			texts = append(texts, value) // -name=value: the value is quoted alone
+		}
+		for _, text := range texts {
+			if r := endpoint.Redact(text); r != text {
+				msg = strings.ReplaceAll(msg, strconv.Quote(text), strconv.Quote(r))
+				msg = strings.ReplaceAll(msg, text, r)
+			}
+		}
+	}
+	return msg
+}
+
+// redactAll returns args with each redacted (see endpoint.Redact).
+func redactAll(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = endpoint.Redact(a)
+	}
+	return out
 }
 
 // takesValue says whether the flag argument a (-name or --name, without

@@ -13,6 +13,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+
+	"github.com/tether-endpoints/tether/endpoint"
 )
 
 // Exit codes, documented in --help.
@@ -94,7 +96,7 @@ func run(e *env, args []string) int {
 	}
 	c, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(e.stderr, "tether: unknown command %q (run tether --help)\n", args[0])
+		fmt.Fprintf(e.stderr, "tether: unknown command %q (run tether --help)\n", endpoint.Redact(args[0]))
 		return exitUsage
 	}
 	return c.run(e, args[1:])
@@ -111,7 +113,7 @@ func runHelp(e *env, args []string) int {
 		if c, ok := commands[args[0]]; ok {
 			return c.run(e, []string{"--help"})
 		}
-		fmt.Fprintf(e.stderr, "tether help: unknown command %q (run tether --help)\n", args[0])
+		fmt.Fprintf(e.stderr, "tether help: unknown command %q (run tether --help)\n", endpoint.Redact(args[0]))
 	default:
 		fmt.Fprintln(e.stderr, "tether help: want one COMMAND (run tether --help)")
 	}

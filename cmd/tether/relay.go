@@ -229,7 +229,7 @@ func (f *serverFlags) logger(w io.Writer) (*slog.Logger, error) {
 		}
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", f.logFormat)
+	return nil, fmt.Errorf("--log-format %q: want text or json", endpoint.Redact(f.logFormat))
 }
 
 type relayCmd struct {
@@ -279,7 +279,7 @@ func runRelay(e *env, args []string) int {
 		r.proxyVersion = int((*proxyProto)[1] - '0')
 	default:
 		if err == nil {
-			err = fmt.Errorf("--proxy-protocol %q: want v1 or v2", *proxyProto)
+			err = fmt.Errorf("--proxy-protocol %q: want v1 or v2", endpoint.Redact(*proxyProto))
 		}
 	}
 	if err != nil {

@@ -126,11 +126,11 @@ func runServe(e *env, args []string) int {
 		x := &execService{path: path, args: argv[1:], stderr: e.stderr}
 		svc = x.serve
 	default:
-		fmt.Fprintf(e.stderr, "tether serve: unknown service %q: want echo, discard, chargen or exec\n", name)
+		fmt.Fprintf(e.stderr, "tether serve: unknown service %q: want echo, discard, chargen or exec\n", endpoint.Redact(name))
 		return exitUsage
 	}
 	if name != "exec" && len(rest) > 2 {
-		fmt.Fprintf(e.stderr, "tether serve: %s takes no arguments; got %q\n", name, rest[2:])
+		fmt.Fprintf(e.stderr, "tether serve: %s takes no arguments; got %q\n", name, redactAll(rest[2:]))
 		return exitUsage
 	}
 	log, err := sf.logger(e.stderr)
