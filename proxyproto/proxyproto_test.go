@@ -224,3 +224,41 @@ func TestWrite(t *testing.T) {
 		}
 	}
 }
+
+// askingReader gives what it holds, noting the largest buffer it was
+// asked to fill.
+type askingReader struct {
+	r       io.Reader
+	largest int
+}
+
+func (a *askingReader) Read(p []byte) (int, error) {
+	a.largest = max(a.largest, len(p))
+	return a.r.Read(p)
+}
+
+// TestReadV2GrowsAsBytesArrive: a version 2 header that announces 65,535
+// bytes of addresses and TLVs and sends ten does not make Read set aside
+// 64 KiB for them: the buffer grows with what arrives. The header is cut
+// short, and says so.
+func TestReadV2GrowsAsBytesArrive(t *testing.T) {
+	hdr := v2(0x21, 0x11)
+	binary.BigEndian.PutUint16(hdr[14:], 65535)
+	r := &askingReader{r: bytes.NewReader(append(hdr, make([]byte, 10)...))}
+	_, err := Read(r)
+	if !errors.Is(err, ErrBadHeader) || !strings.Contains(err.Error(), "cut short (10 of 65535 bytes") {
+		t.Errorf("Read = %v; want the header cut short at 10 of 65535 bytes", err)
+	}
+	if r.largest > 1024 {
+		t.Errorf("Read asked for %d bytes at once, for a header that had sent 26", r.largest)
+	}
+	// A long header that does arrive is read whole.
+	tlvs := make([]byte, 5000)
+	for i := 0; i < len(tlvs); i += 1000 {
+		tlvs[i], tlvs[i+1], tlvs[i+2] = 0xEE, 0x03, 0xE5 // a TLV of type 0xEE, 997 bytes
+	}
+	long := v2(0x21, 0x11, unhex("7f000001 7f000002 1f90 0050"), tlvs)
+	if h, err := Read(bytes.NewReader(long)); err != nil || h.Source.String() != "127.0.0.1:8080" {
+		t.Errorf("Read of a 5,012-byte header = %+v, %v", h, err)
+	}
+}
