@@ -157,6 +157,14 @@ func establishReason(err error) string {
 	return endTLSFailed
 }
 
+// metricsTimeouts bound each phase of a connection to the metrics
+// server, so that whoever can reach it cannot hold connections open: a
+// request (headers and body) must arrive within read, its answer be taken
+// within write, and a kept-alive connection is closed after idle (longer
+// than Prometheus's default scrape interval of a minute, so that scrapes
+// reuse it). A variable for the tests.
+var metricsTimeouts = struct{ read, write, idle time.Duration }{10 * time.Second, 30 * time.Second, 2 * time.Minute}
+
 // serve serves the metrics on the server endpoint string s: /metrics in
 // Prometheus's text format, and /healthz, which answers 200 "ready" or,
 // once draining, 503 "draining" (so that a load balancer stops sending).
@@ -176,7 +184,9 @@ func (m *metrics) serve(s string, in endpoint.Inheritor, log *slog.Logger) (net.
 		}
 		w.Write([]byte("ready\n"))
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: mux, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: metricsTimeouts.read, ReadTimeout: metricsTimeouts.read,
+		WriteTimeout: metricsTimeouts.write, IdleTimeout: metricsTimeouts.idle, MaxHeaderBytes: 16 << 10}
 	go srv.Serve(ln)
 	return ln.Addr(), func() { srv.Close() }, nil
 }

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -170,5 +173,36 @@ func TestRelayMetrics(t *testing.T) {
 		if got := value(t, fams, c.name, "", ""); got != c.want {
 			t.Errorf("--max-conns 1: %s = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestMetricsServerTimeouts: a client of the metrics server that goes
+// quiet is closed, however far it got: after a request, kept alive; in a
+// request body that never comes.
+func TestMetricsServerTimeouts(t *testing.T) {
+	saved := metricsTimeouts
+	metricsTimeouts.read, metricsTimeouts.write, metricsTimeouts.idle = 300*time.Millisecond, time.Second, 300*time.Millisecond
+	t.Cleanup(func() { metricsTimeouts = saved })
+	addr, stop, err := newMetrics().serve("tcp:0:interface=127.0.0.1", nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	for name, req := range map[string]string{
+		"kept alive after a request": "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+		"a body that never comes":    "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc",
+	} {
+		c, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		io.WriteString(c, req)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = io.Copy(io.Discard, c)
+		if errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) > 5*time.Second {
+			t.Errorf("%s: the connection was still open after %v", name, time.Since(start))
+		}
+		c.Close()
 	}
 }
