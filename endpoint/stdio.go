@@ -23,7 +23,10 @@ func init() {
 				"tcp:host:port exits when the relayed connection is done). CloseWrite closes " +
 				"standard output, Close both. When standard input is a socket (inetd, systemd Accept=yes), " +
 				"RemoteAddr and LocalAddr are that socket's addresses. Standard input and output can be taken " +
-				"once per process, by this server or the stdio client.",
+				"once per process, by this server or the stdio client. A socket or a pipe there is read and " +
+				"written in non-blocking mode (restored when the connection closes), so that deadlines, " +
+				"timeouts and Close work on it as on a TCP connection; a terminal or a file is used as it is, " +
+				"and a Read of it waits for its input.",
 		},
 		New: func(*driver.Args) (driver.Server, error) { return &stdioServer{}, nil },
 	})
@@ -159,10 +162,15 @@ type stdioConn struct {
 	outOnce       sync.Once
 	inErr, outErr error
 	onClose       func() // the listener's Close, for a server's connection
+	// inDone and outDone, when not nil, release what pollable took for
+	// in and out: they close the files given, once in and out are.
+	inDone, outDone func() error
 }
 
 func newStdioConn(in, out *os.File) *stdioConn {
-	c := &stdioConn{in: in, out: out, local: stdioAddr{}, remote: stdioAddr{}}
+	c := &stdioConn{local: stdioAddr{}, remote: stdioAddr{}}
+	c.in, c.inDone = pollable(in)
+	c.out, c.outDone = pollable(out)
 	setSocketAddrs(c)
 	return c
 }
@@ -190,13 +198,24 @@ func (c *stdioConn) Write(p []byte) (int, error) {
 }
 
 func (c *stdioConn) closeIn() error {
-	c.inOnce.Do(func() { c.inErr = c.in.Close() })
+	c.inOnce.Do(func() { c.inErr = closeStdio(c.in, c.inDone) })
 	return c.inErr
 }
 
 func (c *stdioConn) closeOut() error {
-	c.outOnce.Do(func() { c.outErr = c.out.Close() })
+	c.outOnce.Do(func() { c.outErr = closeStdio(c.out, c.outDone) })
 	return c.outErr
+}
+
+// closeStdio closes f, then what pollable took for it.
+func closeStdio(f *os.File, done func() error) error {
+	err := f.Close()
+	if done != nil {
+		if derr := done(); err == nil {
+			err = derr
+		}
+	}
+	return err
 }
 
 // CloseWrite closes standard output, so that whoever reads it sees the end.
@@ -204,9 +223,10 @@ func (c *stdioConn) CloseWrite() error {
 	return pipeError("close", "stdio", c.remote, c.closeOut())
 }
 
-// Close closes standard input and output. A Read of a terminal or of a
-// pipe that is not in non-blocking mode cannot be interrupted; it returns
-// when its input does.
+// Close closes standard input and output. A Read of a terminal or a
+// regular file cannot be interrupted; it returns when its input does. A
+// socket or a pipe is read through Go's poller (see pollable), so Close
+// interrupts its Read, and deadlines work.
 func (c *stdioConn) Close() error {
 	errIn, errOut := c.closeIn(), c.closeOut()
 	if c.onClose != nil {

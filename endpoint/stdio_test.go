@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tether-endpoints/tether/internal/testpeer"
+	"golang.org/x/sys/unix"
 )
 
 // stdioPipes returns the files a stdio endpoint is given in place of
@@ -246,4 +247,64 @@ func TestStdioServerEndsWithItsConnection(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve still running after stdio's one connection ended")
 	}
+}
+
+// blockingPipe returns the two ends of a pipe in blocking mode, as a
+// shell pipeline or inetd hands them to a program (os.Pipe's are not).
+func blockingPipe(t *testing.T) (r, w *os.File) {
+	t.Helper()
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	r, w = os.NewFile(uintptr(fds[0]), "r"), os.NewFile(uintptr(fds[1]), "w")
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
+
+// TestStdioBlockingPipes: standard input and output that are blocking
+// pipes (or sockets) are read through Go's poller all the same, so that
+// deadlines work and Close interrupts a Read of a peer that sends
+// nothing: before, neither did, and a silent peer held the process (a
+// PROXY header's deadline, the relay's idle timeout, SIGTERM) for ever.
+// Blocking mode is put back on the pipe, for whoever else holds it, once
+// the connection is closed.
+func TestStdioBlockingPipes(t *testing.T) {
+	in, keepIn := blockingPipe(t)
+	_, out := blockingPipe(t)
+	other, err := unix.Dup(int(in.Fd())) // another holder of the open pipe
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(other)
+	c, err := (&stdioClient{in: in, out: out}).Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatalf("SetReadDeadline: %v", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Read past the deadline: %v", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Read interrupted by Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not interrupt a Read of a silent blocking pipe")
+	}
+	if fl, err := unix.FcntlInt(uintptr(other), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+		t.Errorf("after Close the pipe's flags are %#x, %v: still non-blocking", fl, err)
+	}
+	keepIn.Close()
 }

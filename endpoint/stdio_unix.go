@@ -4,8 +4,61 @@ package endpoint
 
 import (
 	"net"
+	"os"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
+
+// pollable returns a file that reads and writes what f does through Go's
+// poller, with the function that releases what it took, to be called
+// once the file returned is closed; or f itself and nil. Standard input
+// and output come blocking from inetd, systemd and shell pipelines, and Go
+// reads a blocking descriptor in a thread of its own: no deadline can be
+// set (the PROXY header's, the handshake's, the relay's idle timeout,
+// timeout=) and neither Close nor SIGTERM interrupts a Read, so a peer
+// that sent nothing held the process for ever. For a socket or a pipe, f's
+// descriptor is duplicated and the duplicate put in non-blocking mode,
+// which Go's poller then watches. The mode belongs to the open file that
+// both descriptors share, and so to any process that holds it too: the
+// release puts blocking mode back, then closes f. A terminal (shared with
+// the shell) and a regular file (which cannot be polled) are left as they
+// are.
+func pollable(f *os.File) (*os.File, func() error) {
+	if f.SetDeadline(time.Time{}) == nil {
+		return f, nil // Go polls it already
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return f, nil
+	}
+	dup := -1
+	rc.Control(func(fd uintptr) {
+		var st unix.Stat_t
+		if unix.Fstat(int(fd), &st) != nil {
+			return
+		}
+		if t := st.Mode & unix.S_IFMT; t != unix.S_IFSOCK && t != unix.S_IFIFO {
+			return
+		}
+		if d, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			if unix.SetNonblock(d, true) != nil {
+				unix.Close(d)
+				return
+			}
+			dup = d
+		}
+	})
+	if dup < 0 {
+		return f, nil
+	}
+	g := os.NewFile(uintptr(dup), f.Name())
+	return g, func() error {
+		rc.Control(func(fd uintptr) { unix.SetNonblock(int(fd), false) })
+		return f.Close()
+	}
+}
 
 // setSocketAddrs gives c the addresses of its input when that is a socket:
 // under inetd or systemd's Accept=yes, standard input is the connection's

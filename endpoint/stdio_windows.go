@@ -1,5 +1,11 @@
 package endpoint
 
+import "os"
+
+// pollable returns f as it is: the console, pipes and files of Windows
+// are read as they were given.
+func pollable(f *os.File) (*os.File, func() error) { return f, nil }
+
 // setSocketAddrs leaves c's addresses as they are on Windows. Standard
 // input and output are a console, pipes or files there: Windows has no
 // inetd or socket activation to hand a program its connection's socket as

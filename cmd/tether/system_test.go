@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -276,4 +279,29 @@ func TestRelayExec(t *testing.T) {
 		}
 		p.waitLog("exec: stderr", func(l map[string]any) bool { return l["line"] == "complaint" })
 	})
+}
+
+// TestRelayInetdSilentPeer: under inetd (systemd-socket-activate
+// --inetd), standard input and output are the connection's socket, in
+// blocking mode; a client that connects and sends nothing is still cut by
+// --idle-timeout, and the process exits. Before, a blocking read of
+// standard input could be neither timed out nor interrupted.
+func TestRelayInetdSilentPeer(t *testing.T) {
+	testpeer.Need(t, sdActivateBin, "systemd")
+	ln, target := listenTest(t, "tcp")
+	acceptOne(t, ln, func(c net.Conn) { io.Copy(io.Discard, c) })
+	addr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+	p := startTether(t, sdActivateBin, "--inetd", "--accept", "-l", addr, tetherBin, "relay", "--log-format", "json",
+		"--idle-timeout", "1s", "stdio:", target)
+	p.waitRaw("Listening on " + addr)
+	c := dialAddr(t, "tcp", addr)
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err := io.Copy(io.Discard, c)
+	if d := time.Since(start); errors.Is(err, os.ErrDeadlineExceeded) || d > 10*time.Second {
+		t.Errorf("a silent client of an inetd relay was still connected after %v (%v); want it cut after 1s", d, err)
+	}
+	if l := p.waitLog("connection ended", nil); !strings.Contains(fmt.Sprint(l["error"]), "idle timeout") {
+		t.Errorf("log line %v; want the idle timeout", l)
+	}
 }
