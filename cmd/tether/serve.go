@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/internal/relay"
 )
 
 func init() {
@@ -43,6 +44,11 @@ SERVICE (default echo):
   $ tether serve haproxy:tcp:7000 exec -- sh -c 'echo "you are $TETHER_PEER"'
   $ tether serve --dev-cert tls:8443:interface=127.0.0.1
   $ systemd-socket-activate -l 7777 tether serve systemd:domain=INET6:index=0
+
+--idle-timeout D resets a connection once nothing has moved either way
+for D (a client that connects and sends nothing, or stops reading
+chargen's lines), logged with the error "idle timeout"; by default (0) a
+connection may stay idle for ever, as with tether relay.
 
 Logging, --max-conns, --metrics and the handling of SIGINT, SIGTERM and
 SIGHUP (a restart that drops no connection) are those of tether relay: one log line per connection as it ends, naming the peer as
@@ -81,6 +87,7 @@ func runServe(e *env, args []string) int {
 	fs.SetOutput(e.stderr)
 	var sf serverFlags
 	sf.register(fs)
+	idle := fs.Duration("idle-timeout", 0, "close a connection once nothing has moved either way for this long (0: never)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), serveUsage)
 		fs.PrintDefaults()
@@ -134,6 +141,9 @@ func runServe(e *env, args []string) int {
 		return exitUsage
 	}
 	log, err := sf.logger(e.stderr)
+	if err == nil && *idle < 0 {
+		err = fmt.Errorf("--idle-timeout %v is negative", *idle)
+	}
 	if err != nil {
 		fmt.Fprintln(e.stderr, "tether serve:", err)
 		return exitUsage
@@ -151,18 +161,21 @@ func runServe(e *env, args []string) int {
 		return exitUsage
 	}
 	setDefaultLogger(e, log)
-	return serveUntilSignal(e, "serve", srv, serviceHandler(svc, log, sf.metricsOn()), &sf, log,
+	return serveUntilSignal(e, "serve", srv, serviceHandler(svc, log, sf.metricsOn(), *idle), &sf, log,
 		append([]any{"endpoint", endpoint.Redact(rest[0]), "service", name}, attrs...)...)
 }
 
 // serviceHandler runs svc for a connection once it is established, resets
 // the connection when the server gives up draining or the service fails
 // mid-stream, and logs the connection's end.
-func serviceHandler(svc service, log *slog.Logger, m *metrics) endpoint.Handler {
+func serviceHandler(svc service, log *slog.Logger, m *metrics, idle time.Duration) endpoint.Handler {
 	return endpoint.HandlerFunc(func(ctx context.Context, c net.Conn) {
 		start := time.Now()
 		if !establish(ctx, log, m, c, start) {
 			return
+		}
+		if idle > 0 {
+			c = newIdleConn(c, idle)
 		}
 		peer := peerString(c)
 		cut := make(chan error, 1)
@@ -260,6 +273,13 @@ func serveChargen(ctx context.Context, c net.Conn) (int64, int64, error) {
 	for {
 		n, err := c.Write(chargenCycle)
 		sent += int64(n)
+		if errors.Is(err, relay.ErrIdle) {
+			// The peer stopped reading: a cut, which the caller
+			// makes a reset, not an end.
+			c.SetReadDeadline(aLongTimeAgo)
+			<-read
+			return r.n, sent, err
+		}
 		if err != nil {
 			break // the peer has gone: chargen's only way to end
 		}
@@ -268,6 +288,9 @@ func serveChargen(ctx context.Context, c net.Conn) (int64, int64, error) {
 	<-read
 	return r.n, sent, nil
 }
+
+// aLongTimeAgo is a deadline in the past: it ends a Read at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 type execService struct {
 	path   string

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"path/filepath"
@@ -173,5 +174,67 @@ func TestServeUsage(t *testing.T) {
 		if code, _, errOut := runCmd(args...); code != exitUsage || errOut == "" {
 			t.Errorf("%q = %d, %q; want exit 2 and a message", args, code, errOut)
 		}
+	}
+}
+
+// TestServeIdleTimeout: with --idle-timeout, a client that connects and
+// sends nothing is reset once the timeout has passed, and logged so; one
+// that keeps bytes moving is not, even in the direction it is not using
+// (chargen's client sends nothing but reads on).
+func TestServeIdleTimeout(t *testing.T) {
+	for _, service := range []string{"echo", "discard", "chargen"} {
+		t.Run(service, func(t *testing.T) {
+			p, addr := startServe(t, "--idle-timeout", "300ms", service)
+			// Busy for three timeouts: bytes move, so no cut.
+			busy := dialAddr(t, "tcp", addr)
+			busy.SetDeadline(time.Now().Add(10 * time.Second))
+			for end := time.Now().Add(900 * time.Millisecond); time.Now().Before(end); {
+				switch service {
+				case "chargen":
+					if _, err := io.CopyN(io.Discard, busy, 64<<10); err != nil {
+						t.Fatalf("chargen's reading client was cut: %v", err)
+					}
+					time.Sleep(50 * time.Millisecond)
+				default:
+					if _, err := busy.Write([]byte("x")); err != nil {
+						t.Fatalf("%s's sending client was cut: %v", service, err)
+					}
+					if service == "echo" {
+						if _, err := io.ReadFull(busy, make([]byte, 1)); err != nil {
+							t.Fatalf("echo's client was cut: %v", err)
+						}
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+			busyPeer := busy.LocalAddr().String()
+			busy.Close()
+			if l := p.waitLog("connection ended", func(l map[string]any) bool { return l["peer"] == busyPeer }); l["error"] != nil {
+				t.Errorf("the busy connection ended with %v", l["error"])
+			}
+
+			// Silent: reset after the timeout. chargen's client stops
+			// reading instead, so that what is sent fills the socket.
+			silent := dialAddr(t, "tcp", addr)
+			if service == "chargen" {
+				silent.(*net.TCPConn).SetReadBuffer(4096)
+			}
+			start := time.Now()
+			l := p.waitLog("connection ended", func(l map[string]any) bool { return l["peer"] == silent.LocalAddr().String() })
+			if e, _ := l["error"].(string); !strings.Contains(e, "idle timeout") {
+				t.Errorf("log line %v; want an idle timeout", l)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("cut after %v; want about 300ms", d)
+			}
+			silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err := io.Copy(io.Discard, silent)
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("the idle client read to %v; want a reset", err)
+			}
+		})
+	}
+	if code, _, errOut := runCmd("serve", "--idle-timeout", "-1s", "tcp:0"); code != exitUsage || !strings.Contains(errOut, "negative") {
+		t.Errorf("serve --idle-timeout -1s = %d, %q", code, errOut)
 	}
 }
