@@ -56,6 +56,10 @@ type proxyClient struct {
 	inner Client
 }
 
+// headerWriteTimeout bounds writing the PROXY header when the context
+// sets no deadline: as long as a server gives a client to send one.
+const headerWriteTimeout = 10 * time.Second
+
 func (c *proxyClient) Dial(ctx context.Context) (net.Conn, error) {
 	h := proxyproto.FromContext(ctx)
 	if h == nil {
@@ -70,10 +74,14 @@ func (c *proxyClient) Dial(ctx context.Context) (net.Conn, error) {
 		return nil, err
 	}
 	// The header is small and the connection new, so the write does not
-	// block in practice; the context bounds it all the same.
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetWriteDeadline(dl)
+	// block in practice; the context bounds it all the same, and without
+	// a deadline in the context, headerWriteTimeout does: every phase has
+	// one.
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(headerWriteTimeout)
 	}
+	conn.SetWriteDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(aLongTimeAgo) })
 	_, err = conn.Write(b)
 	if !stop() || err != nil {
