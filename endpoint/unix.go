@@ -42,7 +42,8 @@ func init() {
 			Args: []driver.Arg{unixAddressParam.Arg(), unixModeParam.Arg(), backlogParam.Arg(), unixLockParam.Arg(),
 				unixOwnerParam.Arg(), unixGroupParam.Arg()},
 			Notes: "With lockfile=1 a live owner of ADDRESS.lock makes Listen fail with EADDRINUSE and its socket " +
-				"is left alone; a dead owner's lock and stale socket are taken over. Close removes the socket and " +
+				"is left alone; a dead owner's lock and stale socket are taken over, the socket only if it is this " +
+				"process's user's and nothing listens on it (a lock is easily faked). Close removes the socket and " +
 				"the lock before it returns, each only while it is still this listener's. The socket file gets exactly " +
 				"mode, whatever the umask. On Linux bind makes it so, and nothing changes it through its path afterwards " +
 				"(as Twisted's chmod after bind does), so that no one who can write to its directory can redirect that " +

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,6 +105,27 @@ func TestUnixFixModeRefusesReplaced(t *testing.T) {
 	}
 	if fi, err := os.Stat(target); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("target: %v, %v; want it left 0600", fi.Mode(), err)
+	}
+	// A hard link to another socket of this user, put at the path: a
+	// socket of the right owner, but not the one just bound.
+	other := filepath.Join(dir, "private.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: other, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := os.Chmod(other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hard := filepath.Join(dir, "app.sock")
+	if err := os.Link(other, hard); err != nil {
+		t.Fatal(err)
+	}
+	if err := fixMode(hard, 0o666); err == nil || !strings.Contains(err.Error(), "replaced") {
+		t.Errorf("fixMode of a hard link to another socket: %v, want an error saying it was replaced", err)
+	}
+	if fi, err := os.Stat(other); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the other socket: %v, %v; want it left 0600", fi.Mode(), err)
 	}
 }
 

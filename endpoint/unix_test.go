@@ -102,6 +102,64 @@ func TestUNIXLiveOwnerKeepsSocket(t *testing.T) {
 	<-peers
 }
 
+// TestUNIXFakeLockKeepsLiveSocket: a lock naming a dead process, which
+// anyone who can write to the directory can make, does not get a socket
+// removed that something still listens on, or one of another user (root
+// deleting it, in a sticky /tmp, would take that user's clients): Listen
+// reports the path in use instead, and the live server goes on serving.
+func TestUNIXFakeLockKeepsLiveSocket(t *testing.T) {
+	path := sockPath(t)
+	live, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if err := os.Symlink(strconv.Itoa(deadPID(t)), path+".lock"); err != nil {
+		t.Fatal(err)
+	}
+	if ln, err := Listen(context.Background(), "unix:"+path); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+		if ln != nil {
+			ln.Close()
+		}
+		t.Fatalf("Listen over a live socket with a fake lock: %v; want EADDRINUSE", err)
+	}
+	go func() {
+		if c, err := live.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("the live server after the attempt: %v", err)
+	}
+	c.Close()
+
+	if os.Geteuid() != 0 {
+		return // another user's socket needs root to make
+	}
+	path = sockPath(t)
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.SetUnlinkOnClose(false)
+	stale.Close()
+	if err := os.Lchown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(strconv.Itoa(deadPID(t)), path+".lock"); err != nil {
+		t.Fatal(err)
+	}
+	if ln, err := Listen(context.Background(), "unix:"+path); err == nil {
+		ln.Close()
+		t.Fatal("Listen removed another user's socket on the word of a lock")
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err != nil || st.Uid != 65534 {
+		t.Errorf("another user's socket: %+v, %v; want it left", st.Uid, err)
+	}
+}
+
 func TestUNIXStaleTakeover(t *testing.T) {
 	path := sockPath(t)
 	// A dead process's lock and socket, as a crash leaves them.

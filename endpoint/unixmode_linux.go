@@ -102,6 +102,11 @@ func fixMode(path string, mode os.FileMode) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK || int(st.Uid) != os.Geteuid() {
 		return fmt.Errorf("%s was replaced right after bind by something that is not this process's socket: its mode is left alone", path)
 	}
+	if st.Nlink != 1 {
+		// A hard link to another socket of this user (root's, say) put
+		// at the path: the file just bound has one name only.
+		return fmt.Errorf("%s was replaced right after bind by a file with %d names, not the socket just bound: its mode is left alone", path, st.Nlink)
+	}
 	if os.FileMode(st.Mode&0o7777) == mode {
 		return nil
 	}

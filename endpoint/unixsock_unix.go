@@ -3,9 +3,11 @@
 package endpoint
 
 import (
+	"errors"
 	"net"
 	"os"
 	"syscall"
+	"time"
 )
 
 // socketFileID identifies a socket file by its device and inode.
@@ -15,11 +17,29 @@ type socketFileID struct{ dev, ino uint64 }
 // asked for (see bindListen).
 func checkSocketMode(os.FileMode) error { return nil }
 
-// removeStaleSocket removes the file at path if it is a socket, looking at
-// the name itself and never through a link.
+// removeStaleSocket removes the file at path if it is a socket of this
+// process's user that nothing listens on, looking at the name itself and
+// never through a link. The lock that called it stale may be a fake: in a
+// shared directory anyone can make PATH.lock name a dead process, and root
+// could otherwise delete another user's live socket (which the sticky bit
+// keeps that user's own) and take its clients. What is left in place,
+// bind reports as in use, with how to remove it.
 func removeStaleSocket(path string) {
 	var st syscall.Stat_t
-	if err := syscall.Lstat(path, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFSOCK {
+	if err := syscall.Lstat(path, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFSOCK || int(st.Uid) != os.Geteuid() {
+		return
+	}
+	listening, known := socketListening(path)
+	if !known {
+		// No /proc/net/unix to look in: a connection attempt tells. A
+		// socket nobody listens on refuses it.
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		listening = !errors.Is(err, syscall.ECONNREFUSED)
+	}
+	if !listening {
 		syscall.Unlink(path)
 	}
 }
