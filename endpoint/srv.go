@@ -326,7 +326,7 @@ func (c *srvClient) connect(ctx context.Context, host string, port uint16) (net.
 	cfg := c.store.state.Load().config
 	below := &closeNotifyConn{Conn: conn}
 	tc := tls.Client(below, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := clientHandshake(ctx, tc, conn); err != nil {
 		abort.Conn(conn)
 		return nil, fmt.Errorf("TLS handshake with %s (%s), verifying %s: %w", host, conn.RemoteAddr(), cfg.ServerName, err)
 	}

@@ -186,6 +186,24 @@ func init() {
 	})
 }
 
+// clientHandshake runs tc's handshake over raw, bounded by ctx through
+// raw's deadlines rather than with HandshakeContext, whose cancellation
+// closes the connection itself, with a FIN, before the caller can reset
+// it. A context that ends as the handshake succeeds is its error all the
+// same.
+func clientHandshake(ctx context.Context, tc *tls.Conn, raw net.Conn) error {
+	if dl, ok := ctx.Deadline(); ok {
+		raw.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(aLongTimeAgo) })
+	err := tc.Handshake()
+	if !stop() && err == nil {
+		err = context.Cause(ctx)
+	}
+	raw.SetDeadline(time.Time{})
+	return err
+}
+
 // closeNotifyNotes says, in every TLS type's notes, how a stream that
 // ends without close_notify reads.
 const closeNotifyNotes = "A peer that ends the TCP connection without a TLS close_notify makes Read return " +
@@ -618,7 +636,7 @@ func (c *tlsClient) Dial(ctx context.Context) (net.Conn, error) {
 	cfg := c.store.state.Load().config
 	below := &closeNotifyConn{Conn: raw}
 	tc := tls.Client(below, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := clientHandshake(ctx, tc, raw); err != nil {
 		abort.Conn(raw)
 		err = contextError(ctx, fmt.Errorf("TLS handshake with %s (%s): %w", cfg.ServerName, raw.RemoteAddr(), err))
 		if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {

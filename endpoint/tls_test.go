@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -660,8 +661,10 @@ func TestTLSUserDeadlineKept(t *testing.T) {
 // TestTLSDialCancel: cancelling stops a handshake in progress, and the
 // timeout bounds it, leaving nothing open.
 func TestTLSDialCancel(t *testing.T) {
-	// A TCP server that accepts and never answers the ClientHello.
+	// A TCP server that accepts and never answers the ClientHello, and
+	// says how each connection ended.
 	ln := listen(t, "tcp:0:interface=127.0.0.1")
+	ends := make(chan error, 4)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -669,7 +672,8 @@ func TestTLSDialCancel(t *testing.T) {
 				return
 			}
 			go func() {
-				io.Copy(io.Discard, c)
+				_, err := io.Copy(io.Discard, c)
+				ends <- err
 				c.Close()
 			}()
 		}
@@ -690,6 +694,11 @@ func TestTLSDialCancel(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("Dial returned %v after cancel", d)
 	}
+	// The abandoned connection is reset, not ended: crypto/tls's own
+	// cancellation would close it with a FIN first.
+	if err := <-ends; !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the server saw the cancelled handshake's connection end with %v; want a reset", err)
+	}
 	// The server's end closes when it sees the client's go.
 	for i := 0; openFDs(t) > before; i++ {
 		if i == 100 {
@@ -700,6 +709,9 @@ func TestTLSDialCancel(t *testing.T) {
 	_, err = Dial(context.Background(), s+":timeout=1")
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timeout=1") {
 		t.Fatalf("timeout=1: %v, want context.DeadlineExceeded", err)
+	}
+	if err := <-ends; !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the server saw the timed-out handshake's connection end with %v; want a reset", err)
 	}
 }
 
