@@ -238,6 +238,19 @@ func (c *stdioConn) Close() error {
 	return pipeError("close", "stdio", c.remote, errIn)
 }
 
+// SetLinger sets SO_LINGER on standard input's socket, as
+// net.TCPConn.SetLinger does, so that Abort resets a connection handed
+// over by inetd or systemd (Accept=yes) instead of ending it with a FIN
+// that passes for a clean end. Input that is not a socket (a pipe, a
+// terminal) has no such option: the error says so, and Abort reports the
+// cut as unsignalled.
+func (c *stdioConn) SetLinger(sec int) error {
+	if err := setStdioLinger(c.in, sec); err != nil {
+		return &net.OpError{Op: "set", Net: "stdio", Addr: c.remote, Err: err}
+	}
+	return nil
+}
+
 func (c *stdioConn) LocalAddr() net.Addr  { return c.local }
 func (c *stdioConn) RemoteAddr() net.Addr { return c.remote }
 

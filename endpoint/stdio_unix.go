@@ -3,6 +3,7 @@
 package endpoint
 
 import (
+	"errors"
 	"net"
 	"os"
 	"syscall"
@@ -78,6 +79,30 @@ func setSocketAddrs(c *stdioConn) {
 			}
 		})
 	}
+}
+
+// setStdioLinger sets SO_LINGER on f if it is a stream socket; an error
+// otherwise.
+func setStdioLinger(f *os.File, sec int) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		if typ, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE); err != nil || typ != unix.SOCK_STREAM {
+			serr = errors.New("standard input is not a stream socket: no reset can be sent")
+			return
+		}
+		l := &unix.Linger{Onoff: 1, Linger: int32(sec)}
+		if sec < 0 {
+			l = &unix.Linger{}
+		}
+		serr = os.NewSyscallError("setsockopt", unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, l))
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // sockaddrToAddr makes a net.Addr of a stream socket's address.

@@ -1,6 +1,9 @@
 package endpoint
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
 // pollable returns f as it is: the console, pipes and files of Windows
 // are read as they were given.
@@ -12,3 +15,8 @@ func pollable(f *os.File) (*os.File, func() error) { return f, nil }
 // standard input, so the socket is not looked for, and a stdio connection
 // is always addressed as "stdio".
 func setSocketAddrs(*stdioConn) {}
+
+// setStdioLinger fails on Windows: standard input is never a socket there.
+func setStdioLinger(*os.File, int) error {
+	return errors.New("standard input is not a socket: no reset can be sent")
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -303,5 +304,33 @@ func TestRelayInetdSilentPeer(t *testing.T) {
 	}
 	if l := p.waitLog("connection ended", nil); !strings.Contains(fmt.Sprint(l["error"]), "idle timeout") {
 		t.Errorf("log line %v; want the idle timeout", l)
+	}
+}
+
+// TestRelayInetdPassesReset: under inetd, standard input is the client's
+// TCP socket, which can carry a reset: an upstream that resets mid-stream
+// is passed on as one, not as the clean end (FIN) that a plain close of
+// standard input and output would send.
+func TestRelayInetdPassesReset(t *testing.T) {
+	testpeer.Need(t, sdActivateBin, "systemd")
+	ln, target := listenTest(t, "tcp")
+	acceptOne(t, ln, func(c net.Conn) {
+		c.Write([]byte("partial"))
+		time.Sleep(200 * time.Millisecond) // for the bytes to reach the client
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+	p := startTether(t, sdActivateBin, "--inetd", "--accept", "-l", addr, tetherBin, "relay", "--log-format", "json",
+		"stdio:", target)
+	p.waitRaw("Listening on " + addr)
+	c := dialAddr(t, "tcp", addr)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c)
+	if string(got) != "partial" || !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the client read %q, then %v; want \"partial\", then a reset", got, err)
+	}
+	if l := p.waitLog("connection ended", nil); l["abort_unsignalled"] != nil {
+		t.Errorf("log line %v: the client's socket could be reset", l)
 	}
 }
