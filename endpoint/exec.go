@@ -42,7 +42,8 @@ func init() {
 				"escaping of ':'); a ',' inside a value is written `\\\\,` (one backslash for the string, one for " +
 				"env). dir= (alias path=, Twisted's name) is the working directory. The connection is the " +
 				"program's standard input and output; CloseWrite closes its standard input; its standard error " +
-				"is logged line by line. Close stops the program if it is still running, with SIGTERM to its " +
+				"is logged line by line. The end of its output reads as io.EOF, unless a signal killed it: then " +
+				"as an error, since the output may be cut short (tether relay resets its peer). Close stops the program if it is still running, with SIGTERM to its " +
 				"process group and SIGKILL two seconds later, and returns its exit status: an error wrapping " +
 				"*exec.ExitError unless it exited 0 (the connection is an *endpoint.ExecConn, whose Wait and " +
 				"ProcessState say more). Cancelling the context during Dial stops the program; once Dial has " +
@@ -295,13 +296,46 @@ func (c *ExecConn) logStderr() {
 	}
 }
 
-// Read reads the program's standard output.
+// Read reads the program's standard output. Its end is io.EOF, unless the
+// program was killed by a signal as it ended (its output may have been
+// cut short, so it is not passed on as complete): then an error saying
+// so.
 func (c *ExecConn) Read(p []byte) (int, error) {
 	n, err := c.stdout.Read(p)
-	if err == io.EOF {
+	if err == io.EOF && !c.sawEOF.Load() {
+		if kerr := c.killedAtEnd(); kerr != nil {
+			return n, &net.OpError{Op: "read", Net: "exec", Addr: c.addr, Err: kerr}
+		}
 		c.sawEOF.Store(true)
 	}
 	return n, pipeError("read", "exec", c.addr, err)
+}
+
+// execEndWait is how long the end of a program's output waits for the
+// program to exit, to learn whether a signal killed it. A program that
+// closes its output and goes on running costs this much once.
+const execEndWait = 50 * time.Millisecond
+
+// killedAtEnd returns an error if the program, whose output has just
+// ended, was killed by a signal that tether did not send.
+func (c *ExecConn) killedAtEnd() error {
+	t := time.NewTimer(execEndWait)
+	defer t.Stop()
+	select {
+	case <-c.exited:
+	case <-t.C:
+		return nil // still running: it closed its output itself
+	}
+	if _, ours := c.signalled.Load().(string); ours || c.cmd.ProcessState == nil {
+		return nil
+	}
+	if ws, ok := c.cmd.ProcessState.Sys().(interface {
+		Signaled() bool
+		Signal() syscall.Signal
+	}); ok && ws.Signaled() {
+		return fmt.Errorf("the program was killed by signal %v: its output may be cut short", ws.Signal())
+	}
+	return nil
 }
 
 // Write writes to the program's standard input.

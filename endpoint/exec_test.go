@@ -293,3 +293,31 @@ func TestVariadicArg(t *testing.T) {
 		{Name: "a", Positional: true, Variadic: true}, {Name: "b", Positional: true}}},
 		New: func(*driver.Args) (driver.Client, error) { return nil, nil }})
 }
+
+// TestExecKilledIsNotAnEnd: a program killed by a signal ends its output
+// with the kill, and Read says so instead of returning io.EOF, so that a
+// relay resets its peer rather than pass the cut on as a clean end; a
+// program that exits, with any status, ends with io.EOF.
+func TestExecKilledIsNotAnEnd(t *testing.T) {
+	for s, killed := range map[string]bool{
+		`exec:sh:-c:echo partial; kill -9 $$`: true,
+		`exec:sh:-c:echo partial; exit 3`:     false,
+	} {
+		c, err := execDial(t, context.Background(), s, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(c)
+		if string(got) != "partial\n" {
+			t.Errorf("%s: read %q", s, got)
+		}
+		if killed && (err == nil || !strings.Contains(err.Error(), "killed by signal")) {
+			t.Errorf("%s: Read ended with %v; want an error naming the signal", s, err)
+		}
+		if !killed && err != nil {
+			t.Errorf("%s: Read ended with %v; want io.EOF", s, err)
+		}
+		c.Close()
+	}
+}

@@ -34,7 +34,8 @@ SERVICE (default echo):
             connection as its standard input and output (its standard error
             is tether's). The peer's end of file closes COMMAND's standard
             input; COMMAND's exit (its standard output closing) closes the
-            connection's write half. TETHER_PEER and TETHER_LOCAL hold the
+            connection's write half, and its death by a signal resets
+            the connection (its output may be cut short). TETHER_PEER and TETHER_LOCAL hold the
             connection's addresses.
 
   $ tether serve tcp:7777
@@ -298,6 +299,10 @@ type execService struct {
 	stderr io.Writer
 }
 
+// execEndWait is how long the end of COMMAND's output waits for COMMAND
+// to exit, to learn whether a signal killed it.
+const execEndWait = 50 * time.Millisecond
+
 // execLinger is how long a connection whose COMMAND has exited waits for
 // the peer to finish sending before it is closed. Closing with unread data
 // would reset the connection, and a reset can destroy output the peer has
@@ -336,14 +341,23 @@ func (x *execService) serve(ctx context.Context, c net.Conn) (fromPeer, toPeer i
 
 	out := &countWriter{w: c}
 	_, outErr := io.Copy(out, stdout)
-	if outErr == nil && out.err == nil {
+	if outErr == nil && out.err == nil && killedAtEnd(cmd.Process, execEndWait) {
+		// Its output ended because a signal killed it: a cut, which the
+		// caller resets, not an end to pass on.
+		outErr = fmt.Errorf("%s was killed by a signal: its output may be cut short", x.path)
+		stdout.Close()
+	} else if outErr == nil && out.err == nil {
 		outErr = closeWrite(c) // COMMAND is done writing, and so are we
 	} else {
 		stdout.Close() // the peer has gone: COMMAND gets EPIPE
 	}
 	waitErr := cmd.Wait()
 
-	c.SetReadDeadline(time.Now().Add(execLinger))
+	if outErr != nil {
+		c.SetReadDeadline(aLongTimeAgo) // a cut: nothing to linger for
+	} else {
+		c.SetReadDeadline(time.Now().Add(execLinger))
+	}
 	rerr := <-inErr
 	if errors.Is(rerr, os.ErrDeadlineExceeded) {
 		rerr = nil // the linger ran out; the peer had its chance

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -236,5 +237,28 @@ func TestServeIdleTimeout(t *testing.T) {
 	}
 	if code, _, errOut := runCmd("serve", "--idle-timeout", "-1s", "tcp:0"); code != exitUsage || !strings.Contains(errOut, "negative") {
 		t.Errorf("serve --idle-timeout -1s = %d, %q", code, errOut)
+	}
+}
+
+// TestExecKilledIsACut: a COMMAND (serve exec) or an exec: CONNECT
+// (relay) killed by a signal cuts its output short: the client is reset,
+// not sent the clean end of a COMMAND that finished.
+func TestExecKilledIsACut(t *testing.T) {
+	for name, args := range map[string][]string{
+		"serve": {"serve", "--log-format", "json", "tcp:0:interface=127.0.0.1", "exec", "--", "sh", "-c", "echo partial; kill -9 $$"},
+		"relay": {"relay", "--log-format", "json", "tcp:0:interface=127.0.0.1", "exec:sh:-c:echo partial; kill -9 $$"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := startTether(t, append([]string{tetherBin}, args...)...)
+			c := dialAddr(t, "tcp", p.addr())
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			got, err := io.ReadAll(c)
+			if string(got) != "partial\n" || !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("the client read %q, then %v; want \"partial\\n\", then a reset", got, err)
+			}
+			if l := p.waitLog("connection ended", nil); !strings.Contains(fmt.Sprint(l["error"]), "killed") {
+				t.Errorf("log line %v; want the kill named", l)
+			}
+		})
 	}
 }
