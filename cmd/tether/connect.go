@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/signal"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -47,6 +49,8 @@ reset the connection, receiving from it or sending to it failed (a TLS
 peer that ends without close_notify, say: its stream may have been cut),
 or reading standard input or writing standard output did. The connection is
 then reset, so that the peer does not take the cut stream for a whole one.
+So it is when SIGINT, SIGTERM or SIGHUP stops tether (exit 128 plus the
+signal's number, as if it had died of it).
 
 insecureSkipVerify=1 in CONNECT (at any depth) is warned about on stderr.
 
@@ -94,6 +98,10 @@ func runConnect(e *env, args []string) int {
 		return exitFailure
 	}
 	defer conn.Close()
+	if e.restartable { // a process of its own, not a test's run
+		stop := abortOnSignal(e, conn)
+		defer stop()
+	}
 
 	sent := make(chan error, 1)
 	var stdinFailed atomic.Bool
@@ -131,6 +139,34 @@ func runConnect(e *env, args []string) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// abortOnSignal makes SIGINT, SIGTERM and SIGHUP reset conn before tether
+// exits with 128 plus the signal's number, as it would have died of it:
+// left to the system, the signal would end the process and the kernel
+// close the socket with a FIN, which passes for the clean end of a
+// stream cut mid-way. It returns the function that undoes it.
+func abortOnSignal(e *env, conn net.Conn) (stop func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			endpoint.Abort(conn)
+			fmt.Fprintf(e.stderr, "tether connect: %v: the connection was reset\n", sig)
+			code := 128 + 15
+			if s, ok := sig.(syscall.Signal); ok {
+				code = 128 + int(s)
+			}
+			os.Exit(code)
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(sigs)
+		close(done)
+	}
 }
 
 // dialWaiting dials cli; with wait > 0 it dials again, after a pause that

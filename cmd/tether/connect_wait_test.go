@@ -249,3 +249,44 @@ func TestConnectWarnsInsecure(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectSignalResets: tether connect stopped by SIGTERM or SIGINT in
+// the middle of a stream resets the connection, so that the peer does not
+// take what it got for the whole stream, and exits as the signal would
+// have made it.
+func TestConnectSignalResets(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		ln, target := listenTest(t, "tcp")
+		ended := make(chan error, 1)
+		started := make(chan struct{})
+		acceptOne(t, ln, func(c net.Conn) {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			c.Read(make([]byte, 1))
+			close(started)
+			_, err := io.Copy(io.Discard, c)
+			ended <- err
+		})
+		cmd := exec.Command(tetherBin, "connect", target)
+		stdin, err := cmd.StdinPipe() // left open: the stream goes on
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stdin.Close()
+		var errOut bytes.Buffer
+		cmd.Stderr = &errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		stdin.Write([]byte("part of a stream"))
+		<-started
+		cmd.Process.Signal(sig)
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 128+int(sig) || !strings.Contains(errOut.String(), "the connection was reset") {
+			t.Errorf("%v: connect ended with %v, stderr %q; want exit %d and the reset said", sig, err, errOut.String(), 128+int(sig))
+		}
+		if err := <-ended; !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("%v: the peer saw %v; want a reset", sig, err)
+		}
+	}
+}
