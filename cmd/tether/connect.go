@@ -50,7 +50,9 @@ peer that ends without close_notify, say: its stream may have been cut),
 or reading standard input or writing standard output did. The connection is
 then reset, so that the peer does not take the cut stream for a whole one.
 So it is when SIGINT, SIGTERM or SIGHUP stops tether (exit 128 plus the
-signal's number, as if it had died of it).
+signal's number, as if it had died of it), and when the peer finishes
+while standard input is still being sent (tether exits 0: the peer did
+not wait for the rest, and a peer that reads on learns it was cut).
 
 insecureSkipVerify=1 in CONNECT (at any depth) is warned about on stderr.
 
@@ -98,9 +100,9 @@ func runConnect(e *env, args []string) int {
 		return exitFailure
 	}
 	defer conn.Close()
-	if e.restartable { // a process of its own, not a test's run
-		stop := abortOnSignal(e, conn)
-		defer stop()
+	var stopping atomic.Bool // a signal is being acted on
+	if e.restartable {       // a process of its own, not a test's run
+		defer abortOnSignal(e, conn, &stopping)()
 	}
 
 	sent := make(chan error, 1)
@@ -125,12 +127,19 @@ func runConnect(e *env, args []string) int {
 		err = <-sent // the cause, not the receiving it cut
 	case err == nil:
 		// The peer has finished. Standard input may still be open (the
-		// peer did not wait for it), which is no failure; an error in
-		// sending that has already happened is.
+		// peer did not wait for it), which is no failure of tether's; an
+		// error in sending that has already happened is. But the peer
+		// may be reading on (it only half-closed): what it got of
+		// standard input is then cut, and is reset rather than ended
+		// with a FIN that would pass for all of it.
 		select {
 		case err = <-sent:
-		default:
+		case <-time.After(stdinSettle):
+			endpoint.Abort(conn)
 		}
+	}
+	if err != nil && stopping.Load() {
+		select {} // the failure is the signal's reset: it says so and exits
 	}
 	if err != nil {
 		// The stream was cut: the peer must not take it for a whole one.
@@ -141,18 +150,25 @@ func runConnect(e *env, args []string) int {
 	return exitOK
 }
 
+// stdinSettle is how long connect waits, once the peer has finished, for
+// the sending of standard input to finish too before it takes it for cut.
+const stdinSettle = 50 * time.Millisecond
+
 // abortOnSignal makes SIGINT, SIGTERM and SIGHUP reset conn before tether
-// exits with 128 plus the signal's number, as it would have died of it:
+// exits with 128 plus the signal's number, as it would have died of it
+// (stopping is set first, for the copying that the reset fails to stay
+// quiet):
 // left to the system, the signal would end the process and the kernel
 // close the socket with a FIN, which passes for the clean end of a
 // stream cut mid-way. It returns the function that undoes it.
-func abortOnSignal(e *env, conn net.Conn) (stop func()) {
+func abortOnSignal(e *env, conn net.Conn, stopping *atomic.Bool) (stop func()) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() {
 		select {
 		case sig := <-sigs:
+			stopping.Store(true)
 			endpoint.Abort(conn)
 			fmt.Fprintf(e.stderr, "tether connect: %v: the connection was reset\n", sig)
 			code := 128 + 15

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -78,5 +80,43 @@ func TestConnectFailures(t *testing.T) {
 	code, _, errOut := runConnectIn(strings.NewReader(""), target)
 	if code != exitFailure || !strings.Contains(errOut, "refused") {
 		t.Errorf("connect to a closed port = %d, %q; want exit 1", code, errOut)
+	}
+}
+
+// TestConnectPeerHalfClosesFirst: a peer that finishes sending but reads
+// on, while standard input still has more to come, is not sent a FIN
+// that would pass for the end of all of standard input: connect exits 0
+// (the peer finished) and resets the connection; and a peer that waits
+// for a standard input that does end gets all of it and a clean end.
+func TestConnectPeerHalfClosesFirst(t *testing.T) {
+	for _, stdinEnds := range []bool{false, true} {
+		ln, target := listenTest(t, "tcp")
+		ended := make(chan error, 1)
+		acceptOne(t, ln, func(c net.Conn) {
+			c.Write([]byte("hello"))
+			c.(*net.TCPConn).CloseWrite()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err := io.Copy(io.Discard, c)
+			ended <- err
+		})
+		var code int
+		if stdinEnds {
+			code, _, _ = runConnectIn(strings.NewReader("all of it"), target)
+		} else {
+			stdin, stdinW := io.Pipe() // never ends
+			defer stdinW.Close()
+			go stdinW.Write([]byte("part of it"))
+			code, _, _ = runConnectIn(stdin, target)
+		}
+		if code != exitOK {
+			t.Errorf("stdin ends %v: connect = %d, want 0", stdinEnds, code)
+		}
+		err := <-ended
+		if stdinEnds && err != nil {
+			t.Errorf("a peer that waited for all of standard input saw %v; want a clean end", err)
+		}
+		if !stdinEnds && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("a peer reading on while standard input was cut saw %v; want a reset", err)
+		}
 	}
 }
