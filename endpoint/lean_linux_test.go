@@ -15,6 +15,19 @@ import (
 // descriptor of its socket.
 func listenLean(t *testing.T, s string) (net.Listener, int) {
 	t.Helper()
+	srv, ln := parseListen(t, s)
+	fd, ok := leanSocket(srv, ln)
+	if !ok {
+		t.Fatalf("leanSocket(%s) declined", s)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return ln, fd
+}
+
+// parseListen parses the server endpoint string s and listens on it, until
+// the end of the test.
+func parseListen(t *testing.T, s string) (Server, net.Listener) {
+	t.Helper()
 	srv, err := ParseServer(s)
 	if err != nil {
 		t.Fatal(err)
@@ -24,12 +37,26 @@ func listenLean(t *testing.T, s string) (net.Listener, int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	fd, ok := leanSocket(srv, ln)
-	if !ok {
-		t.Fatalf("leanSocket(%s) declined", s)
+	return srv, ln
+}
+
+// dialAndAccept connects to ln and accepts the connection on lfd, the
+// lean path's descriptor of ln's socket, as the event core does; both
+// ends are closed at the end of the test.
+func dialAndAccept(t *testing.T, ln net.Listener, lfd int) int {
+	t.Helper()
+	d, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	unix.Poll([]unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}}, 5000)
+	fd, _, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Close(fd) })
-	return ln, fd
+	return fd
 }
 
 func fdOpt(t *testing.T, fd, level, opt int) int {
@@ -64,17 +91,7 @@ func TestLeanAcceptOptions(t *testing.T) {
 					t.Errorf("fcntl(%d): %#x %v, want flag %#x", f.cmd, v, err, f.flag)
 				}
 			}
-			d, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
-			unix.Poll([]unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}}, 5000)
-			fd, _, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer unix.Close(fd)
+			fd := dialAndAccept(t, ln, lfd)
 			if v := fdOpt(t, fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); v != c.nodelay {
 				t.Errorf("TCP_NODELAY %d, want %d", v, c.nodelay)
 			}
@@ -96,15 +113,7 @@ func TestLeanAcceptOptions(t *testing.T) {
 // inherited from another process may) has it turned off when the lean path
 // takes it, so that no accepted connection's close blocks an event loop.
 func TestLeanClearsLinger(t *testing.T) {
-	srv, err := ParseServer("tcp:0:interface=127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := srv.Listen(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	srv, ln := parseListen(t, "tcp:0:interface=127.0.0.1")
 	rc, err := ln.(interface {
 		SyscallConn() (syscall.RawConn, error)
 	}).SyscallConn()
@@ -122,17 +131,7 @@ func TestLeanClearsLinger(t *testing.T) {
 		t.Fatal("leanSocket declined a tcp server")
 	}
 	defer unix.Close(lfd)
-	d, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	unix.Poll([]unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}}, 5000)
-	fd, _, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
+	fd := dialAndAccept(t, ln, lfd)
 	l, err := unix.GetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER)
 	if err != nil || l.Onoff != 0 {
 		t.Errorf("an accepted connection's SO_LINGER is %+v, %v; want off", l, err)
@@ -156,15 +155,7 @@ func TestLeanSocketDeclines(t *testing.T) {
 		}
 		ln.Close()
 	}
-	srv, err := ParseServer("tcp:0:interface=127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := srv.Listen(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	srv, ln := parseListen(t, "tcp:0:interface=127.0.0.1")
 	fd, ok := leanSocket(srv, ln)
 	if !ok {
 		t.Fatal("leanSocket declined a tcp server")

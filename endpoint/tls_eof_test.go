@@ -31,6 +31,29 @@ func readAll(c net.Conn) (string, error) {
 	}
 }
 
+// readEnd is what acceptAndRead's server read of its one connection, and
+// the error that ended it.
+type readEnd struct {
+	got string
+	err error
+}
+
+// acceptAndRead accepts one connection on ln and reads it to its end.
+func acceptAndRead(ln net.Listener) <-chan readEnd {
+	ended := make(chan readEnd, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			ended <- readEnd{"", err}
+			return
+		}
+		defer c.Close()
+		got, err := readAll(c)
+		ended <- readEnd{got, err}
+	}()
+	return ended
+}
+
 // checkEnd checks how a TLS stream that carried want ended: io.EOF itself
 // after a close_notify, ErrNoCloseNotify (which is also
 // io.ErrUnexpectedEOF, and not io.EOF) after a bare end of the TCP stream.
@@ -61,18 +84,7 @@ func TestTLSEndWithoutCloseNotify(t *testing.T) {
 	t.Run("server", func(t *testing.T) {
 		ln := tlsListen(t, "tls:0:interface=127.0.0.1:certificate="+cert+":privateKey="+key)
 		for _, cut := range []bool{false, true} {
-			ended := make(chan error, 1)
-			var got string
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					ended <- err
-					return
-				}
-				defer c.Close()
-				got, err = readAll(c)
-				ended <- err
-			}()
+			ended := acceptAndRead(ln)
 			raw, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
@@ -90,7 +102,8 @@ func TestTLSEndWithoutCloseNotify(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkEnd(t, fmt.Sprintf("tls: server (cut %v)", cut), got, <-ended, "all of it", cut)
+			r := <-ended
+			checkEnd(t, fmt.Sprintf("tls: server (cut %v)", cut), r.got, r.err, "all of it", cut)
 		}
 	})
 
@@ -144,17 +157,7 @@ func TestTLSEndWithoutCloseNotify(t *testing.T) {
 		// The FIN inside a record: an error with or without this change,
 		// and still ErrNoCloseNotify, so that one check covers both.
 		ln := tlsListen(t, "tls:0:interface=127.0.0.1:certificate="+cert+":privateKey="+key)
-		ended := make(chan error, 1)
-		go func() {
-			c, err := ln.Accept()
-			if err != nil {
-				ended <- err
-				return
-			}
-			defer c.Close()
-			_, err = readAll(c)
-			ended <- err
-		}()
+		ended := acceptAndRead(ln)
 		raw, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
@@ -170,8 +173,8 @@ func TestTLSEndWithoutCloseNotify(t *testing.T) {
 		if err := raw.(*net.TCPConn).CloseWrite(); err != nil {
 			t.Fatal(err)
 		}
-		if err := <-ended; !errors.Is(err, ErrNoCloseNotify) {
-			t.Errorf("a FIN inside a record: Read ended with %v, want ErrNoCloseNotify", err)
+		if r := <-ended; !errors.Is(r.err, ErrNoCloseNotify) {
+			t.Errorf("a FIN inside a record: Read ended with %v, want ErrNoCloseNotify", r.err)
 		}
 	})
 
@@ -180,22 +183,8 @@ func TestTLSEndWithoutCloseNotify(t *testing.T) {
 		// standard input ends; killed, it leaves the kernel to send a FIN.
 		openssl := needOpenSSL(t)
 		ln := tlsListen(t, "tls:0:interface=127.0.0.1:certificate="+cert+":privateKey="+key)
-		type result struct {
-			got string
-			err error
-		}
 		for _, cut := range []bool{false, true} {
-			ended := make(chan result, 1)
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					ended <- result{"", err}
-					return
-				}
-				defer c.Close()
-				got, err := readAll(c)
-				ended <- result{got, err}
-			}()
+			ended := acceptAndRead(ln)
 			args := []string{"s_client", "-connect", ln.Addr().String(), "-CAfile", p.caFile, "-servername", "localhost", "-quiet"}
 			if !cut {
 				args = append(args, "-no_ign_eof")
@@ -212,7 +201,7 @@ func TestTLSEndWithoutCloseNotify(t *testing.T) {
 			if cut {
 				// Killed only once its line has arrived, and with nothing
 				// unread (which would make the kernel send a reset).
-				var r result
+				var r readEnd
 				select {
 				case r = <-ended:
 					t.Fatalf("the server's read ended before s_client was killed: %q, %v", r.got, r.err)
