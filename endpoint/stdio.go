@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint/driver"
@@ -169,10 +170,36 @@ type stdioConn struct {
 
 func newStdioConn(in, out *os.File) *stdioConn {
 	c := &stdioConn{local: stdioAddr{}, remote: stdioAddr{}}
-	c.in, c.inDone = pollable(in)
-	c.out, c.outDone = pollable(out)
+	var dupIn, dupOut bool
+	c.in, dupIn = pollable(in)
+	c.out, dupOut = pollable(out)
+	c.inDone, c.outDone = stdioRelease(in, out, dupIn, dupOut)
 	setSocketAddrs(c)
 	return c
+}
+
+// stdioRelease returns what closing each half does once its non-blocking
+// duplicate is closed (see pollable): close the file given, after putting
+// its open file back in blocking mode. When one socket is both standard
+// input and output, the mode goes back only when both halves are closed:
+// a half-close (CloseWrite) must not leave the other half's reads
+// blocking in the kernel, past every deadline.
+func stdioRelease(in, out *os.File, dupIn, dupOut bool) (inDone, outDone func() error) {
+	shared := dupIn && dupOut && sameOpenFile(in, out)
+	var left atomic.Int32
+	left.Store(2)
+	release := func(f *os.File, dup bool) func() error {
+		if !dup {
+			return nil
+		}
+		return func() error {
+			if !shared || left.Add(-1) == 0 {
+				blockingAgain(f)
+			}
+			return f.Close()
+		}
+	}
+	return release(in, dupIn), release(out, dupOut)
 }
 
 // pipeError makes the errors of a closed file read as a closed network

@@ -308,3 +308,49 @@ func TestStdioBlockingPipes(t *testing.T) {
 	}
 	keepIn.Close()
 }
+
+// TestStdioSharedSocketHalfClose: inetd and systemd hand over one socket
+// as standard input and output. Closing the output half (CloseWrite, a
+// relay's half-close) must leave the input half non-blocking: its reads
+// keep their deadlines, and Close still ends them.
+func TestStdioSharedSocketHalfClose(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := os.NewFile(uintptr(fds[1]), "peer")
+	defer peer.Close()
+	second, err := unix.Dup(fds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, out := os.NewFile(uintptr(fds[0]), "in"), os.NewFile(uintptr(second), "out")
+	c, err := (&stdioClient{in: in, out: out}).Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("Read after the half-close: %v, want its deadline", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read after the half-close ignored its deadline")
+	}
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hung")
+	}
+}

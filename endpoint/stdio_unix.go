@@ -13,28 +13,30 @@ import (
 )
 
 // pollable returns a file that reads and writes what f does through Go's
-// poller, with the function that releases what it took, to be called
-// once the file returned is closed; or f itself and nil. Standard input
-// and output come blocking from inetd, systemd and shell pipelines, and Go
-// reads a blocking descriptor in a thread of its own: no deadline can be
-// set (the PROXY header's, the handshake's, the relay's idle timeout,
-// timeout=) and neither Close nor SIGTERM interrupts a Read, so a peer
-// that sent nothing held the process for ever. For a socket or a pipe, f's
-// descriptor is duplicated and the duplicate put in non-blocking mode,
-// which Go's poller then watches. The mode belongs to the open file that
-// both descriptors share, and so to any process that holds it too: the
-// release puts blocking mode back, then closes f. A terminal (shared with
-// the shell) and a regular file (which cannot be polled) are left as they
-// are.
-func pollable(f *os.File) (*os.File, func() error) {
+// poller, or f itself; dup says which. Standard input and output come
+// blocking from inetd, systemd and shell pipelines, and Go reads a
+// blocking descriptor in a thread of its own: no deadline can be set (the
+// PROXY header's, the handshake's, the relay's idle timeout, timeout=) and
+// neither Close nor SIGTERM interrupts a Read, so a peer that sent nothing
+// held the process for ever. For a socket or a pipe, f's descriptor is
+// duplicated and the duplicate put in non-blocking mode, which Go's poller
+// then watches. The mode belongs to the open file that the descriptors
+// share, and so to any other holder: see stdioRelease, which puts it back.
+// A terminal (shared with the shell), a regular file (which cannot be
+// polled), and a file that standard error also writes to (whose log lines
+// would then fail with EAGAIN when it is full) are left as they are.
+func pollable(f *os.File) (g *os.File, dup bool) {
 	if f.SetDeadline(time.Time{}) == nil {
-		return f, nil // Go polls it already
+		return f, false // Go polls it already
+	}
+	if sameOpenFile(f, os.Stderr) {
+		return f, false
 	}
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return f, nil
+		return f, false
 	}
-	dup := -1
+	d := -1
 	rc.Control(func(fd uintptr) {
 		var st unix.Stat_t
 		if unix.Fstat(int(fd), &st) != nil {
@@ -43,21 +45,49 @@ func pollable(f *os.File) (*os.File, func() error) {
 		if t := st.Mode & unix.S_IFMT; t != unix.S_IFSOCK && t != unix.S_IFIFO {
 			return
 		}
-		if d, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0); err == nil {
-			if unix.SetNonblock(d, true) != nil {
-				unix.Close(d)
+		if nd, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			if unix.SetNonblock(nd, true) != nil {
+				unix.Close(nd)
 				return
 			}
-			dup = d
+			d = nd
 		}
 	})
-	if dup < 0 {
-		return f, nil
+	if d < 0 {
+		return f, false
 	}
-	g := os.NewFile(uintptr(dup), f.Name())
-	return g, func() error {
+	return os.NewFile(uintptr(d), f.Name()), true
+}
+
+// fileID returns the device and inode of f's open file.
+func fileID(f *os.File) (socketFileID, bool) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return socketFileID{}, false
+	}
+	var st unix.Stat_t
+	var serr error = errors.New("no descriptor")
+	rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) })
+	if serr != nil {
+		return socketFileID{}, false
+	}
+	return socketFileID{dev: uint64(st.Dev), ino: st.Ino}, true
+}
+
+// sameOpenFile says whether a and b are one socket or one pipe (inetd and
+// systemd hand over one socket as standard input and output), whose mode
+// is one for both.
+func sameOpenFile(a, b *os.File) bool {
+	ia, oka := fileID(a)
+	ib, okb := fileID(b)
+	return oka && okb && ia == ib
+}
+
+// blockingAgain puts f's open file back in blocking mode, for whoever else
+// holds it once tether is done with it.
+func blockingAgain(f *os.File) {
+	if rc, err := f.SyscallConn(); err == nil {
 		rc.Control(func(fd uintptr) { unix.SetNonblock(int(fd), false) })
-		return f.Close()
 	}
 }
 

@@ -7,7 +7,11 @@ import (
 
 // pollable returns f as it is: the console, pipes and files of Windows
 // are read as they were given.
-func pollable(f *os.File) (*os.File, func() error) { return f, nil }
+func pollable(f *os.File) (*os.File, bool) { return f, false }
+
+func sameOpenFile(a, b *os.File) bool { return false }
+
+func blockingAgain(*os.File) {}
 
 // setSocketAddrs leaves c's addresses as they are on Windows. Standard
 // input and output are a console, pipes or files there: Windows has no
