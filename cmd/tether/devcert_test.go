@@ -43,9 +43,10 @@ func devCertOf(t *testing.T, p *proc) (fingerprint, dir string) {
 
 // pinnedEcho connects with TLS to addr, accepting only a certificate with
 // the given SHA-256 fingerprint, and checks that msg comes back.
-func pinnedEcho(t *testing.T, addr, fingerprint, msg string) {
-	t.Helper()
-	cfg := &tls.Config{
+// pinnedConfig trusts exactly the certificate with the SHA-256 fingerprint
+// that --dev-cert printed.
+func pinnedConfig(fingerprint string) *tls.Config {
+	return &tls.Config{
 		ServerName: "localhost",
 		// The certificate is self-signed: no chain to verify, so the
 		// fingerprint check below is the whole verification.
@@ -60,6 +61,11 @@ func pinnedEcho(t *testing.T, addr, fingerprint, msg string) {
 			return nil
 		},
 	}
+}
+
+func pinnedEcho(t *testing.T, addr, fingerprint, msg string) {
+	t.Helper()
+	cfg := pinnedConfig(fingerprint)
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
 	if err != nil {
 		t.Fatal(err)

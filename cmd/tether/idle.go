@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,100 +10,92 @@ import (
 	"github.com/tether-endpoints/tether/internal/relay"
 )
 
-// idleConn is a served connection with serve's --idle-timeout: a Read or
-// Write that waits while nothing has moved either way for the timeout
-// fails with relay.ErrIdle (counted and logged as the relay's idle
-// timeout is). Each direction waits at most until the last movement plus
-// the timeout, so that chargen's reader, which is sent nothing, is not cut
-// while the lines flow the other way. Deadlines set by the service (exec's
-// linger) are kept, the earlier of the two applying.
+// idleConn is a served connection with serve's --idle-timeout: once
+// nothing has moved either way for the timeout, a watchdog sets both
+// deadlines in the past, and the Read or Write that this ends fails with
+// relay.ErrIdle (counted and logged as the relay's idle timeout is). The
+// operations themselves set no deadline and retry nothing: a *tls.Conn
+// keeps a write timeout as a permanent error, and chargen's reader, which
+// is sent nothing, must not be cut while the lines flow the other way. A
+// Write counts as movement when it returns: one that waits for room for
+// longer than the timeout, however much of it went out meanwhile, counts
+// as idle, as a receiver that takes nothing does in tether relay.
 type idleConn struct {
 	net.Conn
 	idle  time.Duration
 	start time.Time
 	last  atomic.Int64 // nanoseconds after start at which bytes last moved
+	idled atomic.Bool  // the watchdog has cut the connection
 
-	mu     sync.Mutex
-	rd, wd time.Time // the service's own deadlines
+	mu    sync.Mutex
+	timer *time.Timer
 }
 
 func newIdleConn(c net.Conn, idle time.Duration) *idleConn {
-	return &idleConn{Conn: c, idle: idle, start: time.Now()}
+	ic := &idleConn{Conn: c, idle: idle, start: time.Now()}
+	ic.mu.Lock()
+	ic.timer = time.AfterFunc(idle, ic.check)
+	ic.mu.Unlock()
+	return ic
+}
+
+// check runs when the idle timeout may have passed: it cuts the connection
+// if nothing moved since, and otherwise looks again when it could have.
+func (c *idleConn) check() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer == nil {
+		return // closed
+	}
+	quiet := time.Since(c.start) - time.Duration(c.last.Load())
+	if quiet < c.idle {
+		c.timer.Reset(c.idle - quiet)
+		return
+	}
+	c.idled.Store(true)
+	c.Conn.SetDeadline(aLongTimeAgo)
 }
 
 // NetConn returns the connection, so that Abort reaches its socket.
 func (c *idleConn) NetConn() net.Conn { return c.Conn }
 
-func (c *idleConn) moved() { c.last.Store(int64(time.Since(c.start))) }
-
-// until is when the current wait ends: the idle deadline, or the
-// service's if that is earlier.
-func (c *idleConn) until(own time.Time) time.Time {
-	t := c.start.Add(time.Duration(c.last.Load()) + c.idle)
-	if !own.IsZero() && own.Before(t) {
-		return own
-	}
-	return t
-}
-
 func (c *idleConn) Read(p []byte) (int, error) {
-	return c.wait(p, false, c.Conn.Read, c.Conn.SetReadDeadline, func() time.Time { return c.rd })
+	n, err := c.Conn.Read(p)
+	return n, c.after(n, err)
 }
 
 func (c *idleConn) Write(p []byte) (int, error) {
-	return c.wait(p, true, c.Conn.Write, c.Conn.SetWriteDeadline, func() time.Time { return c.wd })
+	n, err := c.Conn.Write(p)
+	return n, c.after(n, err)
 }
 
-// wait runs op (a Read, or with all a Write, which must take all of p)
-// under the idle deadline, moved on for as long as bytes keep moving
-// either way.
-func (c *idleConn) wait(p []byte, all bool, op func([]byte) (int, error), set func(time.Time) error, own func() time.Time) (int, error) {
-	done := 0
-	for {
-		// Under the lock, so that a deadline the service sets meanwhile
-		// (from another goroutine) is not overwritten.
-		c.mu.Lock()
-		mine := own()
-		set(c.until(mine))
-		c.mu.Unlock()
-		n, err := op(p[done:])
-		done += n
-		if n > 0 {
-			c.moved()
-		}
-		switch {
-		case err == nil:
-			return done, nil
-		case !errors.Is(err, os.ErrDeadlineExceeded):
-			return done, err
-		case !all && done > 0:
-			return done, nil
-		case !mine.IsZero() && !time.Now().Before(mine):
-			return done, err // the service's own deadline
-		case time.Now().Before(c.until(time.Time{})):
-			continue // bytes moved meanwhile, one way or the other
-		}
-		return done, fmt.Errorf("nothing moved either way for %v: %w", c.idle, relay.ErrIdle)
+// after notes bytes moved, and names an error that the watchdog caused.
+func (c *idleConn) after(n int, err error) error {
+	if n > 0 {
+		c.last.Store(int64(time.Since(c.start)))
 	}
-}
-
-func (c *idleConn) SetDeadline(t time.Time) error {
-	if err := c.SetReadDeadline(t); err != nil {
-		return err
+	if err != nil && c.idled.Load() {
+		return fmt.Errorf("nothing moved either way for %v: %w", c.idle, relay.ErrIdle)
 	}
-	return c.SetWriteDeadline(t)
+	return err
 }
 
-func (c *idleConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rd = t
-	return c.Conn.SetReadDeadline(c.until(t))
+// CloseWrite passes a half-close on to the connection (exec's end of
+// output), if it has one.
+func (c *idleConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
-func (c *idleConn) SetWriteDeadline(t time.Time) error {
+// Close stops the watchdog and closes the connection.
+func (c *idleConn) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.wd = t
-	return c.Conn.SetWriteDeadline(c.until(t))
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
 }

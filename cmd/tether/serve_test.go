@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -192,10 +193,11 @@ func TestServeIdleTimeout(t *testing.T) {
 			for end := time.Now().Add(900 * time.Millisecond); time.Now().Before(end); {
 				switch service {
 				case "chargen":
+					// Read as it comes: a write that waits longer than the
+					// timeout for room counts as idle.
 					if _, err := io.CopyN(io.Discard, busy, 64<<10); err != nil {
 						t.Fatalf("chargen's reading client was cut: %v", err)
 					}
-					time.Sleep(50 * time.Millisecond)
 				default:
 					if _, err := busy.Write([]byte("x")); err != nil {
 						t.Fatalf("%s's sending client was cut: %v", service, err)
@@ -260,5 +262,35 @@ func TestExecKilledIsACut(t *testing.T) {
 				t.Errorf("log line %v; want the kill named", l)
 			}
 		})
+	}
+}
+
+// TestServeIdleTimeoutTLSAndExec: --idle-timeout over TLS lets chargen's
+// lines flow to a client that reads them, though nothing comes the other
+// way (a *tls.Conn keeps a timed-out write as its error for good, so no
+// write may be timed out and retried); and it keeps exec's half-close: the
+// end of COMMAND's output reaches the client at once.
+func TestServeIdleTimeoutTLSAndExec(t *testing.T) {
+	p := startTether(t, tetherBin, "serve", "--log-format", "json", "--idle-timeout", "300ms", "--dev-cert",
+		"tls:0:interface=127.0.0.1", "chargen")
+	fp, _ := devCertOf(t, p)
+	addr := p.waitLog("listening", nil)["addr"].(string)
+	c, err := tls.Dial("tcp", addr, pinnedConfig(fp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	for end := time.Now().Add(time.Second); time.Now().Before(end); {
+		if _, err := io.CopyN(io.Discard, c, 64<<10); err != nil {
+			t.Fatalf("chargen over TLS, read on, was cut: %v", err)
+		}
+	}
+
+	_, addr = startServe(t, "--idle-timeout", "30s", "exec", "--", "echo", "hi")
+	e := dialAddr(t, "tcp", addr)
+	start := time.Now()
+	if got, err := io.ReadAll(e); string(got) != "hi\n" || err != nil || time.Since(start) > time.Second {
+		t.Errorf("exec's output %q, %v, ended after %v; want it at once", got, err, time.Since(start))
 	}
 }
