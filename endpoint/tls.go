@@ -192,10 +192,16 @@ func init() {
 // it. A context that ends as the handshake succeeds is its error all the
 // same.
 func clientHandshake(ctx context.Context, tc *tls.Conn, raw net.Conn) error {
-	if dl, ok := ctx.Deadline(); ok {
+	cut := func() { raw.SetDeadline(aLongTimeAgo) }
+	if raw.SetDeadline(time.Time{}) != nil {
+		// A connection without deadlines (a pipe on Windows, a terminal,
+		// another package's): only closing it ends the handshake, and
+		// that close is a reset.
+		cut = func() { abort.Conn(raw) }
+	} else if dl, ok := ctx.Deadline(); ok {
 		raw.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, cut)
 	err := tc.Handshake()
 	if !stop() && err == nil {
 		err = context.Cause(ctx)

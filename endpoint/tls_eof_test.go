@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -265,5 +266,43 @@ func TestTLSNoCloseNotifyHTTP(t *testing.T) {
 	}
 	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("the server did not close the connection: %v", err)
+	}
+}
+
+// noDeadlines is a connection that cannot take deadlines, as a pipe on
+// Windows or another package's connection may be.
+type noDeadlines struct{ net.Conn }
+
+func (noDeadlines) SetDeadline(time.Time) error      { return os.ErrNoDeadline }
+func (noDeadlines) SetReadDeadline(time.Time) error  { return os.ErrNoDeadline }
+func (noDeadlines) SetWriteDeadline(time.Time) error { return os.ErrNoDeadline }
+func (c noDeadlines) NetConn() net.Conn              { return c.Conn }
+
+// TestTLSHandshakeCancelWithoutDeadlines: a client handshake over a
+// connection without deadlines still ends when its context does (the
+// connection is reset), rather than wait for a silent server for ever.
+func TestTLSHandshakeCancelWithoutDeadlines(t *testing.T) {
+	ln := listen(t, "tcp:0:interface=127.0.0.1")
+	ended := acceptAndRead(ln)
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	tc := tls.Client(noDeadlines{raw}, &tls.Config{ServerName: "localhost"})
+	done := make(chan error, 1)
+	go func() { done <- clientHandshake(ctx, tc, noDeadlines{raw}) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the handshake with a silent server succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handshake went on past its context, over a connection without deadlines")
+	}
+	if r := <-ended; !errors.Is(r.err, syscall.ECONNRESET) {
+		t.Errorf("the server saw %v; want a reset", r.err)
 	}
 }
