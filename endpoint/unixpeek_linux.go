@@ -26,8 +26,8 @@ func socketListening(path string) (listening, known bool) {
 	sc := bufio.NewScanner(f)
 	sc.Scan() // the header
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 8 || (fields[7] != path && fields[7] != abs) {
+		fields, name, ok := unixTableLine(sc.Text())
+		if !ok || (name != path && name != abs) {
 			continue
 		}
 		if flags, err := strconv.ParseUint(fields[3], 16, 32); err == nil && flags&acceptConn != 0 {
@@ -35,4 +35,20 @@ func socketListening(path string) (listening, known bool) {
 		}
 	}
 	return false, sc.Err() == nil
+}
+
+// unixTableLine splits a line of /proc/net/unix into its seven fields and
+// the path, which is the rest of the line, spaces and all (a socket bound
+// at "/run/my app.sock").
+func unixTableLine(line string) (fields [7]string, name string, ok bool) {
+	rest := line
+	for i := range fields {
+		rest = strings.TrimLeft(rest, " ")
+		end := strings.IndexByte(rest, ' ')
+		if end < 0 {
+			return fields, "", false // no path: an unnamed socket
+		}
+		fields[i], rest = rest[:end], rest[end+1:]
+	}
+	return fields, rest, rest != ""
 }
