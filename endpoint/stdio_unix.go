@@ -29,7 +29,8 @@ func pollable(f *os.File) (g *os.File, dup bool) {
 	if f.SetDeadline(time.Time{}) == nil {
 		return f, false // Go polls it already
 	}
-	if sameOpenFile(f, os.Stderr) {
+	fi, err := f.Stat()
+	if err != nil || fi.Mode()&(os.ModeSocket|os.ModeNamedPipe) == 0 || sameOpenFile(f, os.Stderr) {
 		return f, false
 	}
 	rc, err := f.SyscallConn()
@@ -38,20 +39,15 @@ func pollable(f *os.File) (g *os.File, dup bool) {
 	}
 	d := -1
 	rc.Control(func(fd uintptr) {
-		var st unix.Stat_t
-		if unix.Fstat(int(fd), &st) != nil {
+		nd, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
 			return
 		}
-		if t := st.Mode & unix.S_IFMT; t != unix.S_IFSOCK && t != unix.S_IFIFO {
+		if unix.SetNonblock(nd, true) != nil {
+			unix.Close(nd)
 			return
 		}
-		if nd, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0); err == nil {
-			if unix.SetNonblock(nd, true) != nil {
-				unix.Close(nd)
-				return
-			}
-			d = nd
-		}
+		d = nd
 	})
 	if d < 0 {
 		return f, false
@@ -59,28 +55,13 @@ func pollable(f *os.File) (g *os.File, dup bool) {
 	return os.NewFile(uintptr(d), f.Name()), true
 }
 
-// fileID returns the device and inode of f's open file.
-func fileID(f *os.File) (socketFileID, bool) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return socketFileID{}, false
-	}
-	var st unix.Stat_t
-	var serr error = errors.New("no descriptor")
-	rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) })
-	if serr != nil {
-		return socketFileID{}, false
-	}
-	return socketFileID{dev: uint64(st.Dev), ino: st.Ino}, true
-}
-
 // sameOpenFile says whether a and b are one socket or one pipe (inetd and
 // systemd hand over one socket as standard input and output), whose mode
 // is one for both.
 func sameOpenFile(a, b *os.File) bool {
-	ia, oka := fileID(a)
-	ib, okb := fileID(b)
-	return oka && okb && ia == ib
+	fa, erra := a.Stat()
+	fb, errb := b.Stat()
+	return erra == nil && errb == nil && os.SameFile(fa, fb)
 }
 
 // blockingAgain puts f's open file back in blocking mode, for whoever else

@@ -276,8 +276,8 @@ func serveChargen(ctx context.Context, c net.Conn) (int64, int64, error) {
 		sent += int64(n)
 		if errors.Is(err, relay.ErrIdle) {
 			// The peer stopped reading: a cut, which the caller
-			// makes a reset, not an end.
-			c.SetReadDeadline(aLongTimeAgo)
+			// makes a reset, not an end. The idle watchdog has ended
+			// the reader too.
 			<-read
 			return r.n, sent, err
 		}
