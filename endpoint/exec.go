@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint/driver"
+	"github.com/tether-endpoints/tether/internal/pathguard"
 )
 
 // The exec client's arguments.
@@ -36,7 +37,8 @@ func init() {
 			Args: []driver.Arg{execArgvParam.Arg(), execEnvParam.Arg(), execDirParam.Arg()},
 			Notes: "Twisted's ProcessEndpoint, which has no string form there. `exec:sh:-c:sort | uniq` runs " +
 				"sh with the arguments -c and `sort | uniq`; the program is found on PATH when the string is " +
-				"parsed. A ':' or '=' inside an argument must be escaped (`\\:`, `\\=`) or the argument put in " +
+				"parsed, and refused if another user could change it (by the rule of the TLS types' files: it and " +
+				"every directory above it owned by root or tether's user, writable by no one else). A ':' or '=' inside an argument must be escaped (`\\:`, `\\=`) or the argument put in " +
 				"brackets. The program inherits tether's environment (without the socket activation variables) " +
 				"with env= added: `env=LANG=C,TZ=UTC`, or `env=[PATH=/bin:/usr/bin,LANG=C]` (brackets spare the " +
 				"escaping of ':'); a ',' inside a value is written `\\\\,` (one backslash for the string, one for " +
@@ -90,6 +92,10 @@ func newExecClient(a *driver.Args) (driver.Client, error) {
 	path, err := exec.LookPath(prog)
 	if err != nil {
 		return nil, argErrorWrap(a, "argv", driver.WrapError(ErrBadArgument, err, fmt.Sprintf("%q: %v", c.argv[0], errors.Unwrap(err))))
+	}
+	if why := pathguard.OthersCanChange(path, false); why != "" {
+		return nil, argErrorWrap(a, "argv", driver.WrapError(ErrBadArgument, nil,
+			fmt.Sprintf("the program %s can be changed by other users, so it is not run: %s", path, why)))
 	}
 	if strings.Contains(c.argv[0], "/") {
 		path = c.argv[0] // relative to dir, as exec.Cmd takes it

@@ -214,7 +214,15 @@ func clientHandshake(ctx context.Context, tc *tls.Conn, raw net.Conn) error {
 // ends without close_notify reads.
 const closeNotifyNotes = "A peer that ends the TCP connection without a TLS close_notify makes Read return " +
 	"endpoint.ErrNoCloseNotify, not io.EOF, as Twisted reports ConnectionLost, not ConnectionDone: the stream may " +
-	"have been cut."
+	"have been cut. " + fileGuardNotes
+
+// fileGuardNotes says, in every TLS type's notes, which key, certificate
+// and trust files are refused.
+const fileGuardNotes = "A key, certificate or trust file, or a directory of them, that another user could change is " +
+	"refused, when the string is parsed and when it is reloaded (OpenSSH's rule for authorized_keys): the file and " +
+	"every directory above it must be owned by root or by tether's user, and be writable neither by every user nor " +
+	"by a group other than root's and tether's, except a directory above with the sticky bit, such as /tmp; a " +
+	"file system mounted read-only passes. A private key every user can read is used, and logged as a warning."
 
 // argError is an *Error about argument name with a message of its own.
 func argError(a *driver.Args, name, msg string, cause error) error {
@@ -577,7 +585,7 @@ func clientTLSConfig(a *driver.Args, name string, f clientFiles) (*certStore, er
 			}
 			cfg.RootCAs = pool
 		}
-		return &tlsState{config: cfg}, l.stamps, nil
+		return &tlsState{config: cfg, warnings: l.warnings}, l.stamps, nil
 	}
 	store, err := newCertStore(a, load)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint/driver"
+	"github.com/tether-endpoints/tether/internal/pathguard"
 )
 
 // This file reads the PEM files of the TLS types, remembers which versions
@@ -103,8 +104,9 @@ func changed(stamps []fileStamp) bool {
 
 // A tlsLoader reads files for one load and records what it read.
 type tlsLoader struct {
-	now    time.Time
-	stamps []fileStamp
+	now      time.Time
+	stamps   []fileStamp
+	warnings []string // to be logged: a private key every user can read
 }
 
 func (l *tlsLoader) stamp(path string) {
@@ -119,7 +121,19 @@ func (l *tlsLoader) read(arg, path string) ([]byte, error) {
 	if err != nil {
 		return nil, &tlsFileError{Arg: arg, Path: path, Msg: "cannot be read", Err: err}
 	}
+	if why := pathguard.OthersCanChange(path, false); why != "" {
+		return nil, &tlsFileError{Arg: arg, Path: path, Msg: "can be changed by other users, so it is not used: " + why}
+	}
 	return b, nil
+}
+
+// keyReadable adds a warning if every user can read the private key at
+// path. It is not refused: a key in a container's image or a Kubernetes
+// secret is often mode 0644 with no other user to read it.
+func (l *tlsLoader) keyReadable(arg, path string) {
+	if why := pathguard.ReadableByOthers(path); why != "" {
+		l.warnings = append(l.warnings, arg+"= "+path+" holds a private key and "+why)
+	}
 }
 
 // maxPEMFile bounds what is read of a key, certificate or parameters file:
@@ -156,6 +170,9 @@ func (l *tlsLoader) pemFiles(arg, dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, &tlsFileError{Arg: arg, Path: dir, Msg: "cannot be listed", Err: err}
+	}
+	if why := pathguard.OthersCanChange(dir, true); why != "" {
+		return nil, &tlsFileError{Arg: arg, Path: dir, Msg: "can be changed by other users (a .pem file added there is read), so it is not used: " + why}
 	}
 	var out []string
 	for _, e := range ents {
@@ -225,6 +242,7 @@ func (l *tlsLoader) keyPair(certArg, certPath, keyArg, keyPath string) (*tls.Cer
 			return nil, err
 		}
 	}
+	l.keyReadable(keyArg, keyPath)
 	return l.pair(certArg, certPath, certPEM, keyArg, keyPath, keyPEM)
 }
 
@@ -295,6 +313,7 @@ func (l *tlsLoader) certDir(arg, dir string) ([]tls.Certificate, error) {
 				return nil, err
 			}
 		}
+		l.keyReadable(arg, keyPath)
 		c, err := l.pair(arg, f, certPEM, arg, keyPath, keyPEM)
 		if err != nil {
 			return nil, err
@@ -363,7 +382,8 @@ type serverFiles struct {
 
 // tlsState is one loaded configuration.
 type tlsState struct {
-	config *tls.Config
+	config   *tls.Config
+	warnings []string // logged when it is put in use
 }
 
 // load reads every file and builds the configuration, returning the
@@ -372,6 +392,9 @@ type tlsState struct {
 func (f *serverFiles) load() (*tlsState, []fileStamp, error) {
 	l := &tlsLoader{now: time.Now()}
 	st, err := f.build(l)
+	if st != nil {
+		st.warnings = l.warnings
+	}
 	return st, l.stamps, err
 }
 
@@ -447,8 +470,7 @@ func newCertStore(a *driver.Args, load func() (*tlsState, []fileStamp, error)) (
 	if err != nil {
 		return nil, err
 	}
-	s.env.AdjustTLS(st.config)
-	s.state.Store(st)
+	s.use(st)
 	s.seen = stamps
 	s.next.Store(time.Now().Add(s.every).UnixNano())
 	return s, nil
@@ -490,9 +512,17 @@ func (s *certStore) loadLocked() error {
 		}
 		return e
 	}
+	s.use(st)
+	return nil
+}
+
+// use puts a loaded configuration in use and logs its warnings.
+func (s *certStore) use(st *tlsState) {
+	for _, w := range st.warnings {
+		s.env.Log().Warn(s.typ+": "+w, "type", s.typ)
+	}
 	s.env.AdjustTLS(st.config)
 	s.state.Store(st)
-	return nil
 }
 
 // dhParamsCheck checks that path is a PEM file of Diffie-Hellman

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tether-endpoints/tether/endpoint"
+	"github.com/tether-endpoints/tether/internal/pathguard"
 	"github.com/tether-endpoints/tether/internal/relay"
 )
 
@@ -36,7 +37,9 @@ SERVICE (default echo):
             input; COMMAND's exit (its standard output closing) closes the
             connection's write half, and its death by a signal resets
             the connection (its output may be cut short). TETHER_PEER and TETHER_LOCAL hold the
-            connection's addresses.
+            connection's addresses. COMMAND is refused if another user
+            could change it: it and each directory above it must be
+            owned by root or tether's user and writable by no one else.
 
   $ tether serve tcp:7777
   $ tether serve unix:/tmp/discard.sock discard
@@ -129,6 +132,10 @@ func runServe(e *env, args []string) int {
 		path, err := exec.LookPath(argv[0])
 		if err != nil {
 			fmt.Fprintln(e.stderr, "tether serve:", err)
+			return exitUsage
+		}
+		if why := pathguard.OthersCanChange(path, false); why != "" {
+			fmt.Fprintf(e.stderr, "tether serve: exec: the program %s can be changed by other users, so it is not run: %s\n", path, why)
 			return exitUsage
 		}
 		x := &execService{path: path, args: argv[1:], stderr: e.stderr}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -176,6 +177,27 @@ func TestServeUsage(t *testing.T) {
 		if code, _, errOut := runCmd(args...); code != exitUsage || errOut == "" {
 			t.Errorf("%q = %d, %q; want exit 2 and a message", args, code, errOut)
 		}
+	}
+}
+
+// TestServeExecOthersCanChange: serve exec does not run a program that
+// another user can replace, and says which directory lets them and how to
+// mend it.
+func TestServeExecOthersCanChange(t *testing.T) {
+	open := filepath.Join(t.TempDir(), "bin")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(open, "prog")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\ncat\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCmd("serve", "tcp:0:interface=127.0.0.1", "exec", "--", prog)
+	if want := "can be changed by other users, so it is not run: its directory " + open + " is writable by every user (drwxrwxrwx): chmod o-w " + open; code != exitUsage || !strings.Contains(errOut, want) {
+		t.Errorf("serve exec of %s = %d, %q; want exit 2 and %q", prog, code, errOut, want)
 	}
 }
 
