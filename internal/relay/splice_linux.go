@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Why not the standard library's splice (TCPConn.ReadFrom, WriteTo)? It
@@ -145,7 +147,7 @@ func spliceCopy(dst, src syscall.RawConn, clock *activity) (written int64, fallb
 				}
 			}
 			for {
-				n, serr = syscall.Splice(int(fd), nil, p.w, nil, maxSplice, spliceNonblock)
+				n, serr = splice(int(fd), p.w, maxSplice)
 				if serr != syscall.EINTR {
 					break
 				}
@@ -173,7 +175,7 @@ func spliceCopy(dst, src syscall.RawConn, clock *activity) (written int64, fallb
 		// Move all of it on to dst.
 		werr := dst.Write(func(fd uintptr) bool {
 			for p.data > 0 {
-				m, err := syscall.Splice(p.r, nil, int(fd), nil, p.data, spliceNonblock)
+				m, err := splice(p.r, int(fd), p.data)
 				switch {
 				case err == syscall.EINTR:
 					continue
@@ -206,4 +208,11 @@ func wrapSplice(err error) error { return os.NewSyscallError("splice", err) }
 func closePipe(p *pipe) {
 	syscall.Close(p.r)
 	syscall.Close(p.w)
+}
+
+// splice moves up to n bytes from rfd to wfd without blocking. The count is
+// an int64 on every architecture (unix.Splice's is an int on 32-bit ones).
+func splice(rfd, wfd, n int) (int64, error) {
+	m, err := unix.Splice(rfd, nil, wfd, nil, n, spliceNonblock)
+	return int64(m), err
 }
