@@ -441,6 +441,8 @@ type handshakeConn struct {
 	tls       *tls.Conn
 	watchOnce sync.Once
 
+	got bool // a byte has been read
+
 	mu     sync.Mutex
 	until  time.Time // the handshake deadline; zero once done
 	rd, wd time.Time // the user's deadlines
@@ -459,8 +461,21 @@ func (c *handshakeConn) watch() {
 func (c *handshakeConn) NetConn() net.Conn { return c.Conn }
 
 // Read reports the end of the TCP stream as ErrNoCloseNotify (see
-// readBelowTLS).
-func (c *handshakeConn) Read(b []byte) (int, error) { return readBelowTLS(c.Conn, b) }
+// readBelowTLS), unless the client sent nothing at all: a health check or
+// a port scan that connects and closes cut no stream, and is io.EOF ("EOF"
+// in the handshake's error), not a warning of a cut. Whether the handshake
+// has ended cannot be told here (the goroutine that learns it may not have
+// run yet when the first records arrive, and a cut then must not read as a
+// clean end), but a stream cannot have started before any byte came.
+// crypto/tls never reads concurrently, so got needs no lock.
+func (c *handshakeConn) Read(b []byte) (int, error) {
+	if !c.got {
+		n, err := c.Conn.Read(b)
+		c.got = n > 0
+		return n, err
+	}
+	return readBelowTLS(c.Conn, b)
+}
 
 func earlier(user, hs time.Time) time.Time {
 	if hs.IsZero() || (!user.IsZero() && user.Before(hs)) {

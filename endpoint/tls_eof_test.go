@@ -108,6 +108,32 @@ func TestTLSEndWithoutCloseNotify(t *testing.T) {
 		}
 	})
 
+	// A client that connects and closes, sending nothing (a health check,
+	// a port scan), cut no stream: its handshake ends with io.EOF, not
+	// with a warning of a cut. One that stops inside its ClientHello did
+	// send bytes, and its end is a cut like any other.
+	t.Run("server, nothing sent", func(t *testing.T) {
+		ln := tlsListen(t, "tls:0:interface=127.0.0.1:certificate="+cert+":privateKey="+key)
+		for _, sent := range []string{"", "\x16\x03\x01\x00\xc8\x01"} {
+			ended := acceptAndRead(ln)
+			raw, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.WriteString(raw, sent); err != nil {
+				t.Fatal(err)
+			}
+			raw.Close()
+			r := <-ended
+			if sent == "" && (r.err != io.EOF || errors.Is(r.err, ErrNoCloseNotify)) {
+				t.Errorf("a client that sent nothing: Read ended with %v, want io.EOF", r.err)
+			}
+			if sent != "" && !errors.Is(r.err, ErrNoCloseNotify) {
+				t.Errorf("a client that ended inside its ClientHello: Read ended with %v, want ErrNoCloseNotify", r.err)
+			}
+		}
+	})
+
 	t.Run("client", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
