@@ -446,6 +446,30 @@ ratios() {
 	awk 'NR == FNR {a[$1] = $2; next} ($1 in a) && a[$1] != "FAIL" && $2 != "FAIL" && $2 + 0 > 0 {print a[$1] / $2}' "$1" "$2" |
 		medianminmax | awk '$1 == "FAIL" {print "- - -"; next} {printf "%.4f %.4f %.4f\n", $1, $2, $3}'
 }
+# spread A B: how sure the median of A/B is, from the runs alone: "WINS N
+# LO HI", A ahead of B in WINS of the N runs, and LO-HI the interval that
+# holds the true median with at least 95% chance, whatever the runs'
+# distribution (order statistics: the j-th lowest and j-th highest ratio,
+# j the largest with P(Binomial(N, 1/2) < j) <= 2.5%); with under six
+# runs the lowest and highest run (then only 94% sure) are given.
+# "- - - -" with no ratios.
+spread() {
+	[ -s "$1" ] && [ -s "$2" ] || { echo "- - - -"; return; }
+	awk 'NR == FNR {a[$1] = $2; next} ($1 in a) && a[$1] != "FAIL" && $2 != "FAIL" && $2 + 0 > 0 {print a[$1] / $2}' "$1" "$2" |
+		sort -g | awk '{v[++n] = $1; if ($1 > 1) w++} END {
+			if (n == 0) { print "- - - -"; exit }
+			j = 1; p = 0; c = 1
+			for (i = 0; i < n; i++) { p += c / 2 ^ n; c = c * (n - i) / (i + 1); if (p > 0.025) break; j = i + 1 }
+			if (j > (n + 1) / 2) j = 1
+			printf "%d %d %.4f %.4f\n", w, n, v[j], v[n + 1 - j] }'
+}
+# sure TARGET WINS N LO HI: what the interval says of a target on a ratio.
+sure() {
+	awk -v t="$1" -v w="$2" -v n="$3" -v lo="$4" -v hi="$5" 'BEGIN {
+		if (n == "-") { print ""; exit }
+		printf "(ahead in %d of %d runs; median within %.3f-%.3f: %s)\n", w, n, lo, hi,
+			(lo + 0 > t + 0) ? "surely above" : (hi + 0 < t + 0) ? "surely below" : "level within the runs'"'"' spread" }'
+}
 fmt() { awk -v v="$1" -v d="$2" 'BEGIN {if (v == "FAIL" || v == "-" || v == "") print v; else printf "%.*f\n", d, v}'; }
 # table METRIC TITLE DECIMALS TETHER_PEER PEERS...
 table() {
@@ -495,12 +519,12 @@ read -r _ bm_h_min _ < <(ratios "$work/res/bulk.tether-metrics" "$work/res/bulk.
 mem_t=$(med mem tether) mem_h=$(med mem haproxy) tmem_t=$(med tlsmem tether-tls) mem_m=$(med mem tether-metrics)
 echo "targets (issue 11):"
 echo "  memory per idle connection <= haproxy's (aim 1 KiB): tether $mem_t KiB, haproxy $mem_h KiB  $(verdict "$mem_t" "$mem_h" '<=')"
-echo "  connections/s >= haproxy's:                tether/haproxy $(fmt "$c_h_med" 3)  $(verdict "$c_h_med" 1 '>=')"
+echo "  connections/s >= haproxy's:                tether/haproxy $(fmt "$c_h_med" 3)  $(verdict "$c_h_med" 1 '>=') $(sure 1 $(spread "$work/res/cps.tether" "$work/res/cps.haproxy"))"
 echo "  bulk >= haproxy's in every run:            tether/haproxy lowest run $(fmt "$b_h_min" 3) (median $(fmt "$b_h_med" 3))  $(verdict "$b_h_min" 1 '>=')"
 echo "  bulk >= 0.6 of direct:                     tether/direct $(fmt "$b_d_med" 3) (lowest run $(fmt "$b_d_min" 3))  $(verdict "$b_d_med" 0.6 '>=')"
 echo "  TLS memory <= 12 KiB per idle connection:  tether $tmem_t KiB  $(verdict "$tmem_t" 12 '<=')"
-echo "  TLS handshakes/s ahead of haproxy:         tether/haproxy $(fmt "$th_med" 3)  $(verdict "$th_med" 1 '>')"
-echo "  TLS bulk ahead of haproxy:                 tether/haproxy $(fmt "$tb_med" 3)  $(verdict "$tb_med" 1 '>')"
+echo "  TLS handshakes/s ahead of haproxy:         tether/haproxy $(fmt "$th_med" 3)  $(verdict "$th_med" 1 '>') $(sure 1 $(spread "$work/res/tlshs.tether-tls" "$work/res/tlshs.haproxy-tls"))"
+echo "  TLS bulk ahead of haproxy:                 tether/haproxy $(fmt "$tb_med" 3)  $(verdict "$tb_med" 1 '>') $(sure 1 $(spread "$work/res/tlsbulk.tether-tls" "$work/res/tlsbulk.haproxy-tls"))"
 echo "  with --metrics: memory $mem_m KiB $(verdict "$mem_m" "$mem_h" '<='); connections/s tether/haproxy $(fmt "$cm_h_med" 3) $(verdict "$cm_h_med" 1 '>='); bulk lowest run $(fmt "$bm_h_min" 3) $(verdict "$bm_h_min" 1 '>=')"
 
 if [ "$failures" -gt 0 ]; then
