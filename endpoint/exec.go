@@ -37,8 +37,9 @@ func init() {
 			Args: []driver.Arg{execArgvParam.Arg(), execEnvParam.Arg(), execDirParam.Arg()},
 			Notes: "Twisted's ProcessEndpoint, which has no string form there. `exec:sh:-c:sort | uniq` runs " +
 				"sh with the arguments -c and `sort | uniq`; the program is found on PATH when the string is " +
-				"parsed, and refused if another user could change it (by the rule of the TLS types' files: it and " +
-				"every directory above it owned by root or tether's user, writable by no one else). A ':' or '=' inside an argument must be escaped (`\\:`, `\\=`) or the argument put in " +
+				"parsed, and refused if another user could change it (by the rule of the TLS types' files: it, the " +
+				"directories and links on its path owned by root or tether's user, writable by no one else; " +
+				"an interpreter it names with #! and what a shell it runs looks up are not checked). A ':' or '=' inside an argument must be escaped (`\\:`, `\\=`) or the argument put in " +
 				"brackets. The program inherits tether's environment (without the socket activation variables) " +
 				"with env= added: `env=LANG=C,TZ=UTC`, or `env=[PATH=/bin:/usr/bin,LANG=C]` (brackets spare the " +
 				"escaping of ':'); a ',' inside a value is written `\\\\,` (one backslash for the string, one for " +
@@ -87,13 +88,16 @@ func newExecClient(a *driver.Args) (driver.Client, error) {
 	}
 	prog := c.argv[0]
 	if c.dir != "" && strings.Contains(prog, "/") && !filepath.IsAbs(prog) {
-		prog = filepath.Join(c.dir, prog) // the program is run from dir
+		// The program is run from dir, and found as the kernel will find it:
+		// filepath.Join would take "link/.." away as text, where the kernel
+		// follows the link first.
+		prog = c.dir + "/" + prog
 	}
 	path, err := exec.LookPath(prog)
 	if err != nil {
 		return nil, argErrorWrap(a, "argv", driver.WrapError(ErrBadArgument, err, fmt.Sprintf("%q: %v", c.argv[0], errors.Unwrap(err))))
 	}
-	if why := pathguard.OthersCanChange(path, false); why != "" {
+	if _, why := pathguard.Check(path, false); why != "" {
 		return nil, argErrorWrap(a, "argv", driver.WrapError(ErrBadArgument, nil,
 			fmt.Sprintf("the program %s can be changed by other users, so it is not run: %s", path, why)))
 	}

@@ -218,11 +218,13 @@ const closeNotifyNotes = "A peer that ends the TCP connection without a TLS clos
 
 // fileGuardNotes says, in every TLS type's notes, which key, certificate
 // and trust files are refused.
-const fileGuardNotes = "A key, certificate or trust file, or a directory of them, that another user could change is " +
-	"refused, when the string is parsed and when it is reloaded (OpenSSH's rule for authorized_keys): the file and " +
-	"every directory above it must be owned by root or by tether's user, and be writable neither by every user nor " +
-	"by a group other than root's and tether's, except a directory above with the sticky bit, such as /tmp; a " +
-	"file system mounted read-only passes. A private key every user can read is used, and logged as a warning."
+const fileGuardNotes = "A key, certificate, trust or parameters file, or a directory of them, that another user " +
+	"could change is refused, when the string is parsed and when it is reloaded (OpenSSH's rule for " +
+	"authorized_keys): the file, every directory its path passes through and every symbolic link it follows must " +
+	"be owned by root or by tether's user, and be writable neither by every user nor by a group with other " +
+	"members, except a directory passed through with the sticky bit, such as /tmp, and a directory on a " +
+	"read-only mount. A private key every user can read is used, and logged as a warning. Not checked on " +
+	"Windows."
 
 // argError is an *Error about argument name with a message of its own.
 func argError(a *driver.Args, name, msg string, cause error) error {

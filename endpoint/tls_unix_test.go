@@ -73,6 +73,12 @@ func TestTLSFilesOthersCanChange(t *testing.T) {
 	if err := os.Chmod(sticky, 0o777|os.ModeSticky); err != nil {
 		t.Fatal(err)
 	}
+	// certDir's NAME.key, a link into the open directory.
+	keyed := t.TempDir()
+	data0, _ := os.ReadFile(openCert)
+	os.WriteFile(filepath.Join(keyed, "k.pem"), data0, 0o600)
+	os.Symlink(openKey, filepath.Join(keyed, "k.key"))
+
 	writable := filepath.Join(t.TempDir(), "ca.pem")
 	data, err := os.ReadFile(p.caFile)
 	if err != nil {
@@ -88,6 +94,7 @@ func TestTLSFilesOthersCanChange(t *testing.T) {
 	}{
 		{"tls:0:certificate=" + openCert + ":privateKey=" + openKey, "certificate", "its directory " + open + " is writable by every user"},
 		{"tls:0:certDir=" + sticky, "certDir", "(a .pem file added there is read), so it is not used: is writable by every user"},
+		{"tls:0:certDir=" + keyed, "certDir", "k.key: can be changed by other users, so it is not used: its directory " + open + " is writable"},
 		{"ssl:0:privateKey=" + openKey + ":certKey=" + openCert, "certKey", "chmod o-w " + open},
 		{"tls:localhost:443:trustRoots=" + writable, "trustRoots", "is writable by every user (-rw-rw-rw-): chmod o-w " + writable},
 		{"ssl:localhost:443:caCertsDir=" + sticky, "caCertsDir", "is writable by every user"},
@@ -149,10 +156,37 @@ func TestExecProgramOthersCanChange(t *testing.T) {
 	if _, err := ParseClient("exec:" + prog); err != nil {
 		t.Fatalf("a program in a 0700 directory: %v", err)
 	}
+	// A good directory holding a link into the open one: "link/../prog"
+	// is the open directory's prog to the kernel, whether given whole or
+	// relative to dir=.
+	safe := t.TempDir()
+	if err := os.Symlink(filepath.Join(open, "sub"), filepath.Join(safe, "link")); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(open, "sub"), 0o700)
 	os.Chmod(open, 0o777)
-	_, err := ParseClient("exec:" + prog)
-	var e *Error
-	if !errors.As(err, &e) || e.Arg != "argv" || !strings.Contains(err.Error(), "the program "+prog+" can be changed by other users, so it is not run: its directory "+open+" is writable by every user") {
-		t.Errorf("a program in a 0777 directory: %v", err)
+	for _, s := range []string{"exec:" + prog, "exec:" + safe + "/link/../prog", "exec:link/../prog:dir=" + safe} {
+		_, err := ParseClient(s)
+		var e *Error
+		if !errors.As(err, &e) || e.Arg != "argv" || !strings.Contains(err.Error(), "can be changed by other users, so it is not run: its directory "+open+" is writable by every user") {
+			t.Errorf("%s, a program in a 0777 directory: %v", s, err)
+		}
+	}
+}
+
+// TestTLSFileReplacedWhileChecked: a file that is not, when checked, the
+// one that was read is refused.
+func TestTLSFileReplacedWhileChecked(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.pem"), filepath.Join(dir, "b.pem")
+	os.WriteFile(a, []byte("a"), 0o600)
+	os.WriteFile(b, []byte("b"), 0o600)
+	fa, _ := os.Stat(a)
+	fb, _ := os.Stat(b)
+	if err := guardFile("certificate", a, fa, false); err != nil {
+		t.Errorf("a file checked as the one read: %v", err)
+	}
+	if err := guardFile("certificate", a, fb, false); err == nil || !strings.Contains(err.Error(), "it was replaced while it was read and checked") {
+		t.Errorf("a file checked as another one read: %v", err)
 	}
 }

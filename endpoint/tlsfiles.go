@@ -117,14 +117,32 @@ func (l *tlsLoader) stamp(path string) {
 
 func (l *tlsLoader) read(arg, path string) ([]byte, error) {
 	l.stamp(path)
-	b, err := readPEMFile(path)
+	b, fi, err := readPEMFile(path)
 	if err != nil {
 		return nil, &tlsFileError{Arg: arg, Path: path, Msg: "cannot be read", Err: err}
 	}
-	if why := pathguard.OthersCanChange(path, false); why != "" {
-		return nil, &tlsFileError{Arg: arg, Path: path, Msg: "can be changed by other users, so it is not used: " + why}
+	if err := guardFile(arg, path, fi, false); err != nil {
+		return nil, err
 	}
 	return b, nil
+}
+
+// guardFile refuses the file or directory at path, read as read, if
+// another user could change it (see pathguard.Check), or if what the path
+// leads to now is not what was read.
+func guardFile(arg, path string, read os.FileInfo, listing bool) error {
+	checked, why := pathguard.Check(path, listing)
+	if why == "" && checked != nil && read != nil && !os.SameFile(checked, read) {
+		why = "it was replaced while it was read and checked"
+	}
+	if why == "" {
+		return nil
+	}
+	msg := "can be changed by other users, so it is not used: "
+	if listing {
+		msg = "can be changed by other users (a .pem file added there is read), so it is not used: "
+	}
+	return &tlsFileError{Arg: arg, Path: path, Msg: msg + why}
 }
 
 // keyReadable adds a warning if every user can read the private key at
@@ -143,36 +161,37 @@ const maxPEMFile = 4 << 20
 // readPEMFile reads a regular file of at most maxPEMFile bytes. A string
 // naming a FIFO, a device such as /dev/zero or a huge file fails at once
 // instead of hanging the parse or filling memory.
-func readPEMFile(path string) ([]byte, error) {
+func readPEMFile(path string) ([]byte, os.FileInfo, error) {
 	// O_NONBLOCK: opening a FIFO with no writer would otherwise block.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("not a regular file (%v)", fi.Mode().Type())
+		return nil, nil, fmt.Errorf("not a regular file (%v)", fi.Mode().Type())
 	}
 	if fi.Size() > maxPEMFile {
-		return nil, fmt.Errorf("%d bytes, more than a PEM file of keys and certificates needs (%d)", fi.Size(), maxPEMFile)
+		return nil, nil, fmt.Errorf("%d bytes, more than a PEM file of keys and certificates needs (%d)", fi.Size(), maxPEMFile)
 	}
-	return io.ReadAll(io.LimitReader(f, maxPEMFile))
+	b, err := io.ReadAll(io.LimitReader(f, maxPEMFile))
+	return b, fi, err
 }
 
 // pemFiles lists the files of dir ending in ".pem", sorted, as Twisted's
 // caCertsDir and trustRoots do.
 func (l *tlsLoader) pemFiles(arg, dir string) ([]string, error) {
 	l.stamp(dir)
-	ents, err := os.ReadDir(dir)
+	ents, fi, err := readDir(dir)
 	if err != nil {
 		return nil, &tlsFileError{Arg: arg, Path: dir, Msg: "cannot be listed", Err: err}
 	}
-	if why := pathguard.OthersCanChange(dir, true); why != "" {
-		return nil, &tlsFileError{Arg: arg, Path: dir, Msg: "can be changed by other users (a .pem file added there is read), so it is not used: " + why}
+	if err := guardFile(arg, dir, fi, true); err != nil {
+		return nil, err
 	}
 	var out []string
 	for _, e := range ents {
@@ -182,6 +201,21 @@ func (l *tlsLoader) pemFiles(arg, dir string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// readDir lists a directory and says which directory it listed.
+func readDir(dir string) ([]os.DirEntry, os.FileInfo, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	ents, err := f.ReadDir(-1)
+	return ents, fi, err
 }
 
 // hasPEM reports whether data holds a PEM block whose type ends with suffix.
@@ -309,7 +343,9 @@ func (l *tlsLoader) certDir(arg, dir string) ([]tls.Certificate, error) {
 		if !hasPEM(certPEM, "PRIVATE KEY") {
 			keyPath = strings.TrimSuffix(f, filepath.Ext(f)) + ".key"
 			if keyPEM, err = l.read(arg, keyPath); err != nil {
-				err.(*tlsFileError).Msg = "cannot be read, and " + filepath.Base(f) + " holds no private key"
+				if fe := err.(*tlsFileError); fe.Err != nil { // unreadable, not refused
+					fe.Msg = "cannot be read, and " + filepath.Base(f) + " holds no private key"
+				}
 				return nil, err
 			}
 		}
@@ -528,9 +564,12 @@ func (s *certStore) use(st *tlsState) {
 // dhParamsCheck checks that path is a PEM file of Diffie-Hellman
 // parameters. crypto/tls does no finite-field DHE, so they are not used.
 func dhParamsCheck(path string) error {
-	data, err := readPEMFile(path)
+	data, fi, err := readPEMFile(path)
 	if err != nil {
 		return &tlsFileError{Arg: "dhParameters", Path: path, Msg: "cannot be read", Err: err}
+	}
+	if err := guardFile("dhParameters", path, fi, false); err != nil {
+		return err
 	}
 	if !hasPEM(data, "DH PARAMETERS") {
 		return &tlsFileError{Arg: "dhParameters", Path: path, Msg: `has no PEM "DH PARAMETERS" block`}

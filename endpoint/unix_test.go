@@ -275,7 +275,7 @@ func TestUNIXModeFromTheStart(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
 	// With no umask, a socket made without care would be 0777 at bind.
-	s := &unixServer{mode: 0600, backlog: 1}
+	s := &unixServer{mode: 0600, backlog: 1, uid: -1, gid: -1}
 	s.path = sockPath(t)
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {

@@ -134,7 +134,7 @@ func runServe(e *env, args []string) int {
 			fmt.Fprintln(e.stderr, "tether serve:", err)
 			return exitUsage
 		}
-		if why := pathguard.OthersCanChange(path, false); why != "" {
+		if _, why := pathguard.Check(path, false); why != "" {
 			fmt.Fprintf(e.stderr, "tether serve: exec: the program %s can be changed by other users, so it is not run: %s\n", path, why)
 			return exitUsage
 		}

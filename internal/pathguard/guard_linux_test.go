@@ -3,18 +3,27 @@ package pathguard
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
-// TestReadOnlyMount: a directory writable by everyone passes on a file
-// system mounted read-only (a Kubernetes secret volume is one, mode 1777),
-// since no one can write there. The test runs itself again in a mount
-// namespace of its own (unshare -rm) with such a mount at a directory that
-// is refused before it.
+// TestReadOnlyMount: a directory writable by everyone passes on a mount
+// that is read-only (a Kubernetes secret volume is a tmpfs of mode 1777
+// mounted so), since no one can add to it; a file writable by everyone
+// does not, nor does one of another owner. The test runs itself again in
+// a user and mount namespace of its own (unshare -rm), where it mounts
+// such a tmpfs over a directory refused before.
 func TestReadOnlyMount(t *testing.T) {
 	if dir := os.Getenv("PATHGUARD_RO_DIR"); dir != "" {
-		if got := OthersCanChange(dir, true); got != "" {
-			t.Fatalf("OthersCanChange(%s) on a read-only tmpfs of mode 1777 = %q, want none", dir, got)
+		if got := why(dir, true); got != "" {
+			t.Errorf("Check(%s) on a read-only tmpfs of mode 1777 = %q, want none", dir, got)
+		}
+		if got := why(filepath.Join(dir, "good.pem"), false); got != "" {
+			t.Errorf("a 0644 file there: %q, want none", got)
+		}
+		if got := why(filepath.Join(dir, "open.pem"), false); !strings.Contains(got, "is writable by every user") {
+			t.Errorf("a 0666 file there: %q, want it refused", got)
 		}
 		return
 	}
@@ -22,14 +31,18 @@ func TestReadOnlyMount(t *testing.T) {
 	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
 		t.Fatal(err)
 	}
-	if got := OthersCanChange(dir, true); got == "" {
-		t.Fatalf("OthersCanChange(%s) of mode 1777 before the mount: none", dir)
+	if got := why(dir, true); got == "" {
+		t.Fatalf("Check(%s) of mode 1777 before the mount: none", dir)
 	}
-	cmd := exec.Command("unshare", "-rm", "sh", "-c",
-		`mount -t tmpfs -o ro,mode=1777 none "$PATHGUARD_RO_DIR" && exec "$0" -test.run='^TestReadOnlyMount$' -test.v`, os.Args[0])
+	cmd := exec.Command("unshare", "-rm", "sh", "-ec", `
+		mount -t tmpfs -o mode=1777 none "$PATHGUARD_RO_DIR"
+		echo x >"$PATHGUARD_RO_DIR/good.pem"; chmod 644 "$PATHGUARD_RO_DIR/good.pem"
+		echo x >"$PATHGUARD_RO_DIR/open.pem"; chmod 666 "$PATHGUARD_RO_DIR/open.pem"
+		mount -o remount,bind,ro "$PATHGUARD_RO_DIR"
+		exec "$0" -test.run='^TestReadOnlyMount$' -test.v`, os.Args[0])
 	cmd.Env = append(os.Environ(), "PATHGUARD_RO_DIR="+dir)
 	out, err := cmd.CombinedOutput()
-	if err != nil {
+	if err != nil || !strings.Contains(string(out), "--- PASS") {
 		t.Fatalf("in a mount namespace with a read-only tmpfs: %v\n%s", err, out)
 	}
 }

@@ -5,80 +5,258 @@
 package pathguard
 
 import (
+	"bufio"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
-// OthersCanChange says how a user other than root and this process's
-// user can change what path leads to, or "" if none can: the file (or,
-// with listing, the directory whose .pem files are read) and every
-// directory above it, along the path as given and along the path its
-// symbolic links lead to. The rules are OpenSSH's for authorized_keys:
-// each is owned by root or by this user, and is writable by neither
-// every user nor a group other than root's and this process's, except a
-// directory above with the sticky bit (such as /tmp), where others may
-// add names but not replace this user's. A file system mounted read-only
-// (a Kubernetes secret, say) is left to its mount.
+// Check says how a user other than root and this process's user could
+// change what path leads to, or returns "" and the file it leads to if
+// none can. It resolves path as the kernel does, one name at a time from
+// the root (or the working directory), and checks every directory it
+// passes through, every symbolic link it follows (and so the directory
+// holding it), and the file it ends at: with listing, a directory whose
+// entries are read, so that no one else may add one even with the sticky
+// bit. The rules are OpenSSH's for authorized_keys:
+//
+//   - each is owned by root or by this user;
+//   - none is writable by every user, nor by a group with a member other
+//     than root and this user (Debian's user-private groups pass);
+//   - except a directory passed through with the sticky bit (such as
+//     /tmp), where others may add names but not replace this user's;
+//   - a directory (not a file) on a mount that is read-only, such as a
+//     Kubernetes secret volume (a tmpfs of mode 1777 mounted read-only in
+//     the container), is not held to the mode rules; its owner still is.
+//
+// A caller that reads the file compares it (os.SameFile) with the one
+// returned, so that a path changed between the check and the read is not
+// taken for the one checked. In a user namespace, an owner outside it
+// (shown as the overflow user, 65534) is taken as root: system files seen
+// from a rootless container are owned so.
 //
 // The files it guards are the ones that decide whom a TLS endpoint trusts,
 // which key it proves itself with, and which program exec: runs: another
 // user who can change them owns the endpoint.
-func OthersCanChange(path string, listing bool) string {
-	abs, err := filepath.Abs(path)
+func Check(path string, listing bool) (os.FileInfo, string) {
+	if path == "" {
+		return nil, "the path is empty"
+	}
+	g := newGuard()
+	rest := strings.Split(path, "/")
+	cur := "/"
+	if !filepath.IsAbs(path) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, "cannot be checked: the working directory: " + err.Error()
+		}
+		rest = append(strings.Split(wd, "/"), rest...)
+	}
+	fi, err := os.Lstat(cur)
 	if err != nil {
-		return ""
+		return nil, "cannot be checked: " + err.Error()
 	}
-	targets := []string{abs}
-	if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
-		targets = append(targets, real)
+	if why := g.judge(cur, fi, true, false); why != "" {
+		return nil, "its directory / " + why
 	}
-	euid, egid := os.Geteuid(), os.Getegid()
-	checked := map[string]bool{}
-	for _, target := range targets {
-		for p, above := target, false; !checked[p]; p, above = filepath.Dir(p), true {
-			checked[p] = true
-			if why := changeable(p, above, listing && !above, euid, egid); why != "" {
-				if above {
-					return fmt.Sprintf("its directory %s %s", p, why)
-				}
-				return why
+	links := 0
+	for len(rest) > 0 {
+		name := rest[0]
+		rest = rest[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur) // cur holds no symbolic link: already checked
+			continue
+		}
+		last := !more(rest)
+		next := filepath.Join(cur, name)
+		fi, err := os.Lstat(next)
+		if err != nil {
+			return nil, "cannot be checked: " + err.Error()
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			if links++; links > 40 {
+				return nil, "cannot be checked: too many levels of symbolic links"
+			}
+			if why := g.owner(fi); why != "" {
+				return nil, fmt.Sprintf("its symbolic link %s %s", next, why)
+			}
+			target, err := os.Readlink(next)
+			if err != nil {
+				return nil, "cannot be checked: " + err.Error()
+			}
+			if filepath.IsAbs(target) {
+				cur = "/"
+			}
+			rest = append(strings.Split(target, "/"), rest...)
+			continue
+		}
+		if !last {
+			if why := g.judge(next, fi, true, false); why != "" {
+				return nil, fmt.Sprintf("its directory %s %s", next, why)
+			}
+			cur = next
+			continue
+		}
+		if why := g.judge(next, fi, false, listing); why != "" {
+			if next != path {
+				return nil, fmt.Sprintf("%s, which it leads to, %s", next, why)
+			}
+			return nil, why
+		}
+		return fi, ""
+	}
+	// The path ends at a directory passed through already ("/", "a/..").
+	fi, err = os.Stat(cur)
+	if err != nil {
+		return nil, "cannot be checked: " + err.Error()
+	}
+	if why := g.judge(cur, fi, false, listing); why != "" {
+		return nil, why
+	}
+	return fi, ""
+}
+
+// more reports whether names hold a name still to resolve.
+func more(names []string) bool {
+	for _, n := range names {
+		if n != "" && n != "." {
+			return true
+		}
+	}
+	return false
+}
+
+// A guard holds who may own and write the files checked.
+type guard struct {
+	euid, egid int
+	overflow   int // the overflow user, taken as root in a user namespace; -1 outside one
+	groupOK    map[int]bool
+}
+
+func newGuard() *guard {
+	g := &guard{euid: os.Geteuid(), egid: os.Getegid(), overflow: -1, groupOK: map[int]bool{}}
+	if inUserNamespace() {
+		g.overflow = 65534
+		if b, err := os.ReadFile("/proc/sys/kernel/overflowuid"); err == nil {
+			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				g.overflow = n
 			}
 		}
 	}
-	return ""
+	return g
 }
 
-// changeable checks one file or directory of a guarded path: above says
-// it is a directory above the guarded file, listing that it is a directory
-// whose entries are read (so no one else may add one, sticky bit or not).
-func changeable(p string, above, listing bool, euid, egid int) string {
-	fi, err := os.Stat(p)
+// inUserNamespace reports whether this process runs in a user namespace
+// other than the first one, whose uid_map maps every user to itself.
+func inUserNamespace() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
 	if err != nil {
-		return "" // reading it says what is wrong
+		return false
+	}
+	f := strings.Fields(string(b))
+	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+}
+
+// owner checks that fi is owned by root or this user.
+func (g *guard) owner(fi os.FileInfo) string {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	uid := int(st.Uid)
+	if uid == 0 || uid == g.euid || uid == g.overflow {
+		return ""
+	}
+	return fmt.Sprintf("is owned by user %d, neither root nor this process's user (%d): that user can change it; chown it to root or to user %d", uid, g.euid, g.euid)
+}
+
+// judge checks one file or directory: above says the path passes through
+// it, listing that it is a directory whose entries are read.
+func (g *guard) judge(p string, fi os.FileInfo, above, listing bool) string {
+	if why := g.owner(fi); why != "" {
+		return why
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return ""
 	}
-	if readOnlyFS(p) {
-		return "" // not even its owner can change it
-	}
 	mode := fi.Mode()
-	if uid := int(st.Uid); uid != 0 && uid != euid {
-		return fmt.Sprintf("is owned by user %d, neither root nor this process's user (%d): that user can change it; chown it to root or to user %d", uid, euid, euid)
+	if mode.IsDir() && readOnlyMount(p) {
+		return ""
 	}
-	sticky := above && mode&os.ModeSticky != 0
 	switch {
-	case sticky && !listing:
+	case above && mode&os.ModeSticky != 0 && !listing:
 		return ""
 	case mode.Perm()&0o002 != 0:
 		return fmt.Sprintf("is writable by every user (%v): chmod o-w %s", mode, p)
-	case mode.Perm()&0o020 != 0 && int(st.Gid) != 0 && int(st.Gid) != egid:
-		return fmt.Sprintf("is writable by group %d (%v), not this process's group (%d): chmod g-w %s", st.Gid, mode, egid, p)
+	case mode.Perm()&0o020 != 0 && !g.privateGroup(int(st.Gid)):
+		return fmt.Sprintf("is writable by group %d (%v), which has members other than root and this process's user: chmod g-w %s", st.Gid, mode, p)
 	}
 	return ""
+}
+
+// privateGroup reports whether group gid has no member but root and this
+// process's user, as the group files say: none has it as primary group
+// and none is listed in it. Root's group itself qualifies only so.
+func (g *guard) privateGroup(gid int) bool {
+	if ok, seen := g.groupOK[gid]; seen {
+		return ok
+	}
+	ok := groupMembersOnly(gid, g.euid)
+	g.groupOK[gid] = ok
+	return ok
+}
+
+func groupMembersOnly(gid, euid int) bool {
+	me := ""
+	if u, err := user.LookupId(strconv.Itoa(euid)); err == nil {
+		me = u.Username
+	}
+	// /etc/passwd: name:x:uid:gid:...
+	okPasswd := scanColon("/etc/passwd", func(f []string) bool {
+		return len(f) < 4 || f[3] != strconv.Itoa(gid) || f[2] == "0" || f[2] == strconv.Itoa(euid)
+	})
+	// /etc/group: name:x:gid:member,member
+	okGroup := scanColon("/etc/group", func(f []string) bool {
+		if len(f) < 4 || f[2] != strconv.Itoa(gid) || f[3] == "" {
+			return true
+		}
+		for _, m := range strings.Split(f[3], ",") {
+			if m != "root" && m != me {
+				return false
+			}
+		}
+		return true
+	})
+	return okPasswd && okGroup
+}
+
+// scanColon reports whether ok holds for every line of a colon-separated
+// file; a file that cannot be read fails.
+func scanColon(path string, ok func([]string) bool) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		line := s.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if !ok(strings.Split(line, ":")) {
+			return false
+		}
+	}
+	return s.Err() == nil
 }
 
 // ReadableByOthers says how every user can read a private key file, or ""

@@ -35,11 +35,18 @@ func file(t *testing.T, dir, name string, mode os.FileMode) string {
 	return f
 }
 
-// TestOthersCanChange: a file, the directory it is listed from, and every
-// directory above it along the path and along its symbolic links, each
-// writable only by root or this user, or refused with the one that is not
-// and the fix.
-func TestOthersCanChange(t *testing.T) {
+// why is Check's reason alone.
+func why(p string, listing bool) string {
+	_, w := Check(p, listing)
+	return w
+}
+
+// TestCheck: a file, the directory it is listed from, every directory the
+// path passes through and every symbolic link it follows, each writable
+// only by root or this user, or refused with the one that is not and the
+// fix; resolved as the kernel resolves it, so that a ".." after a link
+// climbs from where the link leads.
+func TestCheck(t *testing.T) {
 	base := t.TempDir() // 0700, under /tmp (sticky, writable by everyone)
 	safe := mkdir(t, base, "safe", 0o755)
 	open := mkdir(t, base, "open", 0o777)
@@ -68,11 +75,25 @@ func TestOthersCanChange(t *testing.T) {
 		{"a symbolic link in an open directory to a good file", link(open, "l.pem", good), false, "its directory " + open},
 		{"a symbolic link in a good directory to a file in an open one", link(safe, "l.pem", filepath.Join(open, "f.pem")), false, "its directory " + open},
 		{"a symbolic link in a good directory to a good file", link(safe, "l2.pem", good), false, ""},
+		{"a relative symbolic link to a good file", link(safe, "rel.pem", "good.pem"), false, ""},
+		{"a '..' after a link into an open directory", link(safe, "into", filepath.Join(open, "sub")) + "/../f.pem", false, "its directory " + open},
+		{"a link to a link in an open directory to a good directory", filepath.Join(link(safe, "l1", link(open, "l2", safe)), "good.pem"), false, "its directory " + open},
+		{"a path that does not resolve", filepath.Join(safe, "none.pem"), false, "cannot be checked"},
+		{"a relative path", "good.pem", false, ""},
 	} {
-		got := OthersCanChange(c.path, c.listing)
-		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
-			t.Errorf("%s: OthersCanChange(%s, %v) = %q, want %q", c.name, c.path, c.listing, got, c.want)
+		if !filepath.IsAbs(c.path) {
+			t.Chdir(safe)
 		}
+		fi, got := Check(c.path, c.listing)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s: Check(%s, %v) = %q, want %q", c.name, c.path, c.listing, got, c.want)
+		}
+		if got == "" && fi == nil {
+			t.Errorf("%s: Check(%s) passed and returned no file", c.name, c.path)
+		}
+	}
+	if fi, got := Check(filepath.Join(safe, "l2.pem"), false); got != "" || !sameAs(t, fi, good) {
+		t.Errorf("Check of a link to good.pem: %v, %q; want good.pem's file", fi, got)
 	}
 	// A file or directory of another user, or one writable by another
 	// group: only root can make one here, and this machine's CI is root.
@@ -81,29 +102,48 @@ func TestOthersCanChange(t *testing.T) {
 		if err := os.Chown(theirs, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		if got := OthersCanChange(theirs, false); !strings.Contains(got, "is owned by user 65534, neither root nor this process's user (0)") {
+		if got := why(theirs, false); !strings.Contains(got, "is owned by user 65534, neither root nor this process's user (0)") {
 			t.Errorf("a file of user 65534: %q", got)
+		}
+		// A link of another user's in a sticky directory: they can point
+		// it elsewhere, as /tmp's links can be without protected_symlinks.
+		theirLink := link(sticky, "theirs.pem", good)
+		if err := os.Lchown(theirLink, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if got := why(theirLink, false); !strings.Contains(got, "its symbolic link "+theirLink+" is owned by user 65534") {
+			t.Errorf("a link of user 65534 in a sticky directory: %q", got)
 		}
 		groupDir := mkdir(t, base, "group", 0o775)
 		if err := os.Chown(groupDir, 0, 65534); err != nil {
 			t.Fatal(err)
 		}
 		inGroup := file(t, groupDir, "f.pem", 0o600)
-		if got := OthersCanChange(inGroup, false); !strings.Contains(got, "its directory "+groupDir+" is writable by group 65534") {
+		if got := why(inGroup, false); !strings.Contains(got, "its directory "+groupDir+" is writable by group 65534") {
 			t.Errorf("a file in a directory writable by group 65534: %q", got)
 		}
 		if err := os.Chown(groupDir, 0, 0); err != nil {
 			t.Fatal(err)
 		}
-		if got := OthersCanChange(inGroup, false); got != "" {
+		if got := why(inGroup, false); got != "" {
 			t.Errorf("a file in a directory writable by root's group: %q", got)
 		}
 	} else {
 		ownGroup := mkdir(t, base, "owngroup", 0o775)
-		if got := OthersCanChange(file(t, ownGroup, "f.pem", 0o664), false); got != "" {
+		if got := why(file(t, ownGroup, "f.pem", 0o664), false); got != "" {
 			t.Errorf("a file writable by this process's own group: %q", got)
 		}
 	}
+}
+
+// sameAs reports whether fi is the file at path.
+func sameAs(t *testing.T, fi os.FileInfo, path string) bool {
+	t.Helper()
+	want, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi != nil && os.SameFile(fi, want)
 }
 
 // TestReadableByOthers: a private key every user can reach and read is

@@ -1,8 +1,10 @@
 package pathguard
 
-// OthersCanChange is not checked on Windows, whose files are guarded by
-// access control lists rather than owners and modes.
-func OthersCanChange(path string, listing bool) string { return "" }
+import "os"
 
-// ReadableByOthers is not checked on Windows (see OthersCanChange).
+// Check does nothing on Windows, whose files are guarded by access control
+// lists rather than owners and modes: it returns no file and no reason.
+func Check(path string, listing bool) (os.FileInfo, string) { return nil, "" }
+
+// ReadableByOthers is not checked on Windows (see Check).
 func ReadableByOthers(path string) string { return "" }
