@@ -163,15 +163,11 @@ const maxPEMFile = 4 << 20
 // instead of hanging the parse or filling memory.
 func readPEMFile(path string) ([]byte, os.FileInfo, error) {
 	// O_NONBLOCK: opening a FIFO with no writer would otherwise block.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, fi, err := openStat(path, os.O_RDONLY|syscall.O_NONBLOCK)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
 	if !fi.Mode().IsRegular() {
 		return nil, nil, fmt.Errorf("not a regular file (%v)", fi.Mode().Type())
 	}
@@ -205,17 +201,27 @@ func (l *tlsLoader) pemFiles(arg, dir string) ([]string, error) {
 
 // readDir lists a directory and says which directory it listed.
 func readDir(dir string) ([]os.DirEntry, os.FileInfo, error) {
-	f, err := os.Open(dir)
+	f, fi, err := openStat(dir, os.O_RDONLY)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	ents, err := f.ReadDir(-1)
+	return ents, fi, err
+}
+
+// openStat opens path and says what it opened.
+func openStat(path string, flag int) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, nil, err
 	}
-	ents, err := f.ReadDir(-1)
-	return ents, fi, err
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
 }
 
 // hasPEM reports whether data holds a PEM block whose type ends with suffix.
