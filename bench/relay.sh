@@ -508,7 +508,7 @@ echo
 
 # The targets of issue 11, on this run's figures.
 verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {if (v == "" || v == "FAIL" || v == "-") print "?"; else if ((op == ">=" && v+0 >= t+0) || (op == "<=" && v+0 <= t+0) || (op == ">" && v+0 > t+0)) print "met"; else print "NOT met"}'; }
-med() { [ -s "$work/res/$1.$2" ] && stats "$work/res/$1.$2" | cut -d' ' -f1 || echo FAIL; }
+med() { [ -s "$work/res/$1.$2" ] && stats "$work/res/$1.$2" | cut -d' ' -f1 || echo -; } # - when not measured
 read -r b_h_med b_h_min _ < <(ratios "$work/res/bulk.tether" "$work/res/bulk.haproxy")
 read -r b_d_med b_d_min _ < <(ratios "$work/res/bulk.tether" "$work/res/bulk.direct")
 read -r c_h_med _ < <(ratios "$work/res/cps.tether" "$work/res/cps.haproxy")
