@@ -39,7 +39,8 @@ func init() {
 				"sh with the arguments -c and `sort | uniq`; the program is found on PATH when the string is " +
 				"parsed, and refused if another user could change it (by the rule of the TLS types' files: it, the " +
 				"directories and links on its path owned by root or tether's user, writable by no one else; " +
-				"an interpreter it names with #! and what a shell it runs looks up are not checked). A ':' or '=' inside an argument must be escaped (`\\:`, `\\=`) or the argument put in " +
+				"an interpreter it names with #! and what a shell it runs looks up are not checked). A relative " +
+				"program or dir= is taken from the working directory at parse, not at Dial. A ':' or '=' inside an argument must be escaped (`\\:`, `\\=`) or the argument put in " +
 				"brackets. The program inherits tether's environment (without the socket activation variables) " +
 				"with env= added: `env=LANG=C,TZ=UTC`, or `env=[PATH=/bin:/usr/bin,LANG=C]` (brackets spare the " +
 				"escaping of ':'); a ',' inside a value is written `\\\\,` (one backslash for the string, one for " +
@@ -86,12 +87,24 @@ func newExecClient(a *driver.Args) (driver.Client, error) {
 			return nil, execDirParam.Errorf(a, "a directory")
 		}
 	}
+	// A relative dir= or program is taken from the working directory of
+	// now, as it is checked now, not of whenever Dial runs. The names are
+	// joined as the kernel will resolve them: filepath.Join would take
+	// "link/.." away as text, where the kernel follows the link first.
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, argErrorWrap(a, "argv", driver.WrapError(ErrBadArgument, err, "the working directory: "+err.Error()))
+	}
+	if c.dir != "" && !filepath.IsAbs(c.dir) {
+		c.dir = wd + "/" + c.dir
+	}
 	prog := c.argv[0]
-	if c.dir != "" && strings.Contains(prog, "/") && !filepath.IsAbs(prog) {
-		// The program is run from dir, and found as the kernel will find it:
-		// filepath.Join would take "link/.." away as text, where the kernel
-		// follows the link first.
-		prog = c.dir + "/" + prog
+	if strings.Contains(prog, "/") && !filepath.IsAbs(prog) {
+		if c.dir != "" {
+			prog = c.dir + "/" + prog // the program is run from dir
+		} else {
+			prog = wd + "/" + prog
+		}
 	}
 	path, err := exec.LookPath(prog)
 	if err != nil {
@@ -100,9 +113,6 @@ func newExecClient(a *driver.Args) (driver.Client, error) {
 	if _, why := pathguard.Check(path, false); why != "" {
 		return nil, argErrorWrap(a, "argv", driver.WrapError(ErrBadArgument, nil,
 			fmt.Sprintf("the program %s can be changed by other users, so it is not run: %s", path, why)))
-	}
-	if strings.Contains(c.argv[0], "/") {
-		path = c.argv[0] // relative to dir, as exec.Cmd takes it
 	}
 	c.path = path
 	return c, nil

@@ -222,9 +222,9 @@ const fileGuardNotes = "A key, certificate, trust or parameters file, or a direc
 	"could change is refused, when the string is parsed and when it is reloaded (OpenSSH's rule for " +
 	"authorized_keys): the file, every directory its path passes through and every symbolic link it follows must " +
 	"be owned by root or by tether's user, and be writable neither by every user nor by a group with other " +
-	"members, except a directory passed through with the sticky bit, such as /tmp, and a directory on a " +
-	"read-only mount. A private key every user can read is used, and logged as a warning. Not checked on " +
-	"Windows."
+	"members, nor through a POSIX access list, except a directory passed through with the sticky bit, such as " +
+	"/tmp, and a sticky directory on a read-only mount. A private key every user can read is used, and logged " +
+	"as a warning. Not checked on Windows."
 
 // argError is an *Error about argument name with a message of its own.
 func argError(a *driver.Args, name, msg string, cause error) error {

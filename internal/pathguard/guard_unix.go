@@ -29,15 +29,20 @@ import (
 //     than root and this user (Debian's user-private groups pass);
 //   - except a directory passed through with the sticky bit (such as
 //     /tmp), where others may add names but not replace this user's;
-//   - a directory (not a file) on a mount that is read-only, such as a
-//     Kubernetes secret volume (a tmpfs of mode 1777 mounted read-only in
-//     the container), is not held to the mode rules; its owner still is.
+//   - a POSIX access list (Linux) lets no other user, and no group with
+//     other members, write it either;
+//   - a directory with the sticky bit on a mount that is read-only, such
+//     as a Kubernetes secret volume (a tmpfs of mode 1777 mounted
+//     read-only in the container), is not held to the mode rules; its
+//     owner still is.
 //
 // A caller that reads the file compares it (os.SameFile) with the one
 // returned, so that a path changed between the check and the read is not
-// taken for the one checked. In a user namespace, an owner outside it
-// (shown as the overflow user, 65534) is taken as root: system files seen
-// from a rootless container are owned so.
+// taken for the one checked. In a user namespace where the overflow
+// user (65534) is not mapped, an owner outside the namespace, shown as
+// that user, is taken as root: system files seen from a rootless
+// container are owned so (and so, alas, are another host user's files
+// bind-mounted in).
 //
 // The files it guards are the ones that decide whom a TLS endpoint trusts,
 // which key it proves itself with, and which program exec: runs: another
@@ -58,7 +63,7 @@ func Check(path string, listing bool) (os.FileInfo, string) {
 	}
 	fi, err := os.Lstat(cur)
 	if err != nil {
-		return nil, "cannot be checked: " + err.Error()
+		return nil, "cannot be checked: " + show(err.Error())
 	}
 	if why := g.judge(cur, fi, true, false); why != "" {
 		return nil, "its directory / " + why
@@ -78,18 +83,18 @@ func Check(path string, listing bool) (os.FileInfo, string) {
 		next := filepath.Join(cur, name)
 		fi, err := os.Lstat(next)
 		if err != nil {
-			return nil, "cannot be checked: " + err.Error()
+			return nil, "cannot be checked: " + show(err.Error())
 		}
 		if fi.Mode()&os.ModeSymlink != 0 {
 			if links++; links > 40 {
 				return nil, "cannot be checked: too many levels of symbolic links"
 			}
 			if why := g.owner(fi); why != "" {
-				return nil, fmt.Sprintf("its symbolic link %s %s", next, why)
+				return nil, fmt.Sprintf("its symbolic link %s %s", show(next), why)
 			}
 			target, err := os.Readlink(next)
 			if err != nil {
-				return nil, "cannot be checked: " + err.Error()
+				return nil, "cannot be checked: " + show(err.Error())
 			}
 			if filepath.IsAbs(target) {
 				cur = "/"
@@ -99,14 +104,14 @@ func Check(path string, listing bool) (os.FileInfo, string) {
 		}
 		if !last {
 			if why := g.judge(next, fi, true, false); why != "" {
-				return nil, fmt.Sprintf("its directory %s %s", next, why)
+				return nil, fmt.Sprintf("its directory %s %s", show(next), why)
 			}
 			cur = next
 			continue
 		}
 		if why := g.judge(next, fi, false, listing); why != "" {
 			if next != path {
-				return nil, fmt.Sprintf("%s, which it leads to, %s", next, why)
+				return nil, fmt.Sprintf("%s, which it leads to, %s", show(next), why)
 			}
 			return nil, why
 		}
@@ -115,7 +120,7 @@ func Check(path string, listing bool) (os.FileInfo, string) {
 	// The path ends at a directory passed through already ("/", "a/..").
 	fi, err = os.Stat(cur)
 	if err != nil {
-		return nil, "cannot be checked: " + err.Error()
+		return nil, "cannot be checked: " + show(err.Error())
 	}
 	if why := g.judge(cur, fi, false, listing); why != "" {
 		return nil, why
@@ -142,26 +147,34 @@ type guard struct {
 
 func newGuard() *guard {
 	g := &guard{euid: os.Geteuid(), egid: os.Getegid(), overflow: -1, groupOK: map[int]bool{}}
-	if inUserNamespace() {
-		g.overflow = 65534
-		if b, err := os.ReadFile("/proc/sys/kernel/overflowuid"); err == nil {
-			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				g.overflow = n
-			}
+	overflow := 65534
+	if b, err := os.ReadFile("/proc/sys/kernel/overflowuid"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			overflow = n
 		}
+	}
+	if b, err := os.ReadFile("/proc/self/uid_map"); err == nil && !mapped(string(b), overflow) {
+		g.overflow = overflow
 	}
 	return g
 }
 
-// inUserNamespace reports whether this process runs in a user namespace
-// other than the first one, whose uid_map maps every user to itself.
-func inUserNamespace() bool {
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false
+// mapped reports whether a uid_map ("inside outside count" lines) maps
+// the user uid of this namespace to one outside: if not, a file showing
+// uid as its owner belongs to someone outside the namespace.
+func mapped(uidMap string, uid int) bool {
+	for _, line := range strings.Split(uidMap, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		in, err1 := strconv.ParseUint(f[0], 10, 64)
+		n, err2 := strconv.ParseUint(f[2], 10, 64)
+		if err1 == nil && err2 == nil && uint64(uid) >= in && uint64(uid)-in < n {
+			return true
+		}
 	}
-	f := strings.Fields(string(b))
-	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+	return false
 }
 
 // owner checks that fi is owned by root or this user.
@@ -174,7 +187,7 @@ func (g *guard) owner(fi os.FileInfo) string {
 	if uid == 0 || uid == g.euid || uid == g.overflow {
 		return ""
 	}
-	return fmt.Sprintf("is owned by user %d, neither root nor this process's user (%d): that user can change it; chown it to root or to user %d", uid, g.euid, g.euid)
+	return fmt.Sprintf("is owned by user %d, neither root nor this process's user (%d), so that user can change it: keep the file where it and every directory above it are owned by root or by user %d", uid, g.euid, g.euid)
 }
 
 // judge checks one file or directory: above says the path passes through
@@ -188,18 +201,34 @@ func (g *guard) judge(p string, fi os.FileInfo, above, listing bool) string {
 		return ""
 	}
 	mode := fi.Mode()
-	if mode.IsDir() && readOnlyMount(p) {
-		return ""
-	}
+	sticky := mode.IsDir() && mode&os.ModeSticky != 0
 	switch {
-	case above && mode&os.ModeSticky != 0 && !listing:
+	case sticky && readOnlyMount(p):
 		return ""
+	case sticky && above && !listing:
+		return ""
+	case mode.Perm()&0o002 != 0 && sticky:
+		return fmt.Sprintf("is writable by every user (%v; the sticky bit stops others replacing its files, not adding their own): use a directory of its own", mode)
 	case mode.Perm()&0o002 != 0:
-		return fmt.Sprintf("is writable by every user (%v): chmod o-w %s", mode, p)
+		return fmt.Sprintf("is writable by every user (%v): chmod o-w %s", mode, show(p))
 	case mode.Perm()&0o020 != 0 && !g.privateGroup(int(st.Gid)):
-		return fmt.Sprintf("is writable by group %d (%v), which has members other than root and this process's user: chmod g-w %s", st.Gid, mode, p)
+		return fmt.Sprintf("is writable by group %d (%v), which has members other than root and this process's user: chmod g-w %s", st.Gid, mode, show(p))
+	}
+	if why := g.aclWriters(p); why != "" {
+		return why + ": setfacl -b " + show(p) + ", or remove that entry"
 	}
 	return ""
+}
+
+// show gives a path as it is, or quoted if it holds a character that
+// cannot be printed as it is.
+func show(p string) string {
+	for _, r := range p {
+		if !strconv.IsPrint(r) {
+			return strconv.Quote(p)
+		}
+	}
+	return p
 }
 
 // privateGroup reports whether group gid has no member but root and this
@@ -215,6 +244,9 @@ func (g *guard) privateGroup(gid int) bool {
 }
 
 func groupMembersOnly(gid, euid int) bool {
+	if _, err := user.LookupGroupId(strconv.Itoa(gid)); err != nil {
+		return false // a group no one knows: who is in it cannot be told
+	}
 	me := ""
 	if u, err := user.LookupId(strconv.Itoa(euid)); err == nil {
 		me = u.Username

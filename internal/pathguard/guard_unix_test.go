@@ -70,7 +70,7 @@ func TestCheck(t *testing.T) {
 		{"a file in a directory writable by everyone", file(t, open, "f.pem", 0o600), false, "its directory " + open + " is writable by every user"},
 		{"a file of this user in a sticky directory", file(t, sticky, "f.pem", 0o600), false, ""},
 		{"a directory of this user listed", safe, true, ""},
-		{"a sticky directory listed: others add files", sticky, true, "is writable by every user (dtrwxrwxrwx): chmod o-w " + sticky},
+		{"a sticky directory listed: others add files", sticky, true, "is writable by every user (dtrwxrwxrwx; the sticky bit stops others replacing its files, not adding their own): use a directory of its own"},
 		{"a directory writable by everyone listed", open, true, "is writable by every user"},
 		{"a symbolic link in an open directory to a good file", link(open, "l.pem", good), false, "its directory " + open},
 		{"a symbolic link in a good directory to a file in an open one", link(safe, "l.pem", filepath.Join(open, "f.pem")), false, "its directory " + open},
@@ -122,6 +122,13 @@ func TestCheck(t *testing.T) {
 		if got := why(inGroup, false); !strings.Contains(got, "its directory "+groupDir+" is writable by group 65534") {
 			t.Errorf("a file in a directory writable by group 65534: %q", got)
 		}
+		// A group no group file knows: its members cannot be told.
+		if err := os.Chown(groupDir, 0, 4242); err != nil {
+			t.Fatal(err)
+		}
+		if got := why(inGroup, false); !strings.Contains(got, "its directory "+groupDir+" is writable by group 4242") {
+			t.Errorf("a file in a directory writable by an unknown group: %q", got)
+		}
 		if err := os.Chown(groupDir, 0, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -133,6 +140,40 @@ func TestCheck(t *testing.T) {
 		if got := why(file(t, ownGroup, "f.pem", 0o664), false); got != "" {
 			t.Errorf("a file writable by this process's own group: %q", got)
 		}
+	}
+}
+
+// TestMapped: the overflow user stands for owners outside a user
+// namespace only where the namespace does not map it itself.
+func TestMapped(t *testing.T) {
+	for _, c := range []struct {
+		uidMap string
+		uid    int
+		want   bool
+	}{
+		{"         0          0 4294967295\n", 65534, true},
+		{"         0       1001          1\n", 65534, false},
+		{"0 100000 65536\n", 65534, true},
+		{"0 100000 65534\n", 65534, false},
+		{"0 1001 1\n1 100000 65536\n", 65534, true},
+		{"", 65534, false},
+	} {
+		if got := mapped(c.uidMap, c.uid); got != c.want {
+			t.Errorf("mapped(%q, %d) = %v, want %v", c.uidMap, c.uid, got, c.want)
+		}
+	}
+}
+
+// TestShow: a path with a character that cannot be printed is quoted.
+func TestShow(t *testing.T) {
+	if got := show("/tmp/a b"); got != "/tmp/a b" {
+		t.Errorf("show(/tmp/a b) = %q", got)
+	}
+	if got := show("/tmp/a\x00b\n"); got != `"/tmp/a\x00b\n"` {
+		t.Errorf("show of a NUL and a newline = %s", got)
+	}
+	if got := why("/tmp/x\x00y", false); strings.ContainsRune(got, 0) {
+		t.Errorf("Check of a path with a NUL says %q", got)
 	}
 }
 
