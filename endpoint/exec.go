@@ -24,8 +24,11 @@ import (
 // The exec client's arguments.
 var (
 	execArgvParam = driver.ListParam("argv", "the program and its arguments, one per segment (no shell is involved)").Required()
-	execEnvParam  = driver.StringParam("env",
-		"variables to set, NAME=VALUE separated by ','; a backslash makes the next character literal")
+	// Secret: the environment is where programs are given their
+	// passwords and tokens, so its values are hidden wherever the string is
+	// shown (describe, logs, errors).
+	execEnvParam = driver.StringParam("env",
+		"variables to set, NAME=VALUE separated by ','; a backslash makes the next character literal").Secret()
 	execDirParam = driver.StringParam("dir", "directory to run the program in; absent means the current one").Aliases("path")
 )
 
