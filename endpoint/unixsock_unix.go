@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -29,19 +30,39 @@ func removeStaleSocket(path string) {
 	if err := syscall.Lstat(path, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFSOCK || int(st.Uid) != os.Geteuid() {
 		return
 	}
-	listening, known := socketListening(path)
-	if !known {
-		// No /proc/net/unix to look in: a connection attempt tells. A
-		// socket nobody listens on refuses it.
+	if listening, _ := socketListening(path); listening || connectProbe(path) {
+		return
+	}
+	syscall.Unlink(path)
+}
+
+// connectProbe says whether something listens on the socket file at path
+// as a connection attempt finds it: only a refusal, every time, says no.
+// The kernel's table (socketListening) does not know every listener: it
+// lists those of this network namespace alone (a container that shares
+// the directory has its own), and by the name they were bound with (a
+// relative one is not matched); and elsewhere than Linux there is no
+// table. A listener with a full backlog refuses too on the BSDs (on Linux
+// it makes the attempt wait), so there the attempt is made three times,
+// 20 ms apart. A live server sees a connection that closes at once.
+func connectProbe(path string) bool {
+	tries := 3
+	if runtime.GOOS == "linux" {
+		tries = 1
+	}
+	for i := range tries {
+		if i > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
 		c, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {
 			c.Close()
 		}
-		listening = !errors.Is(err, syscall.ECONNREFUSED)
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return true
+		}
 	}
-	if !listening {
-		syscall.Unlink(path)
-	}
+	return false
 }
 
 // bindListen binds and listens, leaving the socket file with exactly the
