@@ -47,6 +47,7 @@ const (
 	endDrainCut     = "drain_cut"
 	endError        = "error"
 	endHeaderFailed = "proxy_header_write_failed"
+	endPeerLimit    = "peer_limit"
 )
 
 func newMetrics() *metrics {
@@ -84,7 +85,7 @@ func newMetrics() *metrics {
 	// has a series to work on.
 	m.endedBy = map[string]prometheus.Counter{}
 	for _, r := range []string{endDone, endDialFailed, endTLSFailed, endBadHeader, endIdleTimeout, endDrainCut, endError,
-		endHeaderFailed} {
+		endHeaderFailed, endPeerLimit} {
 		m.endedBy[r] = m.ended.WithLabelValues(r)
 	}
 	m.fromPeer, m.toPeer = m.bytes.WithLabelValues("from_peer"), m.bytes.WithLabelValues("to_peer")

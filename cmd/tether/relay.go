@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -66,6 +67,14 @@ this fails, or the dial does, that one connection is reset and the failure
 logged with its reason. Running out of file descriptors pauses accepting
 (5ms, doubling to 1s) instead of stopping the relay.
 
+--max-conns-per-peer N bounds the connections open at once from one
+client: an IPv4 address, or an IPv6 /64 (what one client can hold whole);
+for a haproxy: LISTEN, the client its PROXY header names. One more is reset
+as soon as it is established, and logged ("too many connections from this
+peer"), so that no one client can take every slot of --max-conns or every
+file descriptor; the others are served as before. UNIX peers are not
+counted.
+
 A connection that ends in error (a reset or failure on either side, a
 TLS peer that ends its stream without close_notify, the idle timeout, a
 drain cut short) is aborted on both sides: each peer gets a
@@ -106,7 +115,7 @@ serve --help).
 (tcp:9100:interface=127.0.0.1, unix:/run/tether-metrics.sock): /metrics
 has connections accepted, active and ended by reason (done, dial_failed,
 tls_handshake_failed, bad_proxy_header, proxy_header_write_failed,
-idle_timeout, drain_cut, error), those --max-conns kept waiting in the
+peer_limit, idle_timeout, drain_cut, error), those --max-conns kept waiting in the
 listen queue and the limit itself, bytes each way, connection duration
 and dial latency histograms, the drain state, and the Go and process
 collectors; /healthz answers 200 "ready", or 503 "draining" once a
@@ -148,6 +157,8 @@ Flags:
 // serverFlags are the flags that relay and serve share.
 type serverFlags struct {
 	maxConns  int
+	perPeer   int                // --max-conns-per-peer
+	peers     *relay.PeerCounter // counts them, nil without a limit
 	drain     time.Duration
 	logFormat string
 	quiet     bool
@@ -188,6 +199,7 @@ func (f *serverFlags) inherit() endpoint.Inheritor {
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxConns, "max-conns", 0, "most connections handled at once; more wait in the listen queue (0: no limit)")
+	fs.IntVar(&f.perPeer, "max-conns-per-peer", 0, "most connections at once from one client (an IPv4 address, an IPv6 /64); more are reset (0: no limit)")
 	fs.DurationVar(&f.drain, "drain-timeout", endpoint.DefaultDrainTimeout, "after SIGINT, SIGTERM or a SIGHUP restart, how long connections in flight may take to finish")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&f.quiet, "quiet", false, "log only warnings and errors, not one line per connection")
@@ -208,6 +220,10 @@ func (f *serverFlags) logger(w io.Writer) (*slog.Logger, error) {
 	if f.drain < 0 {
 		return nil, fmt.Errorf("--drain-timeout %v is negative", f.drain)
 	}
+	if f.perPeer < 0 {
+		return nil, fmt.Errorf("--max-conns-per-peer %d is negative (0 is no limit)", f.perPeer)
+	}
+	f.peers = relay.NewPeerCounter(f.perPeer)
 	if f.metrics != "" {
 		if _, err := endpoint.ParseServer(f.metrics); err != nil {
 			return nil, fmt.Errorf("--metrics: %w", err)
@@ -242,6 +258,8 @@ type relayCmd struct {
 	// header itself.
 	proxyByClient bool
 	m             *metrics // nil without --metrics
+	// peers counts the connections per peer (--max-conns-per-peer).
+	peers *relay.PeerCounter
 }
 
 func runRelay(e *env, args []string) int {
@@ -272,7 +290,7 @@ func runRelay(e *env, args []string) int {
 	if err == nil && *idle < 0 {
 		err = fmt.Errorf("--idle-timeout %v is negative", *idle)
 	}
-	r := &relayCmd{joiner: relay.Joiner{IdleTimeout: *idle}, log: log, m: sf.metricsOn()}
+	r := &relayCmd{joiner: relay.Joiner{IdleTimeout: *idle}, log: log, m: sf.metricsOn(), peers: sf.peers}
 	switch *proxyProto {
 	case "":
 	case "v1", "v2":
@@ -354,6 +372,16 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 	if !establish(ctx, r.log, r.m, conn, start) {
 		return
 	}
+	release, ok := admitPeer(r.peers, r.log, r.m, conn, start)
+	if !ok {
+		return
+	}
+	handedOn := false // the pair's end, elsewhere, releases it
+	defer func() {
+		if !handedOn {
+			release()
+		}
+	}()
 	peer := peerString(conn)
 	dialCtx := ctx
 	if r.proxyByClient {
@@ -388,7 +416,8 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 		// socket itself, which keeps the splice path.
 		in = pc.NetConn()
 	}
-	if r.handOff(ctx, conn, in, up, peer, start) {
+	if r.handOff(ctx, conn, in, up, peer, start, release) {
+		handedOn = true
 		return
 	}
 	// A pair neither the core nor parking takes (exec:, stdio:, parking
@@ -398,9 +427,11 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 	jctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	if done, ok := endpoint.Detach(ctx, conn, cancel); ok {
 		r.m.holdActive()
+		handedOn = true
 		go func() {
 			r.join(jctx, in, up, peer, start)
 			cancel(nil)
+			release()
 			r.m.releaseActive()
 			done()
 		}()
@@ -446,7 +477,7 @@ type startedPair interface {
 // (--max-conns, the drain) until the pair ends, when its log line is
 // written. It returns false, having done nothing, when neither can take
 // the pair (exec:, stdio:, another system): Join it then.
-func (r *relayCmd) handOff(ctx context.Context, conn, in, up net.Conn, peer string, start time.Time) bool {
+func (r *relayCmd) handOff(ctx context.Context, conn, in, up net.Conn, peer string, start time.Time, release func()) bool {
 	var p startedPair
 	if cp, ok := r.joiner.Adopt(in, up); ok {
 		p = cp
@@ -461,6 +492,7 @@ func (r *relayCmd) handOff(ctx context.Context, conn, in, up net.Conn, peer stri
 		p.Start(func(res relay.Result) {
 			logEnd(r.log, r.m, peer, start, res.AToB, res.BToA, res.Err,
 				unsignalledSides(res.Unsignalled[0], res.Unsignalled[1])...)
+			release()
 			r.m.releaseActive()
 			done()
 		})
@@ -478,6 +510,7 @@ func (r *relayCmd) handOff(ctx context.Context, conn, in, up net.Conn, peer stri
 	}
 	logEnd(r.log, r.m, peer, start, res.AToB, res.BToA, res.Err,
 		unsignalledSides(res.Unsignalled[0], res.Unsignalled[1])...)
+	release()
 	return true
 }
 
@@ -512,6 +545,39 @@ func establish(ctx context.Context, log *slog.Logger, m *metrics, conn net.Conn,
 	log.Warn(msg, append([]any{"peer", addrString(conn.RemoteAddr()), "duration", time.Since(start), "error", err},
 		unsignalled(endpoint.Abort(conn), nil)...)...)
 	return false
+}
+
+// admitPeer counts an established connection against --max-conns-per-peer
+// (by the peer LISTEN reports: a haproxy: LISTEN's is the client its
+// PROXY header names), and returns what uncounts it when it ends. One over
+// the limit is reset, logged and counted as ended, and admitPeer returns
+// false. A peer that is not IP (UNIX) is not limited.
+func admitPeer(peers *relay.PeerCounter, log *slog.Logger, m *metrics, conn net.Conn, start time.Time) (release func(), ok bool) {
+	addr := peerAddr(conn.RemoteAddr())
+	if peers.Admit(addr) {
+		return func() { peers.Release(addr) }, true
+	}
+	m.end(endPeerLimit, start, 0, 0)
+	log.Warn(relay.ErrPeerLimit.Error(), append([]any{"peer", addrString(conn.RemoteAddr()), "max_conns_per_peer", peers.Max()},
+		unsignalled(endpoint.Abort(conn), nil)...)...)
+	return nil, false
+}
+
+// peerAddr is the IP address of a peer, or the zero Addr if it has none.
+func peerAddr(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case interface{ AddrPort() netip.AddrPort }:
+		return a.AddrPort().Addr().Unmap()
+	case nil:
+		return netip.Addr{}
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 // unsignalled turns the errors of aborting the peer's and the upstream's

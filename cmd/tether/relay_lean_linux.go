@@ -46,6 +46,7 @@ func (r *relayCmd) leanSetup() func(endpoint.Server, net.Listener, *serverFlags,
 			Connect:    t.Connect,
 			Connecting: relay.Connecting{Timeout: t.Timeout(), Wrap: t.DialError, Done: r.m.dialed},
 			MaxConns:   sf.maxConns,
+			PerPeer:    sf.peers,
 			Ended:      r.leanEnded,
 			AcceptFailed: func(err error, pause time.Duration) {
 				r.log.Warn("accept failed; retrying", "addr", addrString(ln.Addr()), "error", err, "pause", pause)
@@ -72,6 +73,11 @@ func (r *relayCmd) leanSetup() func(endpoint.Server, net.Listener, *serverFlags,
 func (r *relayCmd) leanEnded(peer netip.AddrPort, start time.Time, res relay.Result) {
 	if r.m != nil {
 		r.m.active.Dec()
+	}
+	if errors.Is(res.Err, relay.ErrPeerLimit) {
+		r.m.end(endPeerLimit, start, 0, 0)
+		r.log.Warn(relay.ErrPeerLimit.Error(), "peer", peer.String(), "max_conns_per_peer", r.peers.Max())
+		return
 	}
 	var de *relay.DialError
 	if errors.As(res.Err, &de) {

@@ -54,7 +54,7 @@ for D (a client that connects and sends nothing, or stops reading
 chargen's lines), logged with the error "idle timeout"; by default (0) a
 connection may stay idle for ever, as with tether relay.
 
-Logging, --max-conns, --metrics and the handling of SIGINT, SIGTERM and
+Logging, --max-conns, --max-conns-per-peer, --metrics and the handling of SIGINT, SIGTERM and
 SIGHUP (a restart that drops no connection) are those of tether relay: one log line per connection as it ends, naming the peer as
 LISTEN reports it (a haproxy: LISTEN: the original client that the PROXY
 protocol header names, which TETHER_PEER holds too; a connection whose
@@ -169,19 +169,24 @@ func runServe(e *env, args []string) int {
 		return exitUsage
 	}
 	setDefaultLogger(e, log)
-	return serveUntilSignal(e, "serve", srv, serviceHandler(svc, log, sf.metricsOn(), *idle), &sf, log,
+	return serveUntilSignal(e, "serve", srv, serviceHandler(svc, log, sf.metricsOn(), sf.peers, *idle), &sf, log,
 		append([]any{"endpoint", endpoint.Redact(rest[0]), "service", name}, attrs...)...)
 }
 
 // serviceHandler runs svc for a connection once it is established, resets
 // the connection when the server gives up draining or the service fails
 // mid-stream, and logs the connection's end.
-func serviceHandler(svc service, log *slog.Logger, m *metrics, idle time.Duration) endpoint.Handler {
+func serviceHandler(svc service, log *slog.Logger, m *metrics, peers *relay.PeerCounter, idle time.Duration) endpoint.Handler {
 	return endpoint.HandlerFunc(func(ctx context.Context, c net.Conn) {
 		start := time.Now()
 		if !establish(ctx, log, m, c, start) {
 			return
 		}
+		release, ok := admitPeer(peers, log, m, c, start)
+		if !ok {
+			return
+		}
+		defer release()
 		if idle > 0 {
 			c = newIdleConn(c, idle)
 		}

@@ -69,6 +69,7 @@ type Pair struct {
 	done     func(Result)
 	srv      *Server        // the Server that accepted fd[0], which is told of the end instead of done
 	peer     netip.AddrPort // fd[0]'s peer, for srv
+	admitted bool           // counted by srv's PerPeer, to be released when it ends
 	accepted int64          // when srv accepted fd[0], on the loops' clock
 	closers  []io.Closer    // wrappers of the sockets, closed when the pair ends (see RelaySocket)
 	cause    error          // a Cut before Start, to apply when it starts

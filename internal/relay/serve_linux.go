@@ -30,6 +30,9 @@ type ServerConfig struct {
 	// the Server stops accepting, and connections wait in the listen
 	// queue until a pair ends.
 	MaxConns int
+	// PerPeer, if not nil, bounds the connections from one peer: one
+	// more is reset as it is accepted, and ends with ErrPeerLimit.
+	PerPeer *PeerCounter
 	// Accepted, if not nil, is called for each connection accepted, on
 	// a loop with its lock held: it must be quick.
 	Accepted func()
@@ -348,6 +351,11 @@ func (l *loop) accept(s *Server) {
 		}
 		now := l.now
 		p := &Pair{l: l, fd: [2]int{fd, -1}, tcp: [2]bool{true, true}, hidx: -1, srv: s, peer: peer, accepted: now}
+		if !s.cfg.PerPeer.Admit(peer.Addr()) {
+			p.abandon(ErrPeerLimit)
+			continue
+		}
+		p.admitted = true
 		up, err := s.cfg.Connect()
 		if err != nil {
 			if d := s.cfg.Connecting.Done; d != nil {
@@ -446,6 +454,9 @@ func (p *Pair) abandon(err error) {
 // ended reports a pair of the Server's to cfg.Ended, and frees its slot:
 // the Server accepts again if it was full.
 func (s *Server) ended(p *Pair, r Result) {
+	if p.admitted {
+		s.cfg.PerPeer.Release(p.peer.Addr())
+	}
 	s.cfg.Ended(p.peer, epoch.Add(time.Duration(p.accepted)), r)
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMaxConnsPerPeer: with --max-conns-per-peer 2, a third connection
+// from one client address is reset and logged while two are open, another
+// address is served, and once one of the two ends the client may connect
+// again. On the relay's lean path (its event core accepts), on the usual
+// path (TETHER_RELAY_LEAN=off, and a UNIX CONNECT, which the core does
+// not dial), and in tether serve.
+func TestMaxConnsPerPeer(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		argv func(target string) []string
+	}{
+		{"relay, lean path", func(target string) []string {
+			return []string{tetherBin, "relay", "--log-format", "json", "--max-conns-per-peer", "2", "tcp:0:interface=127.0.0.1", target}
+		}},
+		{"relay, usual path", func(target string) []string {
+			return []string{"env", "TETHER_RELAY_LEAN=off", tetherBin, "relay", "--log-format", "json", "--max-conns-per-peer", "2", "tcp:0:interface=127.0.0.1", target}
+		}},
+		{"serve", func(string) []string {
+			return []string{tetherBin, "serve", "--log-format", "json", "--max-conns-per-peer", "2", "tcp:0:interface=0.0.0.0"}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ln, target := listenTest(t, "tcp")
+			echoServer(ln)
+			p := startTether(t, c.argv(target)...)
+			addr := p.waitLog("listening", nil)["addr"].(string)
+			if strings.Contains(c.name, "lean") {
+				p.waitLog(leanMsg, nil) // or the test tests the usual path twice
+			}
+			_, port, _ := net.SplitHostPort(addr)
+			to := "127.0.0.1:" + port
+			// dial connects from the address from and sends a byte that
+			// comes back: an error if not, a reset perhaps already in
+			// connect(2) (on loopback the relay can accept and reset
+			// before the dialler looks at its socket again).
+			dial := func(from string) (net.Conn, error) {
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+				conn, err := d.Dial("tcp", to)
+				if err != nil {
+					return nil, err
+				}
+				t.Cleanup(func() { conn.Close() })
+				conn.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := conn.Write([]byte("x")); err != nil {
+					return conn, err
+				}
+				_, err = io.ReadFull(conn, make([]byte, 1))
+				return conn, err
+			}
+			a1, err := dial("127.0.0.2")
+			if err != nil {
+				t.Fatalf("the first connection from 127.0.0.2: %v", err)
+			}
+			if _, err := dial("127.0.0.2"); err != nil {
+				t.Fatalf("the second connection from 127.0.0.2: %v", err)
+			}
+			if _, err := dial("127.0.0.2"); err == nil || !strings.Contains(err.Error(), "reset") {
+				t.Errorf("a third connection from 127.0.0.2: %v, want it reset", err)
+			}
+			line := p.waitLog("too many connections from this peer; connection reset", nil)
+			if !strings.HasPrefix(line["peer"].(string), "127.0.0.2:") || line["max_conns_per_peer"] != 2.0 {
+				t.Errorf("its log line: %v", line)
+			}
+			if _, err := dial("127.0.0.3"); err != nil {
+				t.Errorf("a connection from 127.0.0.3 while 127.0.0.2 has two: %v", err)
+			}
+			a1.Close()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				_, err := dial("127.0.0.2")
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("127.0.0.2, with one of its two connections closed, is still refused: %v", err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
