@@ -8,6 +8,47 @@ import (
 	"time"
 )
 
+// TestMaxConnsPerPeerBeforeHandshake: on a tls: LISTEN a connection
+// counts from its accept, before its handshake, so that connections that
+// never finish one cannot take every --max-conns slot: with a limit of 1,
+// a second silent connection from the same client is reset at once, not
+// after the handshake timeout.
+func TestMaxConnsPerPeerBeforeHandshake(t *testing.T) {
+	ln, target := listenTest(t, "tcp")
+	echoServer(ln)
+	p := startTether(t, tetherBin, "relay", "--log-format", "json", "--dev-cert", "--max-conns-per-peer", "1",
+		"tls:0:interface=127.0.0.1:handshakeTimeout=30", target)
+	addr := p.waitLog("listening", nil)["addr"].(string)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	silent, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// Once the relay has taken the silent one (a moment after the
+	// dial), a second is reset; until then it waits in its handshake,
+	// and is given up after 300 ms for another try.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		second, err := d.Dial("tcp", addr)
+		if err == nil {
+			second.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			_, err = second.Read(make([]byte, 1))
+			second.Close()
+		}
+		if err != nil && strings.Contains(err.Error(), "reset") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a second silent connection from 127.0.0.2: %v; want a reset, long before the handshake timeout (30 s)", err)
+		}
+	}
+	line := p.waitLog("too many connections from this peer; connection reset", nil)
+	if !strings.HasPrefix(line["peer"].(string), "127.0.0.2:") {
+		t.Errorf("its log line: %v", line)
+	}
+}
+
 // TestMaxConnsPerPeer: with --max-conns-per-peer 2, a third connection
 // from one client address is reset and logged while two are open, another
 // address is served, and once one of the two ends the client may connect
@@ -74,8 +115,15 @@ func TestMaxConnsPerPeer(t *testing.T) {
 			if _, err := dial("127.0.0.3"); err != nil {
 				t.Errorf("a connection from 127.0.0.3 while 127.0.0.2 has two: %v", err)
 			}
+			// A client that ends its connection (its end, then the
+			// relay's) may connect again: at once, but for the moment
+			// in which the relay, having sent its end, closes the pair.
+			a1.(*net.TCPConn).CloseWrite()
+			if _, err := io.ReadAll(a1); err != nil {
+				t.Fatalf("the end of a connection from 127.0.0.2: %v", err)
+			}
 			a1.Close()
-			deadline := time.Now().Add(10 * time.Second)
+			deadline := time.Now().Add(2 * time.Second)
 			for {
 				_, err := dial("127.0.0.2")
 				if err == nil {

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -68,12 +69,18 @@ logged with its reason. Running out of file descriptors pauses accepting
 (5ms, doubling to 1s) instead of stopping the relay.
 
 --max-conns-per-peer N bounds the connections open at once from one
-client: an IPv4 address, or an IPv6 /64 (what one client can hold whole);
-for a haproxy: LISTEN, the client its PROXY header names. One more is reset
-as soon as it is established, and logged ("too many connections from this
-peer"), so that no one client can take every slot of --max-conns or every
-file descriptor; the others are served as before. UNIX peers are not
-counted.
+client: an IPv4 address, or an IPv6 /64 (what one client can hold whole).
+One more is reset as it is accepted, before any TLS handshake, so that no
+one client can take every slot of --max-conns or every file descriptor,
+even with connections that never finish a handshake; the others are
+served as before. Refusals are logged ("too many connections from this
+peer") at most once a second, with how many were not, and counted in the
+metrics. Behind a haproxy: LISTEN the client is the one its PROXY header
+names, counted once the header is read: the limit is only as good as the
+load balancers that may send one. UNIX peers are not counted. A client
+that connects again the instant its connection ends may find it counted
+for that instant; and during a SIGHUP restart the new process counts
+afresh while the old one drains.
 
 A connection that ends in error (a reset or failure on either side, a
 TLS peer that ends its stream without close_notify, the idle timeout, a
@@ -369,10 +376,7 @@ const proxyHeaderTimeout = 10 * time.Second
 // clientCA= refuses, costs the service behind the relay nothing.
 func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 	start := time.Now()
-	if !establish(ctx, r.log, r.m, conn, start) {
-		return
-	}
-	release, ok := admitPeer(r.peers, r.log, r.m, conn, start)
+	release, ok := establishAdmitted(ctx, r.peers, r.log, r.m, conn, start)
 	if !ok {
 		return
 	}
@@ -429,22 +433,23 @@ func (r *relayCmd) handle(ctx context.Context, conn net.Conn) {
 		r.m.holdActive()
 		handedOn = true
 		go func() {
-			r.join(jctx, in, up, peer, start)
+			r.join(jctx, in, up, peer, start, release)
 			cancel(nil)
-			release()
 			r.m.releaseActive()
 			done()
 		}()
 		return
 	}
 	cancel(nil)
-	r.join(ctx, in, up, peer, start)
+	handedOn = true
+	r.join(ctx, in, up, peer, start, release)
 }
 
 // join relays a pair with Join, in the goroutine that calls it, and writes
 // its log line.
-func (r *relayCmd) join(ctx context.Context, in, up net.Conn, peer string, start time.Time) {
+func (r *relayCmd) join(ctx context.Context, in, up net.Conn, peer string, start time.Time, release func()) {
 	res := r.joiner.Join(ctx, in, up)
+	release() // before anything slower: the client may be connecting again
 	err := res.Err
 	var more []any
 	// Join has closed up; an exec: program has exited by now.
@@ -490,9 +495,9 @@ func (r *relayCmd) handOff(ctx context.Context, conn, in, up net.Conn, peer stri
 	if detached {
 		r.m.holdActive() // the handler returns; the pair is still active
 		p.Start(func(res relay.Result) {
+			release()
 			logEnd(r.log, r.m, peer, start, res.AToB, res.BToA, res.Err,
 				unsignalledSides(res.Unsignalled[0], res.Unsignalled[1])...)
-			release()
 			r.m.releaseActive()
 			done()
 		})
@@ -508,9 +513,9 @@ func (r *relayCmd) handOff(ctx context.Context, conn, in, up net.Conn, peer stri
 		p.Cut(context.Cause(ctx))
 		res = <-ended
 	}
+	release()
 	logEnd(r.log, r.m, peer, start, res.AToB, res.BToA, res.Err,
 		unsignalledSides(res.Unsignalled[0], res.Unsignalled[1])...)
-	release()
 	return true
 }
 
@@ -547,10 +552,50 @@ func establish(ctx context.Context, log *slog.Logger, m *metrics, conn net.Conn,
 	return false
 }
 
-// admitPeer counts an established connection against --max-conns-per-peer
-// (by the peer LISTEN reports: a haproxy: LISTEN's is the client its
-// PROXY header names), and returns what uncounts it when it ends. One over
-// the limit is reset, logged and counted as ended, and admitPeer returns
+// establishAdmitted establishes conn (see establish) and counts it
+// against --max-conns-per-peer, returning what uncounts it when it ends;
+// false if it was refused or failed (it is then reset, logged and counted
+// as ended). It is counted before its TLS handshake, by the socket's peer,
+// so that connections that never finish one count too; behind a PROXY
+// header, once the header is read, by the client the header names.
+func establishAdmitted(ctx context.Context, peers *relay.PeerCounter, log *slog.Logger, m *metrics, conn net.Conn, start time.Time) (release func(), ok bool) {
+	behind := behindProxyHeader(conn)
+	release = func() {}
+	if !behind {
+		if release, ok = admitPeer(peers, log, m, conn, start); !ok {
+			return nil, false
+		}
+	}
+	if !establish(ctx, log, m, conn, start) {
+		release()
+		return nil, false
+	}
+	if behind {
+		return admitPeer(peers, log, m, conn, start)
+	}
+	return release, true
+}
+
+// behindProxyHeader says whether conn's peer is named by a PROXY protocol
+// header (a haproxy: LISTEN, perhaps under TLS), which asking for it
+// before the header is read would wait for.
+func behindProxyHeader(conn net.Conn) bool {
+	for c := conn; c != nil; {
+		if _, ok := c.(*proxyproto.Conn); ok {
+			return true
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok || w.NetConn() == c {
+			return false
+		}
+		c = w.NetConn()
+	}
+	return false
+}
+
+// admitPeer counts conn against --max-conns-per-peer by the peer it
+// reports, and returns what uncounts it. One over the limit is reset,
+// logged (see refusalLine) and counted as ended, and admitPeer returns
 // false. A peer that is not IP (UNIX) is not limited.
 func admitPeer(peers *relay.PeerCounter, log *slog.Logger, m *metrics, conn net.Conn, start time.Time) (release func(), ok bool) {
 	addr := peerAddr(conn.RemoteAddr())
@@ -558,9 +603,33 @@ func admitPeer(peers *relay.PeerCounter, log *slog.Logger, m *metrics, conn net.
 		return func() { peers.Release(addr) }, true
 	}
 	m.end(endPeerLimit, start, 0, 0)
-	log.Warn(relay.ErrPeerLimit.Error(), append([]any{"peer", addrString(conn.RemoteAddr()), "max_conns_per_peer", peers.Max()},
-		unsignalled(endpoint.Abort(conn), nil)...)...)
+	more := unsignalled(endpoint.Abort(conn), nil)
+	if logIt, skipped := refusalLine(); logIt {
+		log.Warn(relay.ErrPeerLimit.Error(), append([]any{"peer", addrString(conn.RemoteAddr()),
+			"max_conns_per_peer", peers.Max(), "not_logged_since", skipped}, more...)...)
+	}
 	return nil, false
+}
+
+// refusals spaces the log lines of connections refused over
+// --max-conns-per-peer: at most one a second, saying how many were not
+// logged since the last (the metrics count every one), so that a client
+// hammering the relay does not fill its log.
+var refusals struct {
+	sync.Mutex
+	last    time.Time
+	skipped int
+}
+
+func refusalLine() (logIt bool, skipped int) {
+	refusals.Lock()
+	defer refusals.Unlock()
+	if now := time.Now(); now.Sub(refusals.last) >= time.Second {
+		refusals.last, skipped, refusals.skipped = now, refusals.skipped, 0
+		return true, skipped
+	}
+	refusals.skipped++
+	return false, 0
 }
 
 // peerAddr is the IP address of a peer, or the zero Addr if it has none.

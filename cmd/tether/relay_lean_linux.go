@@ -76,7 +76,10 @@ func (r *relayCmd) leanEnded(peer netip.AddrPort, start time.Time, res relay.Res
 	}
 	if errors.Is(res.Err, relay.ErrPeerLimit) {
 		r.m.end(endPeerLimit, start, 0, 0)
-		r.log.Warn(relay.ErrPeerLimit.Error(), "peer", peer.String(), "max_conns_per_peer", r.peers.Max())
+		if logIt, skipped := refusalLine(); logIt {
+			r.log.Warn(relay.ErrPeerLimit.Error(), "peer", peer.String(), "max_conns_per_peer", r.peers.Max(),
+				"not_logged_since", skipped)
+		}
 		return
 	}
 	var de *relay.DialError

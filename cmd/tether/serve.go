@@ -179,14 +179,10 @@ func runServe(e *env, args []string) int {
 func serviceHandler(svc service, log *slog.Logger, m *metrics, peers *relay.PeerCounter, idle time.Duration) endpoint.Handler {
 	return endpoint.HandlerFunc(func(ctx context.Context, c net.Conn) {
 		start := time.Now()
-		if !establish(ctx, log, m, c, start) {
-			return
-		}
-		release, ok := admitPeer(peers, log, m, c, start)
+		release, ok := establishAdmitted(ctx, peers, log, m, c, start)
 		if !ok {
 			return
 		}
-		defer release()
 		if idle > 0 {
 			c = newIdleConn(c, idle)
 		}
@@ -206,6 +202,7 @@ func serviceHandler(svc service, log *slog.Logger, m *metrics, peers *relay.Peer
 			// no such error: its output ended where it chose.)
 			more = unsignalled(endpoint.Abort(c), nil)
 		}
+		release() // before the close that the client may answer by connecting again
 		c.Close()
 		logEnd(log, m, peer, start, fromPeer, toPeer, err, more...)
 	})

@@ -739,6 +739,7 @@ func (p *Pair) finish(err error, reset bool) {
 		return
 	}
 	p.ended = true
+	p.releasePeer()
 	p.endConnect()
 	l := p.l
 	if p.hidx >= 0 {

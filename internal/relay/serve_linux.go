@@ -440,6 +440,7 @@ func (p *Pair) speculate() {
 // abandon ends a pair that never made it into the loop: its sockets are
 // reset and closed, and its Result (err) reported.
 func (p *Pair) abandon(err error) {
+	p.releasePeer()
 	for i, fd := range p.fd {
 		if fd >= 0 {
 			rawsys.SetLingerZero(fd)
@@ -451,12 +452,19 @@ func (p *Pair) abandon(err error) {
 	p.l.report(p, Result{Err: err})
 }
 
+// releasePeer uncounts an admitted pair from its Server's PerPeer, as it
+// ends and before its sockets close: a client that sees its connection
+// end and connects again at once finds it uncounted. Called on the loop.
+func (p *Pair) releasePeer() {
+	if p.admitted {
+		p.admitted = false
+		p.srv.cfg.PerPeer.Release(p.peer.Addr())
+	}
+}
+
 // ended reports a pair of the Server's to cfg.Ended, and frees its slot:
 // the Server accepts again if it was full.
 func (s *Server) ended(p *Pair, r Result) {
-	if p.admitted {
-		s.cfg.PerPeer.Release(p.peer.Addr())
-	}
 	s.cfg.Ended(p.peer, epoch.Add(time.Duration(p.accepted)), r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
