@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"log/slog"
 
 	"github.com/tether-endpoints/tether/endpoint"
 	"github.com/tether-endpoints/tether/endpoint/driver"
@@ -25,8 +26,10 @@ filled in:
 
 The checks are those of making the endpoint: the files a tls: or ssl:
 string names are read (a certificate without its key, an expired one, a
-missing trust root file are errors), an exec: program is looked up, an
-fd: or systemd: socket must have been passed to tether, and so on.
+missing trust root file, a file another user could change are errors), an
+exec: program is looked up, an fd: or systemd: socket must have been
+passed to tether, and so on. What would be logged as a warning (a private
+key every user can read) is written to stderr; the exit status is still 0.
 Nothing is listened on or connected to. --syntax-only checks the string
 alone (its grammar, types and arguments) and reads no file, looks up no
 program and looks at no socket; a string nested as a value, such as a
@@ -61,7 +64,15 @@ func runDescribe(e *env, args []string) int {
 		return exitUsage
 	}
 	s := pos[0]
-	a, err := describeArgs(s, *client, *syntaxOnly)
+	// Warnings that making the endpoint logs, without the time.
+	warn := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		}}))
+	a, err := describeArgs(s, *client, *syntaxOnly, warn)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "tether describe:", err)
 		return exitUsage
@@ -77,10 +88,11 @@ func runDescribe(e *env, args []string) int {
 
 // describeArgs checks s as ParseServer or ParseClient does (as ServerArgs
 // or ClientArgs alone with syntaxOnly) and returns its arguments.
-func describeArgs(s string, client, syntaxOnly bool) (*driver.Args, error) {
-	argsOf, parse := driver.ServerArgs, func(s string) error { _, err := endpoint.ParseServer(s); return err }
+func describeArgs(s string, client, syntaxOnly bool, log *slog.Logger) (*driver.Args, error) {
+	opts := &endpoint.Options{Logger: log}
+	argsOf, parse := driver.ServerArgs, func(s string) error { _, err := opts.ParseServer(s); return err }
 	if client {
-		argsOf, parse = driver.ClientArgs, func(s string) error { _, err := endpoint.ParseClient(s); return err }
+		argsOf, parse = driver.ClientArgs, func(s string) error { _, err := opts.ParseClient(s); return err }
 	}
 	a, err := argsOf(s)
 	if err != nil || syntaxOnly {

@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/tether-endpoints/tether/endpoint"
 	"github.com/tether-endpoints/tether/endpoint/driver"
+	"github.com/tether-endpoints/tether/internal/testpeer"
 )
 
 // describeJSON runs describe with args and decodes its JSON.
@@ -238,4 +240,26 @@ func which(syntaxOnly bool) string {
 		return "ServerArgs/ClientArgs"
 	}
 	return "ParseServer/ParseClient"
+}
+
+// TestDescribeWarnsOfReadableKey: a private key every user can read is
+// described (exit 0, the JSON on stdout) with the warning on stderr that
+// tether relay would log, and a key only its owner reads gets none.
+func TestDescribeWarnsOfReadableKey(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		os.Chmod(d, 0o755) // t.TempDir makes both 0700
+	}
+	cert, key := testpeer.NewCA(t, "describe-ca").Issue(dir, "localhost", testpeer.LeafOpts{})
+	s := "tls:8443:certificate=" + cert + ":privateKey=" + key
+	for _, mode := range []os.FileMode{0o600, 0o644} {
+		if err := os.Chmod(key, mode); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut := runCmd("describe", s)
+		warned := strings.Contains(errOut, "holds a private key and is readable by every user (-rw-r--r--): chmod o-r "+key)
+		if code != exitOK || !strings.HasPrefix(out, `{"role":"server","type":"tls"`) || warned != (mode == 0o644) {
+			t.Errorf("describe with a key of mode %v = %d, %q, stderr %q", mode, code, out, errOut)
+		}
+	}
 }
