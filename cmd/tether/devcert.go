@@ -11,6 +11,7 @@ import (
 
 	"github.com/tether-endpoints/tether/endpoint"
 	"github.com/tether-endpoints/tether/endpoint/driver"
+	"github.com/tether-endpoints/tether/internal/pathguard"
 )
 
 // sslDefaultKey is the ssl: server's privateKey default (Twisted's), a
@@ -83,6 +84,13 @@ func devCert(e *env, cmd, listen string, enabled bool) (out string, attrs []any,
 		return listen, nil, cleanup, exitFailure
 	}
 	cleanup = func() { os.RemoveAll(dir) }
+	if _, why := pathguard.Check(dir, false); why != "" {
+		// LISTEN would refuse the files (see the TLS types' notes): say
+		// so, and what to do, before any word of serving them.
+		cleanup()
+		fmt.Fprintf(e.stderr, "tether %s: --dev-cert: the temporary directory %s can be changed by other users: %s; set TMPDIR to a directory of your own\n", cmd, dir, why)
+		return listen, nil, func() {}, exitFailure
+	}
 	certPath, keyPath, err := cert.writeFiles(dir)
 	if err != nil {
 		cleanup()

@@ -187,4 +187,20 @@ func TestDevCertRefusals(t *testing.T) {
 		strings.Contains(errOut, "THROWAWAY") {
 		t.Errorf("serve --dev-cert with a certificate named = %d, %q; want exit 2 and the missing file", code, errOut)
 	}
+	// A temporary directory other users can write to: LISTEN would refuse
+	// the files, so none is made, and nothing says one is served.
+	open := filepath.Join(t.TempDir(), "tmp")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777)
+	t.Setenv("TMPDIR", open)
+	code, _, errOut = runCmd("serve", "--dev-cert", "tls:0:interface=127.0.0.1")
+	if code != exitFailure || !strings.Contains(errOut, "can be changed by other users: its directory "+open+" is writable by every user") ||
+		!strings.Contains(errOut, "set TMPDIR to a directory of your own") || strings.Contains(errOut, "THROWAWAY") {
+		t.Errorf("serve --dev-cert with TMPDIR writable by everyone = %d, %q; want exit 1 and why, before any warning", code, errOut)
+	}
+	if ents, _ := os.ReadDir(open); len(ents) != 0 {
+		t.Errorf("the refused temporary directory was left behind: %v", ents)
+	}
 }
