@@ -439,12 +439,15 @@ medianminmax() {
 stats() {
 	echo "$(awk '$2 != "FAIL" {print $2}' "$1" | medianminmax) $(sort -k1,1n "$1" | awk '{printf "%s%s", (NR > 1 ? " " : ""), $2}')"
 }
+# runratios A B: A/B for each run that both have, a line each.
+runratios() {
+	awk 'NR == FNR {a[$1] = $2; next} ($1 in a) && a[$1] != "FAIL" && $2 != "FAIL" && $2 + 0 > 0 {print a[$1] / $2}' "$1" "$2"
+}
 # ratios A B: A/B run by run, "median min max" (or "- - -"), unrounded so
 # that a target such as "in every run" is judged on the true figure.
 ratios() {
 	[ -s "$1" ] && [ -s "$2" ] || { echo "- - -"; return; }
-	awk 'NR == FNR {a[$1] = $2; next} ($1 in a) && a[$1] != "FAIL" && $2 != "FAIL" && $2 + 0 > 0 {print a[$1] / $2}' "$1" "$2" |
-		medianminmax | awk '$1 == "FAIL" {print "- - -"; next} {printf "%.4f %.4f %.4f\n", $1, $2, $3}'
+	runratios "$1" "$2" | medianminmax | awk '$1 == "FAIL" {print "- - -"; next} {printf "%.4f %.4f %.4f\n", $1, $2, $3}'
 }
 # spread A B: how sure the median of A/B is, from the runs alone: "WINS N
 # LO HI", A ahead of B in WINS of the N runs, and LO-HI the interval that
@@ -455,8 +458,7 @@ ratios() {
 # "- - - -" with no ratios.
 spread() {
 	[ -s "$1" ] && [ -s "$2" ] || { echo "- - - -"; return; }
-	awk 'NR == FNR {a[$1] = $2; next} ($1 in a) && a[$1] != "FAIL" && $2 != "FAIL" && $2 + 0 > 0 {print a[$1] / $2}' "$1" "$2" |
-		sort -g | awk '{v[++n] = $1; if ($1 > 1) w++} END {
+	runratios "$1" "$2" | sort -g | awk '{v[++n] = $1; if ($1 > 1) w++} END {
 			if (n == 0) { print "- - - -"; exit }
 			j = 1; p = 0; c = 1
 			for (i = 0; i < n; i++) { p += c / 2 ^ n; c = c * (n - i) / (i + 1); if (p > 0.025) break; j = i + 1 }

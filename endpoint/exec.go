@@ -94,19 +94,25 @@ func newExecClient(a *driver.Args) (driver.Client, error) {
 	// now, as it is checked now, not of whenever Dial runs. The names are
 	// joined as the kernel will resolve them: filepath.Join would take
 	// "link/.." away as text, where the kernel follows the link first.
-	wd, err := os.Getwd()
-	if err != nil {
-		return nil, argErrorWrap(a, "argv", driver.WrapError(ErrBadArgument, err, "the working directory: "+err.Error()))
+	var err error
+	fromWD := func(name string) (string, error) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", argErrorWrap(a, "argv", driver.WrapError(ErrBadArgument, err, "the working directory: "+err.Error()))
+		}
+		return wd + "/" + name, nil
 	}
 	if c.dir != "" && !filepath.IsAbs(c.dir) {
-		c.dir = wd + "/" + c.dir
+		if c.dir, err = fromWD(c.dir); err != nil {
+			return nil, err
+		}
 	}
 	prog := c.argv[0]
 	if strings.Contains(prog, "/") && !filepath.IsAbs(prog) {
 		if c.dir != "" {
 			prog = c.dir + "/" + prog // the program is run from dir
-		} else {
-			prog = wd + "/" + prog
+		} else if prog, err = fromWD(prog); err != nil {
+			return nil, err
 		}
 	}
 	path, err := exec.LookPath(prog)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tether-endpoints/tether/endpoint"
 	"github.com/tether-endpoints/tether/endpoint/driver"
+	"github.com/tether-endpoints/tether/internal/abort"
 	"github.com/tether-endpoints/tether/internal/relay"
 	"github.com/tether-endpoints/tether/proxyproto"
 )
@@ -580,15 +581,10 @@ func establishAdmitted(ctx context.Context, peers *relay.PeerCounter, log *slog.
 // header (a haproxy: LISTEN, perhaps under TLS), which asking for it
 // before the header is read would wait for.
 func behindProxyHeader(conn net.Conn) bool {
-	for c := conn; c != nil; {
+	for _, c := range abort.Layers(conn) {
 		if _, ok := c.(*proxyproto.Conn); ok {
 			return true
 		}
-		w, ok := c.(interface{ NetConn() net.Conn })
-		if !ok || w.NetConn() == c {
-			return false
-		}
-		c = w.NetConn()
 	}
 	return false
 }
@@ -632,21 +628,17 @@ func refusalLine() (logIt bool, skipped int) {
 	return false, 0
 }
 
-// peerAddr is the IP address of a peer, or the zero Addr if it has none.
+// peerAddr is the IP address of a peer (a *net.TCPAddr's, or one that
+// prints as IP:port), or the zero Addr if it has none.
 func peerAddr(a net.Addr) netip.Addr {
 	switch a := a.(type) {
-	case *net.TCPAddr:
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
 	case interface{ AddrPort() netip.AddrPort }:
-		return a.AddrPort().Addr().Unmap()
+		return a.AddrPort().Addr()
 	case nil:
 		return netip.Addr{}
 	}
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap.Addr()
 }
 
 // unsignalled turns the errors of aborting the peer's and the upstream's
